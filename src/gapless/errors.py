@@ -1,0 +1,78 @@
+"""The exception tree of Gapless, each with a stable `code` and an HTTP status.
+
+Imports nothing from gapless. The web layer translates these once, at one
+boundary, into `{"error": {"code", "message"}}`; nothing else knows HTTP.
+
+    GaplessError (500)
+    ├── InvalidError (422)         bad input: wrong shape, unknown parent, unknown model
+    │   └── TooLargeError (413)    content over the limit
+    ├── NotFoundError (404)        missing, or not the caller's (never leaks existence)
+    ├── UnauthorizedError (401)    no or bad credentials
+    ├── ForbiddenError (403)       CSRF or Origin refused (never used to hide a resource)
+    ├── ConflictError (409)        the state forbids the action
+    ├── RateLimitedError (429)
+    ├── CursorError (400)          a cursor that cannot be parsed (transports answer `reset`)
+    └── ProviderError (502)        a model provider failed; `code` says how
+"""
+
+from __future__ import annotations
+
+
+class GaplessError(Exception):
+    """Base of every error Gapless raises on purpose."""
+
+    code = "internal"
+    status = 500
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidError(GaplessError):
+    code = "invalid"
+    status = 422
+
+
+class TooLargeError(InvalidError):
+    code = "too_large"
+    status = 413
+
+
+class NotFoundError(GaplessError):
+    code = "not_found"
+    status = 404
+
+
+class UnauthorizedError(GaplessError):
+    code = "unauthorized"
+    status = 401
+
+
+class ForbiddenError(GaplessError):
+    code = "forbidden"
+    status = 403
+
+
+class ConflictError(GaplessError):
+    code = "conflict"
+    status = 409
+
+
+class RateLimitedError(GaplessError):
+    code = "rate_limited"
+    status = 429
+
+
+class CursorError(GaplessError):
+    code = "bad_cursor"
+    status = 400
+
+
+class ProviderError(GaplessError):
+    """A model provider failed. `code` is stable (`auth`, `rate_limit`, `timeout`, ...)."""
+
+    code = "provider_error"
+    status = 502
