@@ -1,0 +1,339 @@
+"""A scripted HTTP/1.1 server that speaks the OpenAI and Anthropic streaming wire formats.
+
+The official SDKs parse these bytes exactly as they parse the real APIs', so the
+providers are tested end to end with no SDK mocked. Raw asyncio sockets rather
+than a web framework, because a test must also be able to break a connection
+mid-body (`drop`) and to go silent past the client's time-out (`stall`).
+
+The scenario is chosen per request by the `model` field, so one server serves
+every test: `POST /v1/chat/completions` plays `OPENAI[model]`, `POST
+/v1/messages` plays `ANTHROPIC[model]`; an unknown model answers 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+End = Literal["done", "drop", "stall"]
+
+
+def compact(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def sse(data: object, event: str | None = None) -> bytes:
+    """One server-sent event as the APIs write it: optional `event:`, one `data:` line."""
+    text = data if isinstance(data, str) else compact(data)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {text}\n\n".encode()
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    events: tuple[bytes, ...] = ()
+    end: End = "done"  # how the body ends: complete, connection cut, or silence
+    body: object = None  # the JSON body of an error answer
+
+
+@dataclass(frozen=True)
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+# --- OpenAI chat completions --------------------------------------------------------------
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    return sse(
+        {
+            "id": "chatcmpl-wire",
+            "object": "chat.completion.chunk",
+            "created": 1763888000,
+            "model": "wire-model",
+            "system_fingerprint": "fp_wire",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "usage": None,
+        }
+    )
+
+
+def usage_chunk(prompt: int, completion: int, reasoning: int) -> bytes:
+    return sse(
+        {
+            "id": "chatcmpl-wire",
+            "object": "chat.completion.chunk",
+            "created": 1763888000,
+            "model": "wire-model",
+            "system_fingerprint": "fp_wire",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": reasoning,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+            },
+        }
+    )
+
+
+def openai_error(message: str, type_: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+DONE = sse("[DONE]")
+HELLO = (chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}))
+
+OPENAI: dict[str, Reply] = {
+    "chat": Reply(
+        events=(
+            chunk({"role": "assistant", "content": ""}),
+            chunk({"reasoning_content": "Let me"}),  # llama.cpp's field
+            chunk({"reasoning": " think."}),  # Ollama's and vLLM's field
+            chunk({"content": "Hello"}),
+            chunk({"content": ", world"}),
+            chunk({}, finish="stop"),
+            usage_chunk(prompt=12, completion=9, reasoning=3),
+            DONE,
+        )
+    ),
+    # llama.cpp's server: no usage chunk even when asked, no `usage` key at all
+    "quiet": Reply(
+        events=(
+            sse({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "One"}, "finish_reason": None}]}),
+            sse({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": " two"}, "finish_reason": None}]}),
+            sse({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+            DONE,
+        )
+    ),
+    "unauthorized": Reply(
+        status=401,
+        body=openai_error(
+            "Incorrect API key provided: sk-wrong. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            "invalid_api_key",
+        ),
+    ),
+    "rate-limited": Reply(
+        status=429,
+        body=openai_error(
+            "Rate limit reached for requests. Please try again in 20s.",
+            "requests",
+            "rate_limit_exceeded",
+        ),
+    ),
+    "bad": Reply(
+        status=400,
+        body=openai_error("'messages' must contain at least one message.",
+                          "invalid_request_error", None),
+    ),
+    "broken": Reply(
+        status=500,
+        body=openai_error("The server had an error while processing your request.",
+                          "server_error", None),
+    ),
+    "error-event": Reply(
+        events=(
+            *HELLO,
+            sse(openai_error("The server had an error while processing your request.",
+                             "server_error", None)),
+        )
+    ),
+    "drop": Reply(events=(*HELLO, chunk({"content": "lo"})), end="drop"),
+    "stall": Reply(events=HELLO, end="stall"),
+}
+
+
+def openai_missing(model: str) -> Reply:
+    message = f"The model `{model}` does not exist or you do not have access to it."
+    return Reply(status=404, body=openai_error(message, "invalid_request_error", "model_not_found"))
+
+
+# --- Anthropic messages -------------------------------------------------------------------
+
+
+def event(type_: str, **data: Any) -> bytes:
+    return sse({"type": type_, **data}, event=type_)
+
+
+def message_start(input_tokens: int) -> bytes:
+    return event(
+        "message_start",
+        message={
+            "id": "msg_wire",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-wire",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": input_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": 1,
+            },
+        },
+    )
+
+
+def block_start(index: int, kind: str) -> bytes:
+    block: dict[str, Any] = {"type": kind, kind: ""}
+    if kind == "thinking":
+        block["signature"] = ""
+    return event("content_block_start", index=index, content_block=block)
+
+
+def text_delta(index: int, text: str) -> bytes:
+    return event("content_block_delta", index=index, delta={"type": "text_delta", "text": text})
+
+
+def thinking_delta(index: int, text: str) -> bytes:
+    return event(
+        "content_block_delta", index=index, delta={"type": "thinking_delta", "thinking": text}
+    )
+
+
+def anthropic_error(type_: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": type_, "message": message}, "request_id": "req_wire"}
+
+
+OPENING = (message_start(25), block_start(0, "text"), text_delta(0, "Hel"))
+
+ANTHROPIC: dict[str, Reply] = {
+    "chat": Reply(
+        events=(
+            message_start(25),
+            block_start(0, "thinking"),
+            event("ping"),
+            thinking_delta(0, "Let me"),
+            thinking_delta(0, " think."),
+            event("content_block_delta", index=0,
+                  delta={"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA"}),
+            event("content_block_stop", index=0),
+            block_start(1, "text"),
+            text_delta(1, "Hello"),
+            text_delta(1, ", world"),
+            event("content_block_stop", index=1),
+            event("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None},
+                  usage={"output_tokens": 30}),
+            event("message_stop"),
+        )
+    ),
+    "unauthorized": Reply(status=401, body=anthropic_error("authentication_error",
+                                                           "invalid x-api-key")),
+    "forbidden": Reply(status=403, body=anthropic_error(
+        "permission_error", "Your API key does not have permission to use this resource.")),
+    "rate-limited": Reply(status=429, body=anthropic_error(
+        "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit")),
+    "bad": Reply(status=400, body=anthropic_error(
+        "invalid_request_error", "max_tokens: Field required")),
+    "overloaded": Reply(status=529, body=anthropic_error("overloaded_error", "Overloaded")),
+    "error-event": Reply(
+        events=(*OPENING, sse(anthropic_error("overloaded_error", "Overloaded"), event="error"))
+    ),
+    "drop": Reply(events=(*OPENING, text_delta(0, "lo")), end="drop"),
+    "stall": Reply(events=OPENING, end="stall"),
+}
+
+
+def anthropic_missing(model: str) -> Reply:
+    return Reply(status=404, body=anthropic_error("not_found_error", f"model: {model}"))
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+def reply_for(path: str, model: str) -> Reply:
+    if path.endswith("/chat/completions"):
+        return OPENAI.get(model) or openai_missing(model)
+    return ANTHROPIC.get(model) or anthropic_missing(model)
+
+
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+           404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
+           529: "Overloaded"}
+
+
+def head(status: int, headers: dict[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status} {REASONS[status]}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@dataclass
+class Wire:
+    """Serves the scripts on 127.0.0.1; `seen` records every request, in order."""
+
+    seen: list[Seen] = field(default_factory=list)
+    port: int = 0
+    server: asyncio.Server | None = None
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self.closing.set()  # releases stalled answers, so their handlers end
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            path, headers, body = await self.read(reader)
+            self.seen.append(Seen(path, headers, body))
+            await self.answer(reply_for(path, str(body.get("model"))), writer)
+        finally:
+            writer.close()
+
+    async def read(self, reader: asyncio.StreamReader) -> tuple[str, dict[str, str], Any]:
+        lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        path = lines[0].split(" ")[1]
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        raw = await reader.readexactly(int(headers.get("content-length", "0")))
+        return path, headers, json.loads(raw or b"{}")
+
+    async def answer(self, reply: Reply, writer: asyncio.StreamWriter) -> None:
+        if reply.status != 200:
+            data = compact(reply.body).encode()
+            writer.write(head(reply.status, {"content-type": "application/json",
+                                             "content-length": str(len(data)),
+                                             "connection": "close"}) + data)
+            await writer.drain()
+            return
+        writer.write(head(200, {"content-type": "text/event-stream; charset=utf-8",
+                                "transfer-encoding": "chunked", "cache-control": "no-cache",
+                                "connection": "close"}))
+        for data in reply.events:
+            writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            await writer.drain()
+        if reply.end == "done":
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        elif reply.end == "stall":
+            await self.closing.wait()
+        # "drop": return without the last chunk; `serve` closes the socket mid-body
