@@ -55,8 +55,9 @@ DEFAULT_PRICES: Mapping[str, Price] = MappingProxyType(
 )
 
 
-def with_overrides(overrides: Mapping[str, Price], base: Mapping[str, Price] = DEFAULT_PRICES
-                   ) -> dict[str, Price]:
+def with_overrides(
+    overrides: Mapping[str, Price], base: Mapping[str, Price] = DEFAULT_PRICES
+) -> dict[str, Price]:
     """The table configuration builds: the defaults, extended and overridden by `overrides`."""
     return {**base, **overrides}
 

@@ -145,9 +145,7 @@ class Replica:
         fresh: dict[str, dict[str, Any]] = {}
         for message in messages:
             local = self.messages.get(message["id"])
-            fresh[message["id"]] = (
-                message if local is None or supersedes(message, local) else local
-            )
+            fresh[message["id"]] = message if local is None or supersedes(message, local) else local
         self.messages = fresh
         self.cursor = cursor
         self.stale = False
@@ -195,10 +193,7 @@ class Replica:
         local = self.messages.get(message["id"])
         if local is None or supersedes(message, local):
             self.messages[message["id"]] = message
-        for delta in self.held.pop(message["id"], []):
-            if not self._delta(delta):
-                return False
-        return True
+        return all(self._delta(delta) for delta in self.held.pop(message["id"], []))
 
     def _drop(self, message_id: str) -> None:
         doomed = {message_id}

@@ -43,7 +43,7 @@ class EventLog(Protocol):
         ...
 
     async def head(self, stream: str) -> str:
-        """The cursor of the newest event (or of the empty start): subscribing from it misses nothing after."""
+        """The cursor of the newest event (or of the empty start); nothing after it is missed."""
         ...
 
     async def subscribe(self, stream: str, cursor: str | None) -> Subscription:

@@ -32,7 +32,7 @@ def answer_for(question: str) -> str:
         "3. and it never reorders them.\n\n"
         "| guarantee | how |\n| --- | --- |\n"
         "| prefix | numbered deltas |\n| convergence | state with its cursor |\n\n"
-        "```python\ndef hello(name: str) -> str:\n    return f\"Hello, {name}!\"\n```\n\n"
+        '```python\ndef hello(name: str) -> str:\n    return f"Hello, {name}!"\n```\n\n'
         "Choose a real model in the picker to talk to one."
     )
 
@@ -62,4 +62,6 @@ class DemoProvider:
             await asyncio.sleep(self.delay)
             output += 1
             yield Text(piece)
-        yield Usage(input_tokens=sum(len(t.content.split()) for t in prompt.turns), output_tokens=output)
+        yield Usage(
+            input_tokens=sum(len(t.content.split()) for t in prompt.turns), output_tokens=output
+        )

@@ -1,0 +1,219 @@
+"""Use cases of chats and messages, with authorisation (a chat one may not see is 404).
+
+Every action that changes a chat commits first and publishes after, so an
+event never announces what the database does not hold; the state is served
+with the cursor it is consistent with. Imports `db`, `log`, `jobs`, `generation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gapless import events
+from gapless.db import Engine
+from gapless.db import chats as db
+from gapless.db.accounts import Caller
+from gapless.errors import ConflictError, InvalidError, NotFoundError, TooLargeError
+from gapless.generation import Context, end_unstarted
+from gapless.jobs.base import Runner
+from gapless.log.base import EventLog, account_stream, chat_stream
+from gapless.providers.base import ModelInfo, split_model
+from gapless.stream import parse_cursor
+
+
+@dataclass(frozen=True)
+class Chats:
+    """Everything the use cases need, built once by `runtime`."""
+
+    engine: Engine
+    log: EventLog
+    runner: Runner
+    context: Context
+    default_model: str
+    max_content: int = 32_000
+
+    # ---- reading -------------------------------------------------------------
+
+    async def chat(self, caller: Caller, chat_id: str) -> dict[str, Any]:
+        chat = await db.get_chat(self.engine, chat_id)
+        if chat is None or not caller.sees(chat["account_id"]):
+            raise NotFoundError("chat not found")
+        return chat
+
+    async def visible(self, caller: Caller) -> list[dict[str, Any]]:
+        return await db.list_chats(self.engine, None if caller.site_admin else caller.account_ids)
+
+    async def state(self, caller: Caller, chat_id: str) -> dict[str, Any]:
+        """`{chat, messages, cursor}`: replaying after `cursor` onto `messages` is the live state.
+
+        The head is read *before* the database, and the cursor is the oldest of
+        it and of every unfinished reply's stored position: whatever the rows
+        lag, the replay covers it, and the reducer drops the overlap.
+        """
+        await self.chat(caller, chat_id)
+        stream = chat_stream(chat_id)
+        head = await self.log.head(stream)
+        state = await db.chat_state(self.engine, chat_id)
+        if state is None:
+            raise NotFoundError("chat not found")
+        return {
+            "chat": state.chat,
+            "messages": state.messages,
+            "cursor": oldest([head, *state.positions]),
+        }
+
+    async def message(self, caller: Caller, message_id: str) -> dict[str, Any]:
+        chat_id = await self._chat_of(caller, message_id)
+        head = await self.log.head(chat_stream(chat_id))
+        message, position = await db.get_message(self.engine, message_id)
+        return {"message": message, "cursor": oldest([head] + ([position] if position else []))}
+
+    async def _chat_of(self, caller: Caller, message_id: str) -> str:
+        try:
+            message, _ = await db.get_message(self.engine, message_id)
+        except KeyError:
+            raise NotFoundError("message not found") from None
+        await self.chat(caller, message["chat_id"])
+        return str(message["chat_id"])
+
+    # ---- chats ---------------------------------------------------------------
+
+    async def create(self, caller: Caller, fields: Mapping[str, Any]) -> dict[str, Any]:
+        account_id = fields.get("account_id") or next(iter(sorted(caller.account_ids)), None)
+        if account_id is None or not caller.sees(account_id):
+            raise InvalidError("no account to create the chat in", code="no_account")
+        model = self.check_model(fields.get("model") or self.default_model)
+        chat = await db.create_chat(
+            self.engine,
+            account_id,
+            (fields.get("title") or "New chat").strip() or "New chat",
+            model,
+            fields.get("system_prompt") or "",
+        )
+        await self.log.append(account_stream(account_id), events.make("chat.created", chat))
+        return chat
+
+    async def update(
+        self, caller: Caller, chat_id: str, fields: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        await self.chat(caller, chat_id)
+        if "model" in fields:
+            self.check_model(fields["model"])
+        if "title" in fields and not str(fields["title"]).strip():
+            raise InvalidError("title must not be empty", code="empty_title")
+        chat = await db.update_chat(self.engine, chat_id, **fields)
+        if chat is None:
+            raise NotFoundError("chat not found")
+        event = events.make("chat.updated", chat)
+        await self.log.append(chat_stream(chat_id), event)
+        await self.log.append(account_stream(chat["account_id"]), event)
+        return chat
+
+    async def delete(self, caller: Caller, chat_id: str) -> None:
+        chat = await self.chat(caller, chat_id)
+        state = await db.chat_state(self.engine, chat_id)
+        for message in state.messages if state else []:
+            if message["status"] in db.UNFINISHED:
+                await self.runner.stop(message["id"])
+        await db.delete_chat(self.engine, chat_id)
+        event = events.make("chat.deleted", {"id": chat_id})
+        await self.log.append(chat_stream(chat_id), event)
+        await self.log.append(account_stream(chat["account_id"]), event)
+
+    # ---- messages ------------------------------------------------------------
+
+    async def post(self, caller: Caller, chat_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Commit the user's message and a pending reply together, publish, then start the job."""
+        chat = await self.chat(caller, chat_id)
+        content = self.check_content(fields.get("content"))
+        model = self.check_model(fields.get("model") or chat["model"])
+        parent = fields.get("parent_id", db.MISSING)
+        try:
+            user, reply = await db.create_exchange(self.engine, chat_id, parent, content, model)
+        except db.ParentError as exc:
+            raise InvalidError(str(exc), code="bad_parent") from None
+        stream = chat_stream(chat_id)
+        await self.log.append(stream, events.message("message.created", user))
+        await self.log.append(stream, events.message("message.created", reply))
+        await self._touch(chat_id)
+        await self.runner.submit(reply["id"])
+        return {"user_message": user, "assistant_message": reply}
+
+    async def retry(self, caller: Caller, message_id: str) -> dict[str, Any]:
+        chat_id = await self._chat_of(caller, message_id)
+        original, _ = await db.get_message(self.engine, message_id)
+        if original["role"] != "assistant":
+            raise ConflictError("only an assistant reply can be retried", code="not_a_reply")
+        chat = await self.chat(caller, chat_id)
+        model = original["model"] or chat["model"]
+        reply = await db.create_reply(self.engine, chat_id, original["parent_id"], model)
+        await self.log.append(chat_stream(chat_id), events.message("message.created", reply))
+        await self._touch(chat_id)
+        await self.runner.submit(reply["id"])
+        return reply
+
+    async def stop(self, caller: Caller, message_id: str) -> dict[str, Any]:
+        """End a pending or streaming reply as `cancelled`; idempotent."""
+        await self._chat_of(caller, message_id)
+        message, _ = await db.get_message(self.engine, message_id)
+        if message["role"] != "assistant":
+            raise ConflictError("only an assistant reply can be stopped", code="not_a_reply")
+        if message["status"] in db.UNFINISHED and not await self.runner.stop(message_id):
+            await end_unstarted(self.context, message_id, "cancelled", None)
+        ended, _ = await db.get_message(self.engine, message_id)
+        return ended
+
+    async def delete_message(self, caller: Caller, message_id: str) -> None:
+        chat_id = await self._chat_of(caller, message_id)
+        doomed = await db.subtree(self.engine, message_id)
+        for doomed_id in doomed:
+            await self.runner.stop(doomed_id)  # no delta of theirs may follow the deletion
+        await db.delete_messages(self.engine, doomed)
+        await self.log.append(
+            chat_stream(chat_id), events.make("message.deleted", {"id": message_id})
+        )
+
+    async def _touch(self, chat_id: str) -> None:
+        chat = await db.update_chat(self.engine, chat_id)
+        if chat is not None:
+            await self.log.append(
+                account_stream(chat["account_id"]), events.make("chat.updated", chat)
+            )
+
+    # ---- checks --------------------------------------------------------------
+
+    def check_content(self, content: Any) -> str:
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidError("content must be a non-empty string", code="empty_content")
+        if len(content) > self.max_content:
+            raise TooLargeError(f"content is over {self.max_content} characters")
+        return content
+
+    def check_model(self, model: Any) -> str:
+        if not isinstance(model, str):
+            raise InvalidError("model must be a string", code="bad_model")
+        if model not in {m.id for m in self.models()}:
+            provider, _ = split_model(model)
+            known = self.context.providers.get(provider)
+            if known is None or not _accepts(known, model):
+                raise InvalidError(f"unknown or disabled model {model!r}", code="unknown_model")
+        return model
+
+    def models(self) -> list[ModelInfo]:
+        return [m for p in self.context.providers.values() for m in p.models()]
+
+
+def _accepts(provider: Any, model: str) -> bool:
+    """Providers with open-ended model names (e.g. `bench:r50-n200`) say so with `accepts`."""
+    accepts = getattr(provider, "accepts", None)
+    return bool(accepts and accepts(model.partition(":")[2]))
+
+
+def oldest(cursors: list[str]) -> str:
+    """The earliest of cursors of one stream (all share the head's epoch once unfinished
+    replies from a lost log have been ended)."""
+    head = parse_cursor(cursors[0])
+    same = [c for c in cursors if parse_cursor(c).epoch == head.epoch]
+    return min(same, key=lambda c: parse_cursor(c).position)

@@ -1,0 +1,190 @@
+"""The `gapless` command: `serve`, `token`, admin commands, and the terminal `chat` client.
+
+Imports `runtime`, `web`, `accounts`, `client`, `config`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+
+from gapless.accounts import Accounts
+from gapless.config import Settings
+from gapless.errors import GaplessError
+
+T = TypeVar("T")
+app = typer.Typer(
+    help="Gapless: chat with AI models; replies never lose a chunk.", no_args_is_help=True
+)
+account_app = typer.Typer(help="Accounts.")
+user_app = typer.Typer(help="Users.")
+member_app = typer.Typer(help="Account membership.")
+app.add_typer(account_app, name="account")
+app.add_typer(user_app, name="user")
+app.add_typer(member_app, name="member")
+
+
+def _with_runtime(work: Callable[[Any], Awaitable[T]]) -> T:
+    from gapless.runtime import build
+
+    async def main() -> T:
+        runtime = build(Settings())
+        await runtime.start()
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(main())
+    except GaplessError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Run the service (web app, API, generation) in this process."""
+    import uvicorn
+
+    from gapless.runtime import build
+    from gapless.web.app import create_app
+
+    settings = Settings()
+    runtime = build(settings)
+
+    async def main() -> None:
+        created = await runtime.start()
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        typer.echo(f"Gapless is running at {url}")
+        typer.echo(
+            f"models: {', '.join(m.id for m in runtime.chats.models())} "
+            f"(default {settings.default_model})"
+        )
+        if created:
+            typer.echo(f"email: {created.email}")
+            typer.echo(f"password: {created.password}")
+            typer.echo(f"token: {created.token}")
+        else:
+            typer.echo("token: run `gapless token` to print a new API token")
+        sys.stdout.flush()
+        config = uvicorn.Config(
+            create_app(runtime),
+            host=host,
+            port=port,
+            log_level="warning",
+            ws_max_size=64 * 1024,
+            timeout_graceful_shutdown=2,
+            lifespan="on",
+        )
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await runtime.close()
+
+    asyncio.run(main())
+
+
+@app.command()
+def token(email: str = typer.Option("", help="User (default: the first admin).")) -> None:
+    """Print a new API token."""
+    value = _with_runtime(lambda rt: Accounts(rt.engine).new_token(email or None))
+    typer.echo(f"token: {value}")
+
+
+@account_app.command("add")
+def account_add(name: str) -> None:
+    """Create an account."""
+    account_id = _with_runtime(lambda rt: Accounts(rt.engine).add_account(name))
+    typer.echo(f"account: {account_id}")
+
+
+@user_app.command("add")
+def user_add(
+    email: str,
+    name: str = typer.Option("", help="Display name."),
+    password: str = typer.Option("", help="Password for the web sign-in.", prompt=False),
+    account: str = typer.Option("", help="Account (name or id) to join."),
+    admin: bool = typer.Option(False, help="Site admin: sees every account."),
+) -> None:
+    """Create a user (and optionally make them a member of an account)."""
+
+    async def work(rt: Any) -> str:
+        accounts = Accounts(rt.engine)
+        user_id = await accounts.add_user(email, name, password or None, admin)
+        if account:
+            await accounts.add_member(account, email)
+        return user_id
+
+    typer.echo(f"user: {_with_runtime(work)}")
+
+
+@member_app.command("add")
+def member_add(account: str, email: str, role: str = "member") -> None:
+    """Make a user a member of an account."""
+    _with_runtime(lambda rt: Accounts(rt.engine).add_member(account, email, role))
+    typer.echo("ok")
+
+
+@member_app.command("remove")
+def member_remove(account: str, email: str) -> None:
+    """End a user's membership of an account (their live subscriptions end too)."""
+    _with_runtime(lambda rt: Accounts(rt.engine).remove_member(account, email))
+    typer.echo("ok")
+
+
+@app.command()
+def chat(
+    url: str = typer.Option("http://127.0.0.1:8000", envvar="GAPLESS_URL"),
+    token: str = typer.Option("", envvar="GAPLESS_TOKEN", help="API token (`gapless token`)."),
+    chat_id: str = typer.Option("", "--chat", help="Continue this chat."),
+    model: str = typer.Option("", help="Model, as provider:model."),
+) -> None:
+    """Chat in the terminal through the public API (Ctrl-C stops a reply; Ctrl-D quits)."""
+    from gapless.client import Client
+
+    if not token:
+        typer.echo("error: give --token or set GAPLESS_TOKEN (see `gapless token`)", err=True)
+        raise typer.Exit(2)
+    client = Client(url, token)
+    chat_id = chat_id or client.new_chat(model or None)["id"]
+    typer.echo(f"chat {chat_id} — type a message; Ctrl-C stops a reply, Ctrl-D quits.")
+
+    def show(kind: str, text: str) -> None:
+        styled = typer.style(text, dim=True) if kind == "thinking" else text
+        sys.stdout.write(styled)
+        sys.stdout.flush()
+
+    while True:
+        try:
+            line = input("\n> ")
+        except EOFError:
+            return
+        if not line.strip():
+            continue
+        try:
+            sent = client.send(chat_id, line, model or None)
+        except RuntimeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            continue
+        reply_id = sent["assistant_message"]["id"]
+        try:
+            final = client.follow(chat_id, reply_id, show)
+        except KeyboardInterrupt:
+            final = client.stop(reply_id)
+            typer.echo("\n[stopped]")
+        if final.get("error"):
+            typer.echo(f"\n[{final['status']}: {final['error']['message']}]")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

@@ -1,0 +1,324 @@
+"""Chats and their message trees: one function per query or use.
+
+Every write to a reply's row is conditional on the reply being unfinished and
+on the caller's lease (a fencing token), so a stopped, interrupted or
+superseded run can never overwrite the final state. Imports `db.tables`,
+`db.rows`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gapless.db.rows import chat_json, message_json, new_id, now
+from gapless.db.tables import chats, messages
+
+UNFINISHED = ("pending", "streaming")
+MISSING = object()  # "no parent_id key": append to the default path's leaf
+
+
+@dataclass(frozen=True)
+class State:
+    chat: dict[str, Any]
+    messages: list[dict[str, Any]]
+    positions: list[str]  # stored log positions of unfinished replies
+
+
+async def create_chat(
+    engine: AsyncEngine, account_id: str, title: str, model: str, system_prompt: str
+) -> dict[str, Any]:
+    values = dict(
+        id=new_id("chat"),
+        account_id=account_id,
+        title=title,
+        model=model,
+        system_prompt=system_prompt,
+        created_at=now(),
+        updated_at=now(),
+    )
+    async with engine.begin() as conn:
+        await conn.execute(chats.insert().values(**values))
+    return chat_json(SimpleNamespace(**values))
+
+
+async def list_chats(
+    engine: AsyncEngine, account_ids: Iterable[str] | None, limit: int = 200
+) -> list[dict[str, Any]]:
+    query = sa.select(chats).order_by(chats.c.updated_at.desc(), chats.c.id.desc()).limit(limit)
+    if account_ids is not None:
+        query = query.where(chats.c.account_id.in_(list(account_ids)))
+    async with engine.connect() as conn:
+        return [chat_json(row) for row in await conn.execute(query)]
+
+
+async def get_chat(engine: AsyncEngine, chat_id: str) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(chats).where(chats.c.id == chat_id))).first()
+    return chat_json(row) if row else None
+
+
+async def update_chat(engine: AsyncEngine, chat_id: str, **fields: Any) -> dict[str, Any] | None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            chats.update().where(chats.c.id == chat_id).values(**fields, updated_at=now())
+        )
+        row = (await conn.execute(sa.select(chats).where(chats.c.id == chat_id))).first()
+    return chat_json(row) if row else None
+
+
+async def delete_chat(engine: AsyncEngine, chat_id: str) -> None:
+    async with engine.begin() as conn:
+        # Children first: SQLite's cascade on a self-reference needs no help, but be explicit.
+        await conn.execute(messages.delete().where(messages.c.chat_id == chat_id))
+        await conn.execute(chats.delete().where(chats.c.id == chat_id))
+
+
+async def chat_state(engine: AsyncEngine, chat_id: str) -> State | None:
+    """The chat and all its messages, read in one statement (one consistent snapshot)."""
+    async with engine.connect() as conn:
+        chat = (await conn.execute(sa.select(chats).where(chats.c.id == chat_id))).first()
+        if chat is None:
+            return None
+        rows = (
+            await conn.execute(
+                sa.select(messages)
+                .where(messages.c.chat_id == chat_id)
+                .order_by(messages.c.created_at, messages.c.id)
+            )
+        ).all()
+    positions = [r.position for r in rows if r.status in UNFINISHED and r.position]
+    return State(chat_json(chat), [message_json(r) for r in rows], positions)
+
+
+async def get_message(engine: AsyncEngine, message_id: str) -> tuple[dict[str, Any], str | None]:
+    """A message and its stored position (when unfinished); KeyError when missing."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
+    if row is None:
+        raise KeyError(message_id)
+    return message_json(row), (row.position if row.status in UNFINISHED else None)
+
+
+def default_leaf(rows: list[Any]) -> str | None:
+    """Follow the newest child at each step from the newest root (ids sort by time)."""
+    children: dict[str | None, list[str]] = {}
+    for row in rows:
+        children.setdefault(row.parent_id, []).append(row.id)
+    leaf: str | None = None
+    while children.get(leaf):
+        leaf = max(children[leaf])
+    return leaf
+
+
+async def _tree(conn: AsyncConnection, chat_id: str) -> list[Any]:
+    return list(
+        await conn.execute(
+            sa.select(messages.c.id, messages.c.parent_id, messages.c.role).where(
+                messages.c.chat_id == chat_id
+            )
+        )
+    )
+
+
+def _message_values(chat_id: str, parent_id: str | None, role: str, **extra: Any) -> dict[str, Any]:
+    stamp = now()
+    values = dict(
+        id=new_id("msg"),
+        chat_id=chat_id,
+        parent_id=parent_id,
+        role=role,
+        content="",
+        thinking="",
+        status="pending",
+        seq=0,
+        model=None,
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    values.update(extra)
+    return values
+
+
+class ParentError(ValueError):
+    """The parent is not a message of this chat that may take this child."""
+
+
+async def create_exchange(
+    engine: AsyncEngine, chat_id: str, parent: object, content: str, model: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The user's message and a pending reply to it, committed together."""
+    async with engine.begin() as conn:
+        tree = await _tree(conn, chat_id)
+        parent_id = default_leaf(tree) if parent is MISSING else parent
+        if parent_id is not None:
+            roles = {row.id: row.role for row in tree}
+            if parent_id not in roles:
+                raise ParentError("parent_id is not a message of this chat")
+            if roles[parent_id] != "assistant":
+                raise ParentError("a user message must follow an assistant reply")
+        user = _message_values(
+            chat_id,
+            str(parent_id) if parent_id else None,
+            "user",
+            content=content,
+            status="complete",
+        )
+        reply = _message_values(chat_id, user["id"], "assistant", model=model)
+        reply["created_at"] = user["created_at"]
+        await conn.execute(messages.insert(), [user, reply])
+        await conn.execute(chats.update().where(chats.c.id == chat_id).values(updated_at=now()))
+    return _message_dict(user), _message_dict(reply)
+
+
+async def create_reply(
+    engine: AsyncEngine, chat_id: str, parent_id: str, model: str
+) -> dict[str, Any]:
+    reply = _message_values(chat_id, parent_id, "assistant", model=model)
+    async with engine.begin() as conn:
+        await conn.execute(messages.insert().values(**reply))
+        await conn.execute(chats.update().where(chats.c.id == chat_id).values(updated_at=now()))
+    return _message_dict(reply)
+
+
+def _message_dict(values: dict[str, Any]) -> dict[str, Any]:
+    full = dict(
+        error_code=None,
+        error_message=None,
+        input_tokens=None,
+        output_tokens=None,
+        reasoning_tokens=None,
+    )
+    full.update(values)
+    return message_json(SimpleNamespace(**full))
+
+
+async def subtree(engine: AsyncEngine, message_id: str) -> list[str]:
+    """The message and all its descendants, parents first."""
+    async with engine.connect() as conn:
+        chat_id = await conn.scalar(
+            sa.select(messages.c.chat_id).where(messages.c.id == message_id)
+        )
+        if chat_id is None:
+            return []
+        tree = await _tree(conn, chat_id)
+    found = [message_id]
+    for current in found:
+        found.extend(row.id for row in tree if row.parent_id == current)
+    return found
+
+
+async def delete_messages(engine: AsyncEngine, ids: list[str]) -> None:
+    async with engine.begin() as conn:
+        for message_id in reversed(ids):  # children before parents
+            await conn.execute(messages.delete().where(messages.c.id == message_id))
+
+
+async def path(engine: AsyncEngine, message_id: str) -> list[dict[str, Any]]:
+    """The messages from the root down to `message_id`, inclusive."""
+    async with engine.connect() as conn:
+        chat_id = await conn.scalar(
+            sa.select(messages.c.chat_id).where(messages.c.id == message_id)
+        )
+        if chat_id is None:
+            return []
+        rows = {
+            r.id: r
+            for r in await conn.execute(sa.select(messages).where(messages.c.chat_id == chat_id))
+        }
+    chain: list[dict[str, Any]] = []
+    current: str | None = message_id
+    while current is not None and current in rows:
+        chain.append(message_json(rows[current]))
+        current = rows[current].parent_id
+    return chain[::-1]
+
+
+async def unfinished(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Every reply that is still pending or streaming (to end after a crash or restart)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(messages).where(messages.c.status.in_(UNFINISHED)))
+        return [message_json(r) for r in rows]
+
+
+async def unfinished_positions(engine: AsyncEngine) -> dict[str, list[str]]:
+    """chat id -> stored positions of its unfinished replies (what the log must keep)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(messages.c.chat_id, messages.c.position).where(
+                messages.c.status.in_(UNFINISHED), messages.c.position.is_not(None)
+            )
+        )
+        found: dict[str, list[str]] = {}
+        for row in rows:
+            found.setdefault(row.chat_id, []).append(row.position)
+        return found
+
+
+def _owned(message_id: str, lease: str | None) -> sa.ColumnElement[bool]:
+    clause = sa.and_(messages.c.id == message_id, messages.c.status.in_(UNFINISHED))
+    if lease is not None:
+        clause = sa.and_(clause, messages.c.lease == lease)
+    return clause
+
+
+async def start_reply(engine: AsyncEngine, message_id: str, position: str, lease: str) -> bool:
+    """Take the reply for one run, storing the log position it starts from (before any delta)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            messages.update()
+            .where(
+                messages.c.id == message_id,
+                messages.c.status == "pending",
+                messages.c.lease.is_(None),
+            )
+            .values(lease=lease, position=position, updated_at=now())
+        )
+    return result.rowcount == 1
+
+
+async def flush_reply(
+    engine: AsyncEngine,
+    message_id: str,
+    lease: str,
+    content: str,
+    thinking: str,
+    seq: int,
+    position: str,
+) -> bool:
+    """The debounced write: text, seq and the position of the last delta it reflects, at once."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            messages.update()
+            .where(_owned(message_id, lease))
+            .values(
+                content=content,
+                thinking=thinking,
+                seq=seq,
+                position=position,
+                status="streaming",
+                updated_at=now(),
+            )
+        )
+    return result.rowcount == 1
+
+
+async def finish_reply(
+    engine: AsyncEngine, message_id: str, lease: str | None, status: str, **values: Any
+) -> dict[str, Any] | None:
+    """End an unfinished reply (the last write before its final event); None when it had ended."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            messages.update()
+            .where(_owned(message_id, lease))
+            .values(status=status, position=None, updated_at=now(), **values)
+        )
+        if result.rowcount != 1:
+            return None
+        row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).one()
+    return message_json(row)

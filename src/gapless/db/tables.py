@@ -1,0 +1,123 @@
+"""The schema, as SQLAlchemy Core tables (migrations in `migrations/` follow it).
+
+Imports nothing from gapless. Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Time = sa.DateTime(timezone=True)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("password_hash", sa.String(400)),
+    sa.Column("site_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("account_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False, default="member"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # "api" or "session"
+    sa.Column("csrf", sa.String(64)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time),
+)
+
+chats = sa.Table(
+    "chats",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("system_prompt", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_chats_account_updated", "account_id", "updated_at"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("chat_id", sa.ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("parent_id", sa.ForeignKey("messages.id", ondelete="CASCADE")),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("thinking", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("error_code", sa.String(100)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("model", sa.String(200)),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("reasoning_tokens", sa.Integer),
+    # The log cursor of the last event this row reflects, while the reply is unfinished:
+    # a chat's state is served with the oldest of these, so the replay covers the lag.
+    sa.Column("position", sa.String(300)),
+    # The run that may write this row (a fencing token); other runs' writes are refused.
+    sa.Column("lease", sa.String(64)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_messages_chat_created", "chat_id", "created_at"),
+    sa.Index("ix_messages_status", "status"),
+)
+
+generations = sa.Table(
+    "generations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("message_id", sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("chat_id", sa.ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("provider", sa.String(100), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("first_token_at", Time),
+    sa.Column("finished_at", Time),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("reasoning_tokens", sa.Integer),
+    sa.Column("cost", sa.Float),
+    sa.Column("deltas", sa.Integer, nullable=False, default=0),
+    sa.Column("flushes", sa.Integer, nullable=False, default=0),
+    sa.Column("error_code", sa.String(100)),
+    sa.Column("error_message", sa.Text),
+    sa.Index("ix_generations_account_started", "account_id", "started_at"),
+)

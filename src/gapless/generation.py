@@ -1,0 +1,361 @@
+"""The generation job: a reply's chunks to the log at once, to the database on a debounce.
+
+Order is the guarantee, so it is spelled out here:
+1. wait while a reply on this one's path is unfinished;
+2. take the reply (a lease) and store the log head as its position, *before* any delta;
+3. each chunk becomes the next numbered `message.delta`, appended at once;
+4. a debounced writer stores text, seq and the position of the last delta it
+   reflects, in one write, a few times a second at most;
+5. the last write (final status, text, usage) happens before the final event,
+   and no delta follows the final event.
+Providers only yield; this module numbers, persists, times and prices. It
+knows nothing of HTTP. Imports `db`, `log`, `providers`, `events`, `stream`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gapless import events
+from gapless.db import Engine
+from gapless.db import chats as db
+from gapless.db import generations as records
+from gapless.db.rows import now
+from gapless.errors import GaplessError, ProviderError
+from gapless.log.base import EventLog, chat_stream
+from gapless.providers.base import Chunk, Prompt, Provider, Text, Thinking, Turn, Usage, split_model
+from gapless.stream import FINAL_EVENTS, Delta, flush_due
+
+logger = logging.getLogger("gapless.generation")
+
+Hook = Callable[[str, int], Awaitable[None]]
+
+
+async def _nothing(reply_id: str, seq: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Points where tests pause a job to force an interleaving (never used to sleep)."""
+
+    after_delta: Hook = _nothing
+    before_flush: Hook = _nothing
+
+
+@dataclass(frozen=True)
+class Context:
+    engine: Engine
+    log: EventLog
+    providers: Mapping[str, Provider]
+    debounce: float = 0.2
+    cost: Callable[[str, Usage], float | None] = lambda model, usage: None
+    hooks: Hooks = field(default_factory=Hooks)
+
+
+@dataclass
+class Progress:
+    """What the job has published so far; the debounced writer stores a snapshot of it."""
+
+    content: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)
+    seq: int = 0
+    position: str = ""
+    usage: Usage | None = None
+    first_token_at: datetime | None = None
+    flushes: int = 0
+
+
+async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
+    """Run one reply to its end: complete, failed, or cancelled when `stop` is set."""
+    path = await db.path(ctx.engine, reply_id)
+    if not path or path[-1]["status"] != "pending":
+        return
+    reply = path[-1]
+    chat = await db.get_chat(ctx.engine, reply["chat_id"])
+    if chat is None:
+        return
+    stream = chat_stream(chat["id"])
+    if not await _wait_for_path(ctx, stream, reply, stop):
+        await end_unstarted(ctx, reply_id, "cancelled", None)
+        return
+    lease = secrets.token_hex(8)
+    if not await db.start_reply(ctx.engine, reply_id, await ctx.log.head(stream), lease):
+        return  # stopped or taken by another run meanwhile
+    model_id = reply["model"] or chat["model"]
+    provider_name, model = split_model(model_id)
+    generation_id = await records.start_generation(
+        ctx.engine, reply_id, chat["id"], chat["account_id"], provider_name, model_id
+    )
+    progress = Progress()
+    status, error = "complete", None
+    writer = Writer(ctx, reply_id, lease, progress)
+    try:
+        provider = ctx.providers.get(provider_name)
+        if provider is None:
+            raise ProviderError(f"model {model_id} is not enabled here", code="model_unavailable")
+        prompt = build_prompt(chat, path[:-1])
+        async for chunk in until_stopped(provider.stream(model, prompt), stop):
+            await _publish(ctx, stream, reply_id, chunk, progress, writer)
+        if stop.is_set():
+            status = "cancelled"
+    except ProviderError as exc:
+        status, error = "failed", {"code": exc.code, "message": exc.message}
+    except Exception as exc:  # a bug must still end the reply clearly, never spin forever
+        logger.exception("generation %s crashed", reply_id)
+        status, error = "failed", {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+    finally:
+        await writer.close()
+    await _finish(ctx, stream, reply_id, lease, status, error, progress)
+    await records.finish_generation(
+        ctx.engine,
+        generation_id,
+        status=status,
+        first_token_at=progress.first_token_at,
+        usage=_usage(progress.usage),
+        deltas=progress.seq,
+        flushes=progress.flushes,
+        error=error,
+        cost=ctx.cost(model_id, progress.usage) if progress.usage else None,
+    )
+
+
+async def _publish(
+    ctx: Context, stream: str, reply_id: str, chunk: Chunk, progress: Progress, writer: Writer
+) -> None:
+    if isinstance(chunk, Usage):
+        progress.usage = chunk
+        return
+    if not chunk.text:
+        return
+    is_text = isinstance(chunk, Text)
+    delta = Delta(
+        reply_id,
+        progress.seq + 1,
+        content=chunk.text if is_text else "",
+        thinking=chunk.text if isinstance(chunk, Thinking) else "",
+    )
+    stored = await ctx.log.append(stream, events.delta(delta))
+    (progress.content if is_text else progress.thinking).append(chunk.text)
+    progress.seq, progress.position = delta.seq, stored.cursor
+    if progress.first_token_at is None:
+        progress.first_token_at = now()
+    writer.mark()
+    await ctx.hooks.after_delta(reply_id, delta.seq)
+
+
+def _usage(usage: Usage | None) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+    }
+
+
+async def _finish(
+    ctx: Context,
+    stream: str,
+    reply_id: str,
+    lease: str,
+    status: str,
+    error: dict[str, str] | None,
+    progress: Progress,
+) -> None:
+    usage = _usage(progress.usage) or {}
+    final = await _retrying(
+        lambda: db.finish_reply(
+            ctx.engine,
+            reply_id,
+            lease,
+            status,
+            content="".join(progress.content),
+            thinking="".join(progress.thinking),
+            seq=progress.seq,
+            error_code=(error or {}).get("code"),
+            error_message=(error or {}).get("message"),
+            **usage,
+        )
+    )
+    if final is not None:
+        await ctx.log.append(stream, events.message(f"message.{_EVENT[status]}", final))
+
+
+_EVENT = {"complete": "completed", "failed": "failed", "cancelled": "cancelled"}
+
+
+async def end_unstarted(
+    ctx: Context, reply_id: str, status: str, error: dict[str, str] | None
+) -> dict[str, Any] | None:
+    """End a reply no run holds (stopped before it started, or interrupted): keep its text."""
+    final = await db.finish_reply(
+        ctx.engine,
+        reply_id,
+        None,
+        status,
+        error_code=(error or {}).get("code"),
+        error_message=(error or {}).get("message"),
+    )
+    if final is not None:
+        await ctx.log.append(
+            chat_stream(final["chat_id"]), events.message(f"message.{_EVENT[status]}", final)
+        )
+    return final
+
+
+async def _retrying(write: Callable[[], Awaitable[Any]], attempts: int = 8) -> Any:
+    """A final write must not be lost to a database that is busy for a moment."""
+    delay = 0.1
+    for attempt in range(attempts):
+        try:
+            return await write()
+        except GaplessError:
+            raise
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            logger.warning("database write failed; retrying in %.1fs", delay, exc_info=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    return None
+
+
+def build_prompt(chat: Mapping[str, Any], path: list[dict[str, Any]]) -> Prompt:
+    """The system prompt, then the path from the root to the reply's parent."""
+    turns = tuple(
+        Turn(m["role"], m["content"]) for m in path if m["content"] or m["role"] == "user"
+    )
+    return Prompt(turns=turns, system=chat.get("system_prompt") or "")
+
+
+async def _wait_for_path(
+    ctx: Context, stream: str, reply: Mapping[str, Any], stop: asyncio.Event
+) -> bool:
+    """Wait until no reply on this one's path is pending or streaming; False when stopped."""
+    while not stop.is_set():
+        head = await ctx.log.head(stream)  # read before the database, so no final event slips by
+        ancestors = await db.path(ctx.engine, reply["parent_id"]) if reply["parent_id"] else []
+        blocking = {
+            m["id"] for m in ancestors if m["role"] == "assistant" and m["status"] in db.UNFINISHED
+        }
+        if not blocking:
+            return True
+        subscription = await ctx.log.subscribe(stream, head)
+        try:
+            while not stop.is_set() and not await _ended(subscription, blocking, stop):
+                pass
+        finally:
+            await subscription.close()
+    return False
+
+
+async def _ended(subscription: Any, blocking: set[str], stop: asyncio.Event) -> bool:
+    batch = await first_of(subscription.next(), stop)
+    for event in batch or []:
+        if event.type == "reset":
+            return True  # history lost: look at the database again
+        ending = event.type in FINAL_EVENTS or event.type == "message.deleted"
+        if ending and event.payload().get("id") in blocking:
+            return True
+    return False
+
+
+async def first_of(work: Awaitable[Any], stop: asyncio.Event) -> Any:
+    """`work`'s result, or None when `stop` is set first (then `work` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+_END = object()
+
+
+async def until_stopped(chunks: AsyncIterator[Chunk], stop: asyncio.Event) -> AsyncIterator[Chunk]:
+    """The provider's chunks until it ends or `stop` is set; closing it then stops its work."""
+    iterator = aiter(chunks)
+    try:
+        while not stop.is_set():
+            chunk = await first_of(anext(iterator, _END), stop)
+            if chunk is None or chunk is _END:
+                return
+            yield chunk
+    finally:
+        with contextlib.suppress(Exception):
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+
+class Writer:
+    """The debounced database writer of one reply: at most one write per `debounce` seconds.
+
+    Runs beside the job so a slow write never delays a delta; each write stores
+    a snapshot of `Progress` (text, seq and the position of its last delta).
+    """
+
+    def __init__(self, ctx: Context, reply_id: str, lease: str, progress: Progress) -> None:
+        self._ctx, self._reply_id, self._lease, self._progress = ctx, reply_id, lease, progress
+        self._dirty = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._written = 0
+        self._task = asyncio.create_task(self._run())
+
+    def mark(self) -> None:
+        self._dirty.set()
+
+    async def close(self) -> None:
+        self._closing.set()
+        self._dirty.set()
+        with contextlib.suppress(Exception):
+            await self._task
+
+    async def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            await self._dirty.wait()
+            if self._closing.is_set():
+                return
+            if not flush_due(last, time.monotonic(), self._ctx.debounce):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._closing.wait(), self._ctx.debounce - (time.monotonic() - last)
+                    )
+                if self._closing.is_set():
+                    return  # the final write follows at once
+            self._dirty.clear()
+            await self._write()
+            last = time.monotonic()
+
+    async def _write(self) -> None:
+        progress = self._progress
+        if progress.seq == self._written:
+            return
+        await self._ctx.hooks.before_flush(self._reply_id, progress.seq)
+        # One synchronous snapshot: text, seq and position always agree.
+        seq, position = progress.seq, progress.position
+        content, thinking = "".join(progress.content), "".join(progress.thinking)
+        try:
+            await db.flush_reply(
+                self._ctx.engine, self._reply_id, self._lease, content, thinking, seq, position
+            )
+        except Exception:  # the next write, or the final one, carries the text
+            logger.warning("debounced write of %s failed", self._reply_id, exc_info=True)
+            return
+        progress.flushes += 1
+        self._written = seq

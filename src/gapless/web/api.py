@@ -1,0 +1,223 @@
+"""The HTTP resources of PROTOCOL.md. Thin: parse, authorise via `chats`, answer JSON.
+
+Imports `chats`, `accounts`, `runtime`, `web.*`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gapless.db import generations as db_generations
+from gapless.errors import NotFoundError, UnauthorizedError
+from gapless.log.base import account_stream, chat_stream
+from gapless.web import sse
+from gapless.web.auth import COOKIE
+from gapless.web.deps import AccountsDep, CallerDep, RuntimeDep
+
+router = APIRouter(prefix="/api")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ChatFields(Strict):
+    title: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    system_prompt: str | None = Field(default=None, max_length=20_000)
+
+
+class NewChat(ChatFields):
+    account_id: str | None = None
+
+
+class NewMessage(Strict):
+    content: str
+    parent_id: str | None = None
+    model: str | None = Field(default=None, max_length=200)
+
+
+class SignIn(Strict):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1000)
+
+
+def given(body: BaseModel) -> dict[str, Any]:
+    """Only the fields the client sent (so `"parent_id": null` differs from no key)."""
+    return {name: getattr(body, name) for name in body.model_fields_set}
+
+
+@router.get("/chats")
+async def list_chats(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    return {"chats": await runtime.chats.visible(caller)}
+
+
+@router.post("/chats", status_code=201)
+async def create_chat(body: NewChat, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    return await runtime.chats.create(caller, given(body))
+
+
+@router.get("/chats/{chat_id}")
+async def get_chat(chat_id: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    return await runtime.chats.state(caller, chat_id)
+
+
+@router.patch("/chats/{chat_id}")
+async def patch_chat(
+    chat_id: str, body: ChatFields, runtime: RuntimeDep, caller: CallerDep
+) -> dict[str, Any]:
+    return await runtime.chats.update(
+        caller, chat_id, {k: v for k, v in given(body).items() if v is not None}
+    )
+
+
+@router.delete("/chats/{chat_id}", status_code=204)
+async def delete_chat(chat_id: str, runtime: RuntimeDep, caller: CallerDep) -> Response:
+    await runtime.chats.delete(caller, chat_id)
+    return Response(status_code=204)
+
+
+@router.post("/chats/{chat_id}/messages", status_code=201)
+async def post_message(
+    chat_id: str, body: NewMessage, runtime: RuntimeDep, caller: CallerDep
+) -> dict[str, Any]:
+    return await runtime.chats.post(caller, chat_id, given(body))
+
+
+@router.get("/messages/{message_id}")
+async def get_message(message_id: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    return await runtime.chats.message(caller, message_id)
+
+
+@router.post("/messages/{message_id}/stop")
+async def stop_message(message_id: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    return await runtime.chats.stop(caller, message_id)
+
+
+@router.post("/messages/{message_id}/retry", status_code=201)
+async def retry_message(message_id: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    return await runtime.chats.retry(caller, message_id)
+
+
+@router.delete("/messages/{message_id}", status_code=204)
+async def delete_message(message_id: str, runtime: RuntimeDep, caller: CallerDep) -> Response:
+    await runtime.chats.delete_message(caller, message_id)
+    return Response(status_code=204)
+
+
+@router.get("/models")
+async def models(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    return {
+        "models": [
+            {"id": m.id, "provider": m.provider, "name": m.name, "label": m.label or m.id}
+            for m in runtime.chats.models()
+        ],
+        "default": runtime.chats.default_model,
+    }
+
+
+@router.get("/generations")
+async def generations(
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    chat_id: str | None = None,
+    model: str | None = None,
+    before: str | None = None,
+    limit: int = Query(default=50, ge=1, le=200),
+) -> dict[str, Any]:
+    if chat_id is not None:
+        await runtime.chats.chat(caller, chat_id)
+    items = await db_generations.list_generations(
+        runtime.engine,
+        None if caller.site_admin else sorted(caller.account_ids),
+        chat_id=chat_id,
+        model=model,
+        before=before,
+        limit=limit,
+    )
+    return {"generations": items, "next": items[-1]["id"] if len(items) == limit else None}
+
+
+@router.get("/chats/{chat_id}/events", response_class=StreamingResponse)
+async def chat_events(
+    chat_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    accounts: AccountsDep,
+    cursor: str | None = None,
+) -> StreamingResponse:
+    chat = await runtime.chats.chat(caller, chat_id)
+
+    async def allowed() -> bool:
+        return await accounts.still_sees(caller, chat["account_id"])
+
+    return await sse.respond(
+        request,
+        runtime.log,
+        chat_stream(chat_id),
+        heartbeat=runtime.settings.heartbeat,
+        allowed=allowed,
+    )
+
+
+@router.get("/events", response_class=StreamingResponse)
+async def account_events(
+    request: Request,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    accounts: AccountsDep,
+    cursor: str | None = None,
+    account_id: str | None = None,
+) -> StreamingResponse:
+    """The account stream (`chat.*` events). A member of several accounts names one."""
+    chosen = account_id or next(iter(sorted(caller.account_ids)), None)
+    if chosen is None or not caller.sees(chosen):
+        raise NotFoundError("account not found")
+
+    async def allowed() -> bool:
+        return await accounts.still_sees(caller, chosen)
+
+    return await sse.respond(
+        request,
+        runtime.log,
+        account_stream(chosen),
+        heartbeat=runtime.settings.heartbeat,
+        allowed=allowed,
+    )
+
+
+@router.post("/session")
+async def sign_in(body: SignIn, request: Request, accounts: AccountsDep) -> JSONResponse:
+    secret, caller = await accounts.sign_in(body.email, body.password)
+    response = JSONResponse({"user": caller.json(), "csrf_token": caller.csrf})
+    response.set_cookie(
+        COOKIE,
+        secret,
+        httponly=True,
+        samesite="lax",
+        max_age=30 * 86400,
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.get("/session")
+async def session(caller: CallerDep) -> dict[str, Any]:
+    return {"user": caller.json(), "csrf_token": caller.csrf}
+
+
+@router.delete("/session", status_code=204)
+async def sign_out(request: Request, caller: CallerDep, accounts: AccountsDep) -> Response:
+    secret = request.cookies.get(COOKIE)
+    if not caller.session or not secret:
+        raise UnauthorizedError("not signed in with a session")
+    await accounts.sign_out(secret)
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/")
+    return response

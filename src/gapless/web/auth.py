@@ -1,0 +1,51 @@
+"""Who is calling: a bearer token (programs) or the session cookie (the browser, with CSRF).
+
+Imports `accounts`, `errors`.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+from starlette.requests import HTTPConnection
+
+from gapless.accounts import Accounts
+from gapless.db.accounts import Caller
+from gapless.errors import ForbiddenError, UnauthorizedError
+
+COOKIE = "gapless_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def identify(connection: HTTPConnection, accounts: Accounts) -> Caller:
+    header = connection.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return await accounts.by_bearer(header[7:].strip())
+    secret = connection.cookies.get(COOKIE)
+    if secret:
+        caller = await accounts.by_session(secret)
+        if caller is not None:
+            return caller
+    raise UnauthorizedError("sign in, or send Authorization: Bearer <token>")
+
+
+def check_csrf(request: Request, caller: Caller) -> None:
+    """Cookie-authenticated requests that change state must echo the session's CSRF token."""
+    if not caller.session or request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get("x-csrf-token", "")
+    if not sent or not hmac.compare_digest(sent, caller.csrf):
+        raise ForbiddenError("missing or wrong X-CSRF-Token", code="csrf")
+
+
+def same_origin(connection: HTTPConnection, public_url: str) -> bool:
+    """Whether a browser's Origin is this service's own (WebSocket handshakes)."""
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return False
+    if public_url:
+        return origin.rstrip("/") == public_url.rstrip("/")
+    host = connection.headers.get("host", "")
+    scheme = "https" if connection.url.scheme in ("https", "wss") else "http"
+    return origin == f"{scheme}://{host}"

@@ -1,0 +1,35 @@
+"""FastAPI dependencies: the runtime, and the authenticated caller (CSRF checked).
+
+Imports `runtime`, `accounts`, `web.auth`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gapless.accounts import Accounts
+from gapless.db.accounts import Caller
+from gapless.runtime import Runtime
+from gapless.web.auth import check_csrf, identify
+
+
+def runtime(request: Request) -> Runtime:
+    found: Runtime = request.app.state.runtime
+    return found
+
+
+def accounts(request: Request) -> Accounts:
+    return Accounts(runtime(request).engine)
+
+
+async def caller(request: Request) -> Caller:
+    found = await identify(request, accounts(request))
+    check_csrf(request, found)
+    return found
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+CallerDep = Annotated[Caller, Depends(caller)]
+AccountsDep = Annotated[Accounts, Depends(accounts)]

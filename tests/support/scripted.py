@@ -1,0 +1,94 @@
+"""A scripted model for tests: exact chunks, gates that pause it, failures at chosen points.
+
+Gates are `threading.Event`s so a test in another thread (a browser test, a
+client) can hold the model at an exact chunk and release it: interleavings are
+forced, never hoped for with sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from gapless.errors import ProviderError
+from gapless.providers.base import Chunk, ModelInfo, Prompt, Text, Thinking, Usage
+
+GATE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Think:
+    text: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    code: str
+    message: str
+
+
+class Gate:
+    """The model stops here until `set()`; `reached` is set when it arrives.
+
+    By then every chunk before the gate has been published as a delta (the job
+    appends a chunk before asking for the next one).
+    """
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+
+    def set(self) -> None:
+        self.opened.set()
+
+    async def wait_reached(self, timeout: float = 30.0) -> None:
+        if not await asyncio.to_thread(self.reached.wait, timeout):
+            raise TimeoutError("the model never reached the gate")
+
+
+Step = str | Think | Gate | Fail | Usage
+
+
+class ScriptedProvider:
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.scripts: deque[tuple[Step, ...]] = deque()
+        self.prompts: list[Prompt] = []
+        self.closed = threading.Event()  # set when a run's iterator was closed early (stop)
+
+    def script(self, *steps: Step) -> None:
+        self.scripts.append(steps)
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(id="scripted:default", provider="scripted", name="default")]
+
+    async def stream(self, model: str, prompt: Prompt) -> AsyncIterator[Chunk]:
+        self.prompts.append(prompt)
+        steps = self.scripts.popleft() if self.scripts else ("Hello", " there", ".")
+        finished = False
+        try:
+            for step in steps:
+                if isinstance(step, Gate):
+                    step.reached.set()
+                    if not await asyncio.to_thread(step.opened.wait, GATE_TIMEOUT):
+                        raise ProviderError("test gate never opened", code="test_gate")
+                elif isinstance(step, Fail):
+                    raise ProviderError(step.message, code=step.code)
+                elif isinstance(step, Think):
+                    yield Thinking(step.text)
+                elif isinstance(step, Usage):
+                    yield step
+                else:
+                    yield Text(step)
+            finished = True
+        finally:
+            if not finished:
+                self.closed.set()
+
+
+def text_of(steps: tuple[Step, ...]) -> str:
+    return "".join(s for s in steps if isinstance(s, str))

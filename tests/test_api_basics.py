@@ -1,0 +1,119 @@
+"""The HTTP resources: creating, reading, changing, and refusing bad input without side effects."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import client_for
+from tests.support.server import LiveServer
+
+
+async def new_chat(http: httpx.AsyncClient, **fields: object) -> dict[str, object]:
+    response = await http.post("/api/chats", json=fields)
+    assert response.status_code == 201, response.text
+    chat: dict[str, object] = response.json()
+    return chat
+
+
+async def test_post_commits_user_message_and_pending_reply_before_answering(
+    any_db_server: LiveServer,
+) -> None:
+    server = any_db_server
+    gate_steps = server.provider
+    from tests.support.scripted import Gate
+
+    gate = Gate()
+    gate_steps.script(gate, "done")
+    async with client_for(server) as http:
+        chat = await new_chat(http, title="First")
+        response = await http.post(f"/api/chats/{chat['id']}/messages", json={"content": "Hi!"})
+        assert response.status_code == 201
+        body = response.json()
+        user, reply = body["user_message"], body["assistant_message"]
+        assert user["role"] == "user" and user["content"] == "Hi!"
+        assert user["status"] == "complete" and user["seq"] == 0
+        assert reply["role"] == "assistant" and reply["status"] == "pending"
+        assert reply["parent_id"] == user["id"] and reply["seq"] == 0
+        # The model is held before its first chunk: the rows are there all the same.
+        await gate.wait_reached()
+        assert (await server.amessage(user["id"]))["content"] == "Hi!"
+        assert (await server.amessage(reply["id"]))["status"] == "pending"
+        gate.set()
+        await server.adrain()
+        final = await server.amessage(reply["id"])
+        assert final["status"] == "complete" and final["content"] == "done"
+
+
+async def test_chats_are_listed_newest_first_and_can_be_renamed_and_deleted(
+    api: httpx.AsyncClient,
+) -> None:
+    one = await new_chat(api, title="one")
+    two = await new_chat(api, title="two")
+    listed = (await api.get("/api/chats")).json()["chats"]
+    assert [c["id"] for c in listed][:2] == [two["id"], one["id"]]
+    renamed = await api.patch(f"/api/chats/{one['id']}", json={"title": "renamed"})
+    assert renamed.status_code == 200 and renamed.json()["title"] == "renamed"
+    assert (await api.delete(f"/api/chats/{two['id']}")).status_code == 204
+    assert (await api.get(f"/api/chats/{two['id']}")).status_code == 404
+
+
+async def test_models_lists_choices_and_the_default(api: httpx.AsyncClient) -> None:
+    body = (await api.get("/api/models")).json()
+    assert body["default"] == "scripted:default"
+    assert "scripted:default" in {m["id"] for m in body["models"]}
+
+
+def error_of(response: httpx.Response) -> str:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["message"]
+    return str(body["error"]["code"])
+
+
+async def test_bad_input_is_a_clear_error_and_changes_nothing(
+    live_server: LiveServer, api: httpx.AsyncClient
+) -> None:
+    chat = await new_chat(api)
+    url = f"/api/chats/{chat['id']}/messages"
+    bad = [
+        (dict(content=b"{not json", headers={"content-type": "application/json"}), 400),
+        (dict(json={"content": 5}), 422),
+        (dict(json={"content": "hi", "surprise": 1}), 422),
+        (dict(json={"content": "   "}), 422),
+        (dict(json={}), 422),
+        (dict(json={"content": "x" * 32_001}), 413),
+        (dict(json={"content": "hi", "parent_id": "msg_nope"}), 422),
+        (dict(json={"content": "hi", "model": "nope:nothing"}), 422),
+        (dict(json={"content": "hi", "model": "no-colon"}), 422),
+    ]
+    for kwargs, status in bad:
+        response = await api.post(url, **kwargs)  # type: ignore[arg-type]
+        assert response.status_code == status, (kwargs, response.text)
+        error_of(response)
+    state = (await api.get(f"/api/chats/{chat['id']}")).json()
+    assert state["messages"] == []
+    assert (await api.post("/api/chats", json={"model": "nope:x"})).status_code == 422
+    assert (await api.patch(f"/api/chats/{chat['id']}", json={"title": ""})).status_code == 422
+    assert (await api.post("/api/chats", json={"title": 3})).status_code == 422
+
+
+async def test_a_message_at_the_limit_is_accepted(api: httpx.AsyncClient) -> None:
+    chat = await new_chat(api)
+    response = await api.post(f"/api/chats/{chat['id']}/messages", json={"content": "x" * 32_000})
+    assert response.status_code == 201
+
+
+async def test_requests_without_credentials_are_refused(live_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url) as anonymous:
+        response = await anonymous.get("/api/chats")
+        assert response.status_code == 401
+        assert error_of(response) == "unauthorized"
+        bad = await anonymous.get("/api/chats", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401
+
+
+async def test_openapi_docs_are_served(live_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url) as http:
+        assert (await http.get("/docs")).status_code == 200
+        spec = (await http.get("/openapi.json")).json()
+        assert "/api/chats/{chat_id}/messages" in spec["paths"]
