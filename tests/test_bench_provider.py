@@ -44,6 +44,13 @@ def test_bad_model_name_is_refused(name: str) -> None:
     assert caught.value.code == "bad_model"
 
 
+def test_provider_accepts_exactly_the_well_formed_names() -> None:
+    provider = BenchProvider()
+    assert provider.accepts("r7-n3")
+    assert not provider.accepts("r7-n0")
+    assert not provider.accepts("default")
+
+
 def test_models_are_valid_names() -> None:
     provider = BenchProvider()
     for info in provider.models():

@@ -73,6 +73,14 @@ class BenchProvider:
             ),
         ]
 
+    def accepts(self, model: str) -> bool:
+        """Model names are open-ended (`r<rate>-n<tokens>`): any well-formed one is offered."""
+        try:
+            parse_model(model)
+        except InvalidError:
+            return False
+        return True
+
     async def stream(self, model: str, prompt: Prompt) -> AsyncIterator[Chunk]:
         pace = parse_model(model)
         loop = asyncio.get_running_loop()
