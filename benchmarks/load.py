@@ -1,0 +1,831 @@
+"""The load generator: many subscribers in one asyncio process, checking every chunk.
+
+Job: drive a server (Gapless or a ceiling) only through its public API and
+transports, and measure what a client outside it sees. Each subscriber is a
+raw `asyncio.Protocol` (an SSE reader that de-chunks HTTP/1.1, or a minimal
+RFC 6455 client: handshake, unmasked server frames, masked client frames,
+pong), because one Python process must read 60,000 frames per second on one
+core without becoming the bottleneck it is measuring; a library client per
+subscriber (a task and a queue each) costs several times more per frame.
+
+Every delta's content is a bench provider clock reading (`"<ns> "`), so its
+latency is `receipt - yield` on the same clock. Every subscriber checks
+per-message `seq` continuity (lost, duplicated, out of order) and that the
+text it assembled is byte-identical to the final message. Imports the
+standard library and httpx only; no timing is asserted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+FINAL = frozenset({"message.completed", "message.failed", "message.cancelled"})
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server under test: where its REST API and WebSocket are, and its process."""
+
+    name: str
+    api: str  # http://host:port
+    ws: str  # ws://host:port/api/ws
+    token: str = ""
+    pid: int = 0
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+# --- per-message bookkeeping -------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Track:
+    """What one subscriber has of one message: seq continuity and the text, checked."""
+
+    base: int = 0  # seq of the state it started from (late joiners)
+    last: int = 0
+    missing: set[int] = field(default_factory=set)
+    dup: int = 0
+    ooo: int = 0
+    overlap: int = 0  # replayed deltas already in the state: dropped by the rules, not a fault
+    parts: list[str] = field(default_factory=list)
+    final: dict[str, Any] | None = None
+    first_ns: int = 0
+
+    def add(self, seq: int, content: str) -> bool:
+        """Apply the reducer's rules; True when the delta is new text."""
+        if seq == self.last + 1:
+            self.last = seq
+            self.parts.append(content)
+            return True
+        if seq <= self.last:
+            if seq in self.missing:
+                self.missing.discard(seq)
+                self.ooo += 1
+                self.parts.append(content)  # out of order: counted; text check will fail
+                return True
+            if seq <= self.base and self.last == self.base:
+                self.overlap += 1
+            else:
+                self.dup += 1
+            return False
+        self.missing.update(range(self.last + 1, seq))
+        self.last = seq
+        self.parts.append(content)
+        return True
+
+    def lost(self) -> int:
+        final_seq = int(self.final["seq"]) if self.final else self.last
+        return len(self.missing) + max(final_seq - self.last, 0)
+
+
+class Subscriber:
+    """One client following one chat, across reconnects."""
+
+    def __init__(self, chat_id: str, latencies: list[int]) -> None:
+        self.chat_id = chat_id
+        self.latencies = latencies
+        self.tracks: dict[str, Track] = {}
+        self.cursor: str | None = None
+        self.resets = 0
+        self.bytes = 0
+        self.last_ns = 0  # receipt of the newest delta
+        self.waiters: dict[str, asyncio.Future[None]] = {}
+        self.conn: Conn | None = None
+        # reconnect storm / late join: the drop point and time to live
+        self.drop_at = 0
+        self.dropped = False
+        self.live_since = 0  # ns: a delta yielded after this is live
+        self.live_ns = 0
+        self.bytes_at_live = 0
+        self.bytes_at_join = 0
+        self.reconnect: Any = None  # callable scheduled at the drop point
+
+    def track(self, message_id: str) -> Track:
+        track = self.tracks.get(message_id)
+        if track is None:
+            track = self.tracks[message_id] = Track()
+        return track
+
+    def wait_final(self, message_id: str) -> asyncio.Future[None]:
+        track = self.track(message_id)
+        future = self.waiters.get(message_id)
+        if future is None:
+            future = self.waiters[message_id] = asyncio.get_running_loop().create_future()
+            if track.final is not None:
+                future.set_result(None)
+        return future
+
+    def on_event(self, type: str, data: Any, cursor: str | None, now: int) -> bool:
+        """Handle one event; False stops reading this connection (a planned drop)."""
+        if cursor:
+            self.cursor = cursor
+        if type == "message.delta":
+            track = self.track(data["message_id"])
+            content = data.get("content", "")
+            if not track.add(data["seq"], content):
+                return True
+            if not track.first_ns:
+                track.first_ns = now
+            self.last_ns = now
+            stamp = 0
+            for token in content.split():
+                stamp = int(token)
+                self.latencies.append(now - stamp)
+            if self.live_since and not self.live_ns and stamp >= self.live_since:
+                self.live_ns = now
+                self.bytes_at_live = self.bytes
+            if self.drop_at and not self.dropped and data["seq"] >= self.drop_at:
+                self.dropped = True
+                self.reconnect()
+                return False
+        elif type in FINAL:
+            track = self.track(data["id"])
+            track.final = data
+            future = self.waiters.get(data["id"])
+            if future is not None and not future.done():
+                future.set_result(None)
+        elif type == "reset":
+            self.resets += 1
+            for future in self.waiters.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("reset"))
+        return True
+
+
+# --- transports ------------------------------------------------------------------------------
+
+
+class Conn(asyncio.Protocol):
+    """Common part of the two readers: connect, wait until subscribed, close."""
+
+    def __init__(self, sub: Subscriber, target: Target) -> None:
+        self.sub = sub
+        self.target = target
+        self.transport: asyncio.Transport | None = None
+        self.head = b""
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        transport.write(self.request())
+
+    def request(self) -> bytes:
+        raise NotImplementedError
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed before subscribed: {exc}"))
+
+    def fail(self, why: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(why))
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.goodbye()
+            self.transport.close()
+
+    def goodbye(self) -> None:
+        """What a polite client says before closing (the WebSocket close frame)."""
+
+    def split_head(self, data: bytes) -> bytes | None:
+        """Accumulate the response head; the rest of `data` once it is complete."""
+        self.head += data
+        head, sep, rest = self.head.partition(b"\r\n\r\n")
+        if not sep:
+            return None
+        self.head = head + sep
+        return rest
+
+
+class SseConn(Conn):
+    """`GET /api/chats/{id}/events?cursor=`, HTTP/1.1, chunked or not, `\\n` or `\\r\\n`."""
+
+    def __init__(self, sub: Subscriber, target: Target) -> None:
+        super().__init__(sub, target)
+        self.started = False
+        self.chunked = False
+        self.raw = b""  # chunked body not yet de-chunked
+        self.left = 0  # bytes left in the current chunk (payload)
+        self.crlf = 0  # bytes of the chunk's trailing CRLF still to skip
+        self.text = b""  # SSE text not yet split into events
+
+    def request(self) -> bytes:
+        url = urlsplit(self.target.api)
+        path = f"/api/chats/{self.sub.chat_id}/events"
+        if self.sub.cursor:
+            path += f"?cursor={quote(self.sub.cursor)}"
+        headers = "".join(f"{k}: {v}\r\n" for k, v in self.target.headers().items())
+        return (
+            f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nAccept: text/event-stream\r\n"
+            f"{headers}\r\n"
+        ).encode()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        now = time.time_ns()
+        self.sub.bytes += len(data)
+        if not self.started:
+            rest = self.split_head(data)
+            if rest is None:
+                return
+            status = self.head.split(b" ", 2)[1]
+            if status != b"200":
+                self.fail(f"SSE answered {status.decode()}: {self.head[:200]!r}")
+                return
+            self.chunked = b"transfer-encoding: chunked" in self.head.lower()
+            self.started = True
+            self.ready.set_result(None)
+            data = rest
+        if self.chunked:
+            data = self.dechunk(data)
+        text = self.text + data if self.text else data
+        if b"\r" in text:
+            text = text.replace(b"\r\n", b"\n")
+        start = 0
+        while True:
+            end = text.find(b"\n\n", start)
+            if end < 0:
+                break
+            if not self.event(text[start:end], now):
+                self.close()
+                return
+            start = end + 2
+        self.text = text[start:]
+
+    def dechunk(self, data: bytes) -> bytes:
+        raw = self.raw + data if self.raw else data
+        out = []
+        i = 0
+        n = len(raw)
+        while i < n:
+            if self.crlf:
+                skip = min(self.crlf, n - i)
+                self.crlf -= skip
+                i += skip
+                continue
+            if self.left:
+                take = min(self.left, n - i)
+                out.append(raw[i : i + take])
+                self.left -= take
+                i += take
+                if not self.left:
+                    self.crlf = 2
+                continue
+            j = raw.find(b"\r\n", i)
+            if j < 0:
+                break
+            size = int(raw[i:j].split(b";", 1)[0], 16)
+            i = j + 2
+            if size == 0:
+                self.closed = True
+                break
+            self.left = size
+        self.raw = raw[i:] if i < n and not self.left and not self.crlf else b""
+        return b"".join(out)
+
+    def event(self, block: bytes, now: int) -> bool:
+        type = "message"
+        cursor = None
+        data = []
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"event:"):
+                type = line[6:].strip().decode()
+            elif line.startswith(b"id:"):
+                cursor = line[3:].strip().decode()
+        if not data:
+            return True
+        if type != "message.delta" and type not in FINAL and type != "reset":
+            if cursor:
+                self.sub.cursor = cursor
+            return True
+        return self.sub.on_event(type, json.loads(b"\n".join(data)), cursor, now)
+
+
+class WsConn(Conn):
+    """`/api/ws`: one socket per subscriber, subscribed to one chat."""
+
+    def __init__(self, sub: Subscriber, target: Target) -> None:
+        super().__init__(sub, target)
+        self.open = False
+        self.buf = b""
+        self.fragments: list[bytes] = []
+
+    def request(self) -> bytes:
+        url = urlsplit(self.target.ws)
+        key = base64.b64encode(os.urandom(16)).decode()
+        headers = "".join(f"{k}: {v}\r\n" for k, v in self.target.headers().items())
+        return (
+            f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{headers}\r\n"
+        ).encode()
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        assert self.transport is not None
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        key = os.urandom(4)
+        mask = (key * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+        self.transport.write(head + key + masked)
+
+    def goodbye(self) -> None:
+        if self.open and self.transport is not None and not self.transport.is_closing():
+            self.send(0x8, (1000).to_bytes(2, "big"))
+
+    def subscribe(self) -> None:
+        op: dict[str, Any] = {"op": "subscribe", "chat_id": self.sub.chat_id}
+        if self.sub.cursor:
+            op["cursor"] = self.sub.cursor
+        self.send(0x1, json.dumps(op).encode())
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        now = time.time_ns()
+        self.sub.bytes += len(data)
+        if not self.open:
+            rest = self.split_head(data)
+            if rest is None:
+                return
+            if self.head.split(b" ", 2)[1] != b"101":
+                self.fail(f"WebSocket answered {self.head[:200]!r}")
+                return
+            self.open = True
+            self.subscribe()
+            data = rest
+        buf = self.buf + data if self.buf else data
+        i = 0
+        n = len(buf)
+        while n - i >= 2:
+            b0 = buf[i]
+            length = buf[i + 1] & 0x7F
+            head = 2
+            if length == 126:
+                if n - i < 4:
+                    break
+                length = int.from_bytes(buf[i + 2 : i + 4], "big")
+                head = 4
+            elif length == 127:
+                if n - i < 10:
+                    break
+                length = int.from_bytes(buf[i + 2 : i + 10], "big")
+                head = 10
+            if n - i < head + length:
+                break
+            payload = buf[i + head : i + head + length]
+            i += head + length
+            opcode = b0 & 0x0F
+            if opcode == 0x9:
+                self.send(0xA, payload)
+            elif opcode == 0x8:
+                self.open = False  # the server's close: answer nothing more, just close
+                self.close()
+                return
+            elif opcode in (0x0, 0x1, 0x2):
+                if not b0 & 0x80:
+                    self.fragments.append(payload)
+                    continue
+                if self.fragments:
+                    payload = b"".join([*self.fragments, payload])
+                    self.fragments = []
+                if not self.frame(payload, now):
+                    self.close()
+                    return
+        self.buf = buf[i:]
+
+    def frame(self, payload: bytes, now: int) -> bool:
+        message = json.loads(payload)
+        op = message.get("op")
+        if op is not None:
+            if op == "subscribed" and not self.ready.done():
+                self.ready.set_result(None)
+            elif op == "error":
+                self.fail(f"WebSocket error: {message}")
+            return True
+        return self.sub.on_event(message["type"], message["data"], message.get("cursor"), now)
+
+
+async def connect(sub: Subscriber, target: Target, transport: str, within: float = 30) -> Conn:
+    """Open one subscription and wait until the server says it is established."""
+    url = urlsplit(target.api if transport == "sse" else target.ws)
+    cls = SseConn if transport == "sse" else WsConn
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(lambda: cls(sub, target), url.hostname, url.port)
+    await asyncio.wait_for(conn.ready, within)
+    sub.conn = conn
+    return conn
+
+
+async def gather_limited(coros: Iterable[Any], limit: int) -> list[Any]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(coro: Any) -> Any:
+        async with semaphore:
+            return await coro
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+# --- the server's process, seen from /proc -------------------------------------------------
+
+
+def family(pid: int) -> list[int]:
+    """`pid` and its descendants (a server may fork workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_ms(pid: int) -> float:
+    total = 0
+    for p in family(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total * 1000 / TICK
+
+
+def memory_kb(pid: int, field_name: str = "VmRSS") -> int:
+    total = 0
+    for p in family(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith(field_name + ":"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def reset_peak(pid: int) -> None:
+    for p in family(pid):
+        try:
+            with open(f"/proc/{p}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+class Api:
+    """The REST calls the workloads need, over one pooled httpx client."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.http = httpx.AsyncClient(
+            base_url=target.api,
+            headers=target.headers(),
+            timeout=60,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
+
+    async def __aenter__(self) -> Api:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        response = await self.http.request(method, path, json=body)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path} -> {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    async def chat(self, model: str) -> str:
+        return str((await self.call("POST", "/api/chats", {"model": model}))["id"])
+
+    async def post(self, chat_id: str, content: str = "go") -> str:
+        answer = await self.call("POST", f"/api/chats/{chat_id}/messages", {"content": content})
+        return str(answer["assistant_message"]["id"])
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def percentile(values: list[int] | list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return float(ordered[index])
+
+
+def check(subs: list[Subscriber], replies: dict[str, str]) -> dict[str, int]:
+    """Lost, duplicated, out of order, text mismatches, resets, unfinished: all must be 0."""
+    out = {"lost": 0, "dup": 0, "ooo": 0, "mismatch": 0, "resets": 0, "unfinished": 0, "overlap": 0}
+    for sub in subs:
+        out["resets"] += sub.resets
+        track = sub.tracks.get(replies.get(sub.chat_id, ""))
+        if track is None or track.final is None:
+            out["unfinished"] += 1
+            continue
+        out["lost"] += track.lost()
+        out["dup"] += track.dup
+        out["ooo"] += track.ooo
+        out["overlap"] += track.overlap
+        text = "".join(track.parts)
+        if text != track.final["content"] or not well_formed(text, int(track.final["seq"])):
+            out["mismatch"] += 1
+    return out
+
+
+def well_formed(text: str, tokens: int) -> bool:
+    """Exactly `tokens` bench clock readings, each followed by one space, never going back."""
+    stamps = text.split(" ")
+    if stamps[-1] != "" or len(stamps) - 1 != tokens:
+        return False
+    values = [int(s) for s in stamps[:-1] if s.isdigit()]
+    return len(values) == tokens and values == sorted(values)
+
+
+class Probe:
+    """CPU and memory of the server and of this process over a measured window."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def __enter__(self) -> Probe:
+        if self.pid:
+            reset_peak(self.pid)
+            self.cpu0 = cpu_ms(self.pid)
+        self.own0 = os.times()
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.elapsed = time.monotonic() - self.t0
+        own = os.times()
+        self.client_cpu = (own.user + own.system - self.own0.user - self.own0.system) / self.elapsed
+        self.server_cpu_ms = cpu_ms(self.pid) - self.cpu0 if self.pid else float("nan")
+        self.peak_rss_mb = memory_kb(self.pid, "VmHWM") / 1024 if self.pid else float("nan")
+
+
+# --- workloads -------------------------------------------------------------------------------
+
+
+async def open_subscribers(
+    target: Target, transport: str, chats: list[str], k: int, latencies: list[int]
+) -> list[Subscriber]:
+    subs = [Subscriber(chat, latencies) for chat in chats for _ in range(k)]
+    await gather_limited((connect(s, target, transport) for s in subs), 64)
+    return subs
+
+
+async def start_streams(api: Api, chats: list[str], spread: float) -> dict[str, str]:
+    """POST one message per chat, spread evenly over `spread` seconds (streams are not in step)."""
+    replies: dict[str, str] = {}
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+
+    async def one(i: int, chat: str) -> None:
+        await asyncio.sleep(max(0.0, t0 + spread * i / len(chats) - loop.time()))
+        replies[chat] = await api.post(chat)
+
+    await asyncio.gather(*(one(i, c) for i, c in enumerate(chats)))
+    return replies
+
+
+async def wait_all(subs: list[Subscriber], replies: dict[str, str], within: float) -> None:
+    futures = [s.wait_final(replies[s.chat_id]) for s in subs if s.chat_id in replies]
+    done, _ = await asyncio.wait(futures, timeout=within)
+    for future in done:
+        future.exception()  # resets are counted by `check`
+
+
+def close_all(subs: list[Subscriber]) -> None:
+    for sub in subs:
+        if sub.conn is not None:
+            sub.conn.close()
+
+
+async def steady(
+    target: Target,
+    transport: str,
+    streams: int,
+    k: int,
+    rate: int,
+    tokens: int,
+    reconnect: float | None = None,
+) -> dict[str, Any]:
+    """W2/W3 (and W5 with `reconnect`): S streams x K subscribers x R tokens/s, all checked."""
+    latencies: list[int] = []
+    async with Api(target) as api:
+        chats = await gather_limited(
+            (api.chat(f"bench:r{rate}-n{tokens}") for _ in range(streams)), 16
+        )
+        subs = await open_subscribers(target, transport, chats, k, latencies)
+        live: list[int] = []
+        replayed: list[int] = []
+        tasks: set[asyncio.Task[None]] = set()
+        if reconnect is not None:
+            for sub in subs:
+                sub.drop_at = max(1, tokens // 2)
+                sub.reconnect = _reconnector(
+                    sub, target, transport, reconnect, live, replayed, tasks
+                )
+        with Probe(target.pid) as probe:
+            replies = await start_streams(api, chats, spread=min(1.0, max(0.2, 1 / max(rate, 1))))
+            await wait_all(subs, replies, within=tokens / max(rate, 1) + 60)
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        for sub in subs:
+            # live: the first delta yielded after the reconnect began (seen by `on_event`)
+            if sub.live_ns:
+                live.append(sub.live_ns - sub.live_since)
+                replayed.append(sub.bytes_at_live - sub.bytes_at_join)
+        close_all(subs)
+    faults = check(subs, replies)
+    delivered = len(latencies)
+    first = min((t.first_ns for s in subs for t in s.tracks.values() if t.first_ns), default=0)
+    last = max((s.last_ns for s in subs), default=0)
+    result: dict[str, Any] = {
+        "delivered": delivered,
+        # the delivery rate while streams ran: first delta received to last delta received
+        "chunks_per_s": delivered / ((last - first) / 1e9) if last > first else float("nan"),
+        "p50_ms": percentile(latencies, 0.5) / 1e6,
+        "p99_ms": percentile(latencies, 0.99) / 1e6,
+        "max_ms": max(latencies, default=0) / 1e6,
+        **faults,
+        "cpu_ms_per_1000": probe.server_cpu_ms / delivered * 1000 if delivered else float("nan"),
+        "peak_rss_mb": probe.peak_rss_mb,
+        "client_cpu": probe.client_cpu,
+    }
+    if reconnect is not None:
+        result["reconnected"] = len(live)
+        result["ttl_p50_ms"] = percentile(live, 0.5) / 1e6
+        result["ttl_p99_ms"] = percentile(live, 0.99) / 1e6
+        result["replayed_kb_p50"] = percentile(replayed, 0.5) / 1024
+        result["replayed_kb_total"] = sum(replayed) / 1024
+    return result
+
+
+def _reconnector(
+    sub: Subscriber,
+    target: Target,
+    transport: str,
+    offline: float,
+    live: list[int],
+    replayed: list[int],
+    tasks: set[asyncio.Task[None]],
+) -> Any:
+    async def again() -> None:
+        await asyncio.sleep(offline)
+        sub.live_since = time.time_ns()
+        sub.bytes_at_join = sub.bytes
+        await connect(sub, target, transport)
+
+    def schedule() -> None:
+        if sub.conn is not None:
+            sub.conn.close()
+        task = asyncio.ensure_future(again())
+        tasks.add(task)
+
+    return schedule
+
+
+async def first_token(target: Target, transport: str, samples: int) -> dict[str, Any]:
+    """W1: POST -> first delta received, one subscriber, a zero-latency model."""
+    values: list[int] = []
+    async with Api(target) as api:
+        chat = await api.chat("bench:r0-n3")
+        (sub,) = await open_subscribers(target, transport, [chat], 1, [])
+        for _ in range(samples + 2):
+            t0 = time.time_ns()
+            reply = await api.post(chat)
+            await asyncio.wait_for(sub.wait_final(reply), 30)
+            values.append(sub.tracks[reply].first_ns - t0)
+        close_all([sub])
+    values = values[2:]  # warm-up
+    return {
+        "ttft_p50_ms": percentile(values, 0.5) / 1e6,
+        "ttft_p99_ms": percentile(values, 0.99) / 1e6,
+        "samples": len(values),
+    }
+
+
+async def late_joiners(
+    target: Target, transport: str, streams: int, joiners: int, rate: int, tokens: int
+) -> dict[str, Any]:
+    """W4: subscribers join running streams at random offsets from `GET /api/chats/{id}`."""
+    latencies: list[int] = []
+    live: list[int] = []
+    replayed: list[int] = []
+    faults = {
+        "lost": 0,
+        "dup": 0,
+        "ooo": 0,
+        "mismatch": 0,
+        "resets": 0,
+        "unfinished": 0,
+        "overlap": 0,
+    }
+    subs: list[Subscriber] = []
+    duration = tokens / rate
+    async with Api(target) as api:
+        chats = await gather_limited(
+            (api.chat(f"bench:r{rate}-n{tokens}") for _ in range(streams)), 16
+        )
+        replies = await start_streams(api, chats, spread=0.5)
+
+        async def join(chat: str) -> None:
+            await asyncio.sleep(random.uniform(0.2, duration * 0.9))
+            sub = Subscriber(chat, latencies)
+            sub.live_since = time.time_ns()
+            state = await api.call("GET", f"/api/chats/{chat}")
+            reply = next(m for m in state["messages"] if m["id"] == replies[chat])
+            track = sub.track(reply["id"])
+            track.base = track.last = int(reply["seq"])
+            track.parts.append(reply["content"])
+            sub.cursor = state["cursor"]
+            if reply["status"] in ("complete", "failed", "cancelled"):
+                track.final = reply
+            await connect(sub, target, transport)
+            subs.append(sub)
+            await asyncio.wait_for(sub.wait_final(reply["id"]), duration + 60)
+            if sub.live_ns:
+                live.append(sub.live_ns - sub.live_since)
+                replayed.append(sub.bytes_at_live)
+
+        with Probe(target.pid):
+            await asyncio.gather(
+                *(join(c) for c in chats for _ in range(joiners)), return_exceptions=True
+            )
+        close_all(subs)
+    faults = check(subs, replies)
+    return {
+        "joined": len(subs),
+        "ttl_p50_ms": percentile(live, 0.5) / 1e6,
+        "ttl_p99_ms": percentile(live, 0.99) / 1e6,
+        "replayed_kb_p50": percentile(replayed, 0.5) / 1024,
+        **faults,
+        "p99_ms": percentile(latencies, 0.99) / 1e6,
+    }
+
+
+async def idle(
+    target: Target, transport: str, counts: list[int], chats: int = 100
+) -> dict[str, Any]:
+    """W6: server memory per idle subscriber (RSS growth / subscribers)."""
+    result: dict[str, Any] = {}
+    subs: list[Subscriber] = []
+    async with Api(target) as api:
+        ids = await gather_limited((api.chat("bench:r50-n10") for _ in range(chats)), 16)
+        await asyncio.sleep(0.5)
+        base = memory_kb(target.pid)
+        for count in counts:
+            new = [Subscriber(ids[i % chats], []) for i in range(len(subs), count)]
+            await gather_limited((connect(s, target, transport, within=120) for s in new), 100)
+            subs += new
+            await asyncio.sleep(1.0)
+            result[f"kb_per_sub_{count}"] = (memory_kb(target.pid) - base) / count
+        result["rss_mb"] = memory_kb(target.pid) / 1024
+        close_all(subs)
+    await asyncio.sleep(0.5)
+    return result

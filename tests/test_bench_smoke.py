@@ -1,0 +1,56 @@
+"""The benchmark still runs: a tiny, untimed `python -m benchmarks.fanout` end to end.
+
+Speed is proven by the benchmark itself, never here; this only keeps it from
+rotting. It starts the real service and both ceilings as subprocesses, streams
+20 tokens to 2 chats x 2 subscribers over SSE and WebSocket, and checks that
+nothing was lost or repeated and that the JSON report was written.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_tiny_fanout_run_loses_nothing_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.fanout",
+            "--only",
+            "W2",
+            "--w2",
+            "2:2:20",
+            "--runs",
+            "1",
+            "--seconds",
+            "1",
+            "--no-pin",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    cases = report["cases"]
+    assert {(c["transport"], c["target"]) for c in cases} == {
+        ("sse", "gapless"),
+        ("ws", "gapless"),
+        ("sse", "ceiling"),
+        ("ws", "ceiling"),
+    }
+    for case in cases:
+        (run,) = case["runs"]
+        assert run["delivered"] == 2 * 2 * 20, case
+        for fault in ("lost", "dup", "ooo", "mismatch", "resets", "unfinished"):
+            assert run[fault] == 0, (fault, case)
