@@ -38,9 +38,10 @@ class ScopedRedisLog(RedisLog):
         await drop_prefix(self.prefix)
 
 
-def scoped(**options: object) -> ScopedRedisLog:
-    prefix = f"gapless:test:{uuid.uuid4().hex}:"
-    log = ScopedRedisLog.from_url(URL, prefix=prefix, **options)  # type: ignore[arg-type]
+def scoped(url: str = URL, prefix: str = "", **options: int) -> ScopedRedisLog:
+    """A log under `prefix` (fresh by default); two logs on one prefix act as two processes."""
+    prefix = prefix or f"gapless:test:{uuid.uuid4().hex}:"
+    log = ScopedRedisLog.from_url(url, prefix=prefix, **options)
     assert isinstance(log, ScopedRedisLog)
     log.prefix = prefix
     return log

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 from gapless import events
-from gapless.log.base import EventLog
+from gapless.log.base import BATCH, EventLog
 from gapless.stream import parse_cursor
 
 
@@ -38,7 +38,9 @@ async def test_appended_events_get_increasing_valid_cursors(log: EventLog) -> No
     assert all(len(c) <= 256 for c in cursors)
 
 
-async def test_subscribe_from_cursor_replays_everything_after_it_then_goes_live(log: EventLog) -> None:
+async def test_subscribe_from_cursor_replays_everything_after_it_then_goes_live(
+    log: EventLog,
+) -> None:
     stream = fresh()
     cursors = await append_n(log, stream, 5)
     sub = await log.subscribe(stream, cursors[1])
@@ -200,3 +202,45 @@ async def test_streams_are_independent(log: EventLog) -> None:
     got = await drain(sub, 1)
     assert got[0].payload() == {"i": 9}
     await sub.close()
+
+
+async def test_replay_of_more_than_a_batch_arrives_whole_in_order_in_bounded_batches(
+    log: EventLog,
+) -> None:
+    stream = fresh()
+    start = await log.head(stream)
+    total = 2 * BATCH + 10
+    await append_n(log, stream, total)
+    sub = await log.subscribe(stream, start)
+    got: list[events.Event] = []
+    while len(got) < total:
+        batch = await sub.next()
+        assert 0 < len(batch) <= BATCH
+        got.extend(batch)
+    assert [e.payload()["i"] for e in got] == list(range(total))
+    await sub.close()
+
+
+async def test_events_appended_during_a_replay_follow_it_exactly_once(log: EventLog) -> None:
+    stream = fresh()
+    start = await log.head(stream)
+    await append_n(log, stream, BATCH + 5)
+    sub = await log.subscribe(stream, start)
+    got = await sub.next()
+    await append_n(log, stream, BATCH + 5, start=BATCH + 5)
+    got.extend(await drain(sub, 2 * BATCH + 10 - len(got)))
+    assert [e.payload()["i"] for e in got] == list(range(2 * BATCH + 10))
+    await sub.close()
+
+
+async def test_resubscribing_after_the_last_subscriber_left_misses_nothing(log: EventLog) -> None:
+    stream = fresh()
+    first = await log.subscribe(stream, None)
+    await append_n(log, stream, 1)
+    seen = await drain(first, 1)
+    await first.close()
+    await append_n(log, stream, 2, start=1)
+    again = await log.subscribe(stream, seen[-1].cursor)
+    got = await drain(again, 2)
+    assert [e.payload()["i"] for e in got] == [1, 2]
+    await again.close()

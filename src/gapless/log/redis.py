@@ -110,7 +110,7 @@ class _Follow:
 
     name: str
     key: str
-    state: _State
+    epoch: str
     start: Position
     n: int
     floor: Position
@@ -119,10 +119,6 @@ class _Follow:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribers: int = 0
     reason: str = ""  # set when its history broke: every subscriber is reset
-
-    @property
-    def epoch(self) -> str:
-        return self.state.epoch
 
     @property
     def last(self) -> Position:
@@ -235,31 +231,34 @@ class RedisLog:
             return RedisSubscription(self, None, (0, 0), "expired")
         else:
             position = parsed.position
-        return RedisSubscription(self, await self._join(stream, state), position)
+        follow, new = self._join(stream, state)
+        sub = RedisSubscription(self, follow, position)
+        if new:
+            try:  # an XREAD already blocked without this stream returns when the wake key changes
+                await self._redis.xadd(self._wake, {"x": "1"}, maxlen=1)
+            except BaseException:
+                await sub.close()
+                raise
+        return sub
 
-    async def _join(self, stream: str, state: _State) -> _Follow:
+    def _join(self, stream: str, state: _State) -> tuple[_Follow, bool]:
+        """The follow of `stream` with one more subscriber, and whether it is new."""
         f = self._follows.get(stream)
         if f is not None and f.epoch != state.epoch:
             # Redis moved to another history since this follow began (or, rarely, this
             # state is the older one): either way reset rather than risk mixing them.
             self._break(f, "lost")
             f = None
-        if f is not None:
-            f.floor = max(f.floor, state.floor)
-            f.subscribers += 1
-            return f
-        key = self._keys(stream)[0]
-        f = _Follow(stream, key, state, start=state.last, n=state.n, floor=state.floor)
+        new = f is None
+        if f is None:
+            key = self._keys(stream)[0]
+            f = _Follow(stream, key, state.epoch, start=state.last, n=state.n, floor=state.floor)
+            self._follows[stream] = f
+            if self._task is None or self._task.done():
+                self._task = asyncio.create_task(self._read())
+        f.floor = max(f.floor, state.floor)
         f.subscribers += 1
-        self._follows[stream] = f
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._read())
-        # An XREAD already blocked without this stream returns when the wake key changes.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(self._wake, {"x": "1"}, maxlen=1)
-            pipe.pexpire(self._wake, 86_400_000)
-            await pipe.execute()
-        return f
+        return f, new
 
     def _leave(self, f: _Follow) -> None:
         f.subscribers -= 1
@@ -278,10 +277,10 @@ class RedisLog:
             pipe.hmget(self._keys(f.name)[1], ["epoch", "floor"])
             pipe.xrange(f.key, min=f"({_id(after)}", max="+", count=BATCH)
             (epoch, floor), entries = await pipe.execute()
-        if epoch != f.epoch or not entries:
-            return [], "lost"
-        if _position(floor) > after:
+        if epoch == f.epoch and _position(floor) > after:
             return [], "behind"
+        if epoch != f.epoch or not entries:  # the ring's start was appended: gone means lost
+            return [], "lost"
         return [self._event(f.epoch, redis_id, data) for redis_id, data in entries], ""
 
     def _event(self, epoch: str, redis_id: str, fields: Mapping[str, str]) -> Event:

@@ -1,0 +1,162 @@
+"""What only the Redis engine shows: lost history resets, one reader per process, processes meet.
+
+Real Redis (see `tests/contract/redis_engine.py`); its keys are deleted, never FLUSHALL,
+since the server may be shared. Nothing sleeps: tests await the events themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from redis.asyncio import Redis
+
+from gapless.log.base import BATCH, Subscription
+from gapless.log.redis import RedisLog
+from tests.contract.redis_engine import URL, drop_prefix, scoped
+from tests.contract.test_log_contract import append_n, drain, fresh
+
+
+async def next_types(sub: Subscription) -> list[str]:
+    return [e.type for e in await asyncio.wait_for(sub.next(), 10)]
+
+
+async def reason(sub: Subscription) -> str:
+    got = await asyncio.wait_for(sub.next(), 10)
+    assert [e.type for e in got] == ["reset"]
+    return str(got[0].payload()["reason"])
+
+
+async def connections(name: str) -> int:
+    client = Redis.from_url(URL, decode_responses=True)
+    try:
+        return sum(1 for c in await client.client_list() if c.get("name") == name)
+    finally:
+        await client.aclose()
+
+
+async def test_a_cursor_into_lost_history_is_reset_never_replayed() -> None:
+    log = scoped()
+    stream = fresh()
+    cursors = await append_n(log, stream, 3)
+    await drop_prefix(log.prefix)  # what FLUSHALL or a restart without persistence does to us
+    await append_n(log, stream, 2)
+    assert await reason(await log.subscribe(stream, cursors[0])) == "unknown"
+    assert (await log.head(stream)).split(".")[0] != cursors[0].split(".")[0]
+    await log.close()
+
+
+async def test_a_live_subscriber_whose_history_is_lost_is_reset() -> None:
+    log = scoped()
+    stream = fresh()
+    sub = await log.subscribe(stream, None)
+    await append_n(log, stream, 1)
+    await drain(sub, 1)
+    await drop_prefix(log.prefix)
+    await append_n(log, stream, 1, start=1)  # a new history: the reader sees its epoch
+    assert await reason(sub) == "lost"
+    await sub.close()
+    await log.close()
+
+
+async def test_a_stream_lost_while_its_epoch_survived_gets_a_new_epoch() -> None:
+    log = scoped()
+    stream = fresh()
+    cursors = await append_n(log, stream, 2)
+    client = Redis.from_url(URL)
+    await client.delete(f"{log.prefix}s:{stream}")  # e.g. evicted alone
+    await client.aclose()
+    await append_n(log, stream, 1, start=2)
+    assert await reason(await log.subscribe(stream, cursors[1])) == "unknown"
+    await log.close()
+
+
+async def test_many_subscribers_share_one_reader_and_an_idle_one_blocks_nobody() -> None:
+    name = f"gapless-test-{uuid.uuid4().hex}"
+    log = scoped(f"{URL}?client_name={name}")
+    streams = [fresh() for _ in range(10)]
+    first = await log.subscribe(streams[0], None)
+    await append_n(log, streams[0], 1)
+    await drain(first, 1)
+    before = await connections(name)
+    subs = [await log.subscribe(stream, None) for stream in streams for _ in range(20)]
+    idle = subs.pop()  # never reads until the end
+    for stream in streams:
+        await append_n(log, stream, 50)
+    for sub in subs:
+        assert [e.payload()["i"] for e in await drain(sub, 50)] == list(range(50))
+    assert await connections(name) == before == 2  # one for commands, one reader
+    assert len(await drain(idle, 50)) == 50
+    for sub in [first, idle, *subs]:
+        await sub.close()
+    await log.close()
+
+
+async def test_a_subscriber_behind_the_ring_replays_from_redis_then_joins_it() -> None:
+    log = scoped(ring=4)
+    stream = fresh()
+    start = await log.head(stream)
+    live = await log.subscribe(stream, start)
+    lagging = await log.subscribe(stream, start)
+    await append_n(log, stream, BATCH + 100)
+    await drain(live, BATCH + 100)  # the reader has read them all: the ring holds only the last
+    got = await lagging.next()
+    await append_n(log, stream, 10, start=BATCH + 100)
+    got.extend(await drain(lagging, BATCH + 110 - len(got)))
+    assert [e.payload()["i"] for e in got] == list(range(BATCH + 110))
+    for sub in (live, lagging):
+        await sub.close()
+    await log.close()
+
+
+async def test_an_event_appended_by_one_process_reaches_a_subscriber_of_another() -> None:
+    one = scoped()
+    other = scoped(prefix=one.prefix)
+    stream = fresh()
+    sub = await other.subscribe(stream, await one.head(stream))
+    stored = await append_n(one, stream, 3)
+    got = await drain(sub, 3)
+    assert [e.cursor for e in got] == stored
+    await sub.close()
+    await other.close()
+    await one.close()
+
+
+async def test_a_lagging_subscriber_is_reset_when_another_process_trimmed_its_history() -> None:
+    here = scoped(ring=4)
+    there = scoped(prefix=here.prefix)
+    stream = fresh()
+    start = await here.head(stream)
+    live = await here.subscribe(stream, start)
+    lagging = await here.subscribe(stream, start)
+    await append_n(here, stream, 20)
+    await drain(live, 20)
+    await there.trim(older_than=4e9, keep={})
+    assert await reason(lagging) == "behind"
+    for sub in (live, lagging):
+        await sub.close()
+    await there.close()
+    await here.close()
+
+
+async def test_closing_the_log_ends_a_waiting_subscriber_with_reset() -> None:
+    log = scoped()
+    stream = fresh()
+    sub = await log.subscribe(stream, None)
+    waiting = asyncio.create_task(sub.next())
+    await append_n(log, stream, 1)
+    assert await asyncio.wait_for(waiting, 10)
+    waiting = asyncio.create_task(sub.next())
+    await log.close()
+    got = await asyncio.wait_for(waiting, 10)
+    assert [e.type for e in got] == ["reset"]
+
+
+async def test_from_url_builds_a_log_whose_empty_stream_starts_at_zero() -> None:
+    prefix = f"gapless:test:{uuid.uuid4().hex}:"
+    log = RedisLog.from_url(URL, prefix=prefix)
+    try:
+        assert (await log.head(fresh())).endswith(".0-0")
+    finally:
+        await log.close()
+        await drop_prefix(prefix)
