@@ -1,0 +1,433 @@
+/**
+ * The chat page: history, composer, and the controls on each message.
+ *
+ * State lives in the `ChatFeed`'s replica (what the server says) and in the
+ * outbox (what the user typed that is not accepted yet). Changes are drawn
+ * once per animation frame, and only the nodes of changed messages redraw.
+ */
+import { ApiError, api } from "./api.js";
+import { ChatFeed } from "./feed.js";
+import { MessageNode } from "./message.js";
+import { parentKey, shownPath } from "./tree.js";
+
+/** Pixels from the bottom within which the view keeps following new text. */
+const STICK_DISTANCE = 48;
+
+const isStreaming = (message) => message.status === "pending" || message.status === "streaming";
+
+/** A short title from the first message of a chat. */
+function titleFrom(text) {
+  const line = text.trim().split("\n")[0].replace(/[*_`#>~]+/g, "").replace(/\s+/g, " ").trim() || "New chat";
+  return line.length > 60 ? `${line.slice(0, 57).trimEnd()}…` : line;
+}
+
+export class ChatView {
+  /**
+   * @param {object} shell  what the page around the chat offers:
+   *   `models` ({models, default}), `account` (AccountFeed), `navigate(path, {replace})`,
+   *   `setTitle(text)`, `setConnection(state|null)`, `toast(text)`
+   */
+  constructor(shell) {
+    this.shell = shell;
+    const $ = (id) => document.getElementById(id);
+    this.root = $("chat-view");
+    this.list = $("messages");
+    this.scroller = $("scroller");
+    this.empty = $("empty-state");
+    this.jump = $("jump");
+    this.form = $("composer");
+    this.prompt = $("prompt");
+    this.sendButton = $("send");
+    this.stopButton = $("stop");
+    this.model = $("model");
+
+    this.chatId = null;
+    this.chat = null;
+    /** @type {ChatFeed|null} */
+    this.feed = null;
+    /** @type {Map<string, MessageNode>} */
+    this.nodes = new Map();
+    /** Messages typed here that the server has not accepted yet. */
+    this.outbox = [];
+    /** @type {Map<string, MessageNode>} */
+    this.outboxNodes = new Map();
+    /** parent key -> the child id the user picked with the switcher */
+    this.chosen = new Map();
+    this.dirty = new Set();
+    this.frame = 0;
+    this.stick = true;
+    this.path = [];
+    /** settings of a chat not created yet */
+    this.draft = { title: "", system_prompt: "" };
+    this.bind();
+  }
+
+  bind() {
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submit();
+    });
+    this.prompt.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.submit();
+      }
+    });
+    this.prompt.addEventListener("input", () => this.composerChanged());
+    this.stopButton.addEventListener("click", () => this.stop());
+    this.model.addEventListener("change", () => {
+      if (this.chatId) this.patchChat({ model: this.model.value });
+    });
+    this.scroller.addEventListener("scroll", () => {
+      const distance = this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight;
+      this.stick = distance < STICK_DISTANCE;
+      this.jump.hidden = this.stick;
+    });
+    this.jump.addEventListener("click", () => {
+      this.stick = true;
+      this.scroller.scrollTo({ top: this.scroller.scrollHeight, behavior: "smooth" });
+    });
+    this.list.addEventListener("click", (event) => this.action(event));
+    this.list.addEventListener("submit", (event) => this.editSubmitted(event));
+    this.list.addEventListener("keydown", (event) => {
+      if (event.target.matches(".edit-text") && event.key === "Escape") this.nodeOf(event.target)?.stopEdit();
+      if (event.target.matches(".edit-text") && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        event.target.form.requestSubmit();
+      }
+    });
+  }
+
+  /** Show chat `chatId`, or a new empty chat when null. */
+  async show(chatId) {
+    this.root.hidden = false;
+    if (chatId !== null && chatId === this.chatId) return;
+    this.reset();
+    this.fillModels(null);
+    this.shell.setTitle("New chat");
+    this.render();
+    if (chatId === null) {
+      this.prompt.focus();
+      return;
+    }
+    await this.attach(chatId);
+    this.prompt.focus();
+  }
+
+  hide() {
+    this.root.hidden = true;
+  }
+
+  /** Forget the shown chat (its feed, nodes, outbox and choices). */
+  reset() {
+    this.feed?.close();
+    this.feed = null;
+    this.chatId = null;
+    this.chat = null;
+    this.nodes.clear();
+    this.outbox = [];
+    this.outboxNodes.clear();
+    this.chosen.clear();
+    this.list.replaceChildren();
+    this.stick = true;
+    this.jump.hidden = true;
+    this.draft = { title: "", system_prompt: "" };
+    this.shell.setConnection(null);
+  }
+
+  /** Subscribe to `chatId`; resolves when its state is on the page. */
+  async attach(chatId) {
+    this.chatId = chatId;
+    const feed = new ChatFeed(chatId, {
+      onChat: (chat) => this.chatLoaded(chat),
+      onMessages: (changed) => this.changed(changed),
+      onGone: () => {
+        if (this.feed !== feed) return;
+        this.shell.toast("This chat was deleted.");
+        this.shell.navigate("/", { replace: true });
+      },
+      onConnection: (state) => {
+        if (this.feed === feed) this.shell.setConnection(state);
+      },
+    });
+    this.feed = feed;
+    this.shell.setConnection("connecting");
+    await feed.start();
+  }
+
+  chatLoaded(chat) {
+    this.chat = chat;
+    this.shell.setTitle(chat.title || "New chat");
+    this.fillModels(chat.model);
+    this.shell.account.upsert(chat);
+    this.shell.account.emit();
+  }
+
+  fillModels(selected) {
+    const { models, default: fallback } = this.shell.models;
+    if (this.model.options.length !== models.length) {
+      this.model.replaceChildren(
+        ...models.map((model) => new Option(model.label || model.name || model.id, model.id)),
+      );
+    }
+    const value = models.some((model) => model.id === selected) ? selected : fallback;
+    if (value) this.model.value = value;
+  }
+
+  changed(ids) {
+    for (const id of ids) this.dirty.add(id);
+    this.schedule();
+  }
+
+  /** Coalesce redraws to one per frame (many deltas can arrive in one frame). */
+  schedule() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.render();
+    });
+  }
+
+  render() {
+    const replica = this.feed?.replica;
+    const messages = replica ? replica.messages : new Map();
+    this.path = shownPath(messages.values(), this.chosen);
+    const wanted = [];
+    for (const { message, siblings, index } of this.path) {
+      let node = this.nodes.get(message.id);
+      if (node === undefined) {
+        node = new MessageNode(message.role === "user" ? "user" : "assistant");
+        this.nodes.set(message.id, node);
+        this.dirty.add(message.id);
+      }
+      if (this.dirty.delete(message.id)) node.update(message);
+      node.setSiblings(index, siblings.length);
+      wanted.push(node.el);
+    }
+    // nodes off the path are rebuilt when shown again
+    for (const id of this.dirty) this.nodes.delete(id);
+    this.dirty.clear();
+    for (const id of this.nodes.keys()) if (!messages.has(id)) this.nodes.delete(id);
+    for (const entry of this.outbox) {
+      let node = this.outboxNodes.get(entry.localId);
+      if (node === undefined) {
+        node = new MessageNode("user");
+        this.outboxNodes.set(entry.localId, node);
+      }
+      node.setOutbox(entry);
+      wanted.push(node.el);
+    }
+    this.arrange(wanted);
+    this.empty.hidden = wanted.length > 0;
+    this.composerChanged();
+    if (this.stick) this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+
+  /** Put `wanted` in the list in order, moving as few nodes as possible. */
+  arrange(wanted) {
+    wanted.forEach((el, i) => {
+      if (this.list.children[i] !== el) this.list.insertBefore(el, this.list.children[i] ?? null);
+    });
+    while (this.list.children.length > wanted.length) this.list.lastElementChild.remove();
+  }
+
+  /** Replies of the shown path still being written. */
+  streamingReplies() {
+    return this.path.map((step) => step.message).filter((m) => m.role === "assistant" && isStreaming(m));
+  }
+
+  composerChanged() {
+    const streaming = this.streamingReplies().length > 0;
+    const sending = this.outbox.some((entry) => entry.state === "sending");
+    this.stopButton.hidden = !streaming;
+    this.sendButton.hidden = streaming;
+    this.sendButton.disabled = sending || this.prompt.value.trim() === "";
+    this.prompt.style.height = "auto";
+    this.prompt.style.height = `${Math.min(this.prompt.scrollHeight, 240)}px`;
+  }
+
+  /** Send what the composer holds. A second Enter or click while sending does nothing. */
+  submit() {
+    const text = this.prompt.value;
+    if (text.trim() === "" || this.streamingReplies().length > 0) return;
+    if (this.outbox.some((entry) => entry.state === "sending")) return;
+    const leaf = this.path.at(-1)?.message;
+    const entry = {
+      localId: `local-${crypto.randomUUID()}`,
+      content: text,
+      parentId: leaf ? leaf.id : null,
+      state: "sending",
+      error: "",
+    };
+    this.outbox.push(entry);
+    this.prompt.value = "";
+    this.stick = true;
+    this.render();
+    this.deliver(entry);
+  }
+
+  /** Post an outbox entry; on failure it stays, marked with the reason, for a retry. */
+  async deliver(entry) {
+    entry.state = "sending";
+    this.render();
+    try {
+      if (this.chatId === null) await this.createChat(entry.content);
+      const body = { content: entry.content, parent_id: entry.parentId, model: this.model.value };
+      const chatId = this.chatId;
+      const answer = await api.post(`/api/chats/${encodeURIComponent(chatId)}/messages`, body);
+      if (chatId !== this.chatId) return;
+      this.outbox = this.outbox.filter((e) => e !== entry);
+      this.outboxNodes.get(entry.localId)?.el.remove();
+      this.outboxNodes.delete(entry.localId);
+      this.follow(answer.user_message);
+      this.follow(answer.assistant_message);
+    } catch (error) {
+      entry.state = "failed";
+      entry.error = error instanceof ApiError ? error.message : String(error);
+    }
+    this.render();
+  }
+
+  async createChat(firstMessage) {
+    const chat = await api.post("/api/chats", {
+      title: this.draft.title || titleFrom(firstMessage),
+      model: this.model.value,
+      system_prompt: this.draft.system_prompt,
+    });
+    this.shell.account.upsert(chat);
+    this.shell.account.emit();
+    this.shell.navigate(`/chats/${chat.id}`, { replace: true, quiet: true });
+    await this.attach(chat.id);
+  }
+
+  /** Adopt a message an HTTP answer returned, and show its branch. */
+  follow(message) {
+    if (!message || !this.feed) return;
+    this.chosen.set(parentKey(message), message.id);
+    this.feed.adopt(message);
+    this.schedule();
+  }
+
+  async stop() {
+    for (const reply of this.streamingReplies()) {
+      try {
+        const ended = await api.post(`/api/messages/${encodeURIComponent(reply.id)}/stop`);
+        this.feed?.adopt(ended?.message ?? ended);
+      } catch (error) {
+        this.shell.toast(`Couldn't stop: ${error.message}`);
+      }
+    }
+  }
+
+  async retry(message) {
+    try {
+      const answer = await api.post(`/api/messages/${encodeURIComponent(message.id)}/retry`);
+      this.stick = true;
+      this.follow(answer?.assistant_message ?? answer?.message ?? answer);
+    } catch (error) {
+      this.shell.toast(`Couldn't retry: ${error.message}`);
+    }
+  }
+
+  nodeOf(target) {
+    const el = target.closest(".msg");
+    if (!el) return null;
+    return this.nodes.get(el.dataset.id) ?? this.outboxNodes.get(el.dataset.id) ?? null;
+  }
+
+  stepOf(target) {
+    const id = target.closest(".msg")?.dataset.id;
+    return this.path.find((step) => step.message.id === id);
+  }
+
+  /** Clicks on message buttons (delegated). */
+  action(event) {
+    const codeCopy = event.target.closest(".code-copy");
+    if (codeCopy) return this.copy(codeCopy.parentElement.querySelector("code").textContent, "Code copied");
+    const button = event.target.closest("[data-action]");
+    if (!button || button.disabled) return;
+    const step = this.stepOf(button);
+    const entry = this.outbox.find((e) => e.localId === button.closest(".msg")?.dataset.id);
+    switch (button.dataset.action) {
+      case "copy":
+        return step && this.copy(step.message.content, "Copied");
+      case "retry":
+        return step && this.retry(step.message);
+      case "edit":
+        return this.nodeOf(button)?.startEdit();
+      case "edit-cancel":
+        return this.nodeOf(button)?.stopEdit();
+      case "prev":
+      case "next": {
+        if (!step) return;
+        const sibling = step.siblings[step.index + (button.dataset.action === "next" ? 1 : -1)];
+        if (sibling) this.chosen.set(parentKey(sibling), sibling.id);
+        return this.render();
+      }
+      case "resend":
+        return entry && entry.state === "failed" && this.deliver(entry);
+      case "discard":
+        this.outbox = this.outbox.filter((e) => e !== entry);
+        this.outboxNodes.delete(entry?.localId);
+        if (entry && this.prompt.value === "") this.prompt.value = entry.content;
+        return this.render();
+    }
+  }
+
+  /** An edited user message is a new sibling with the same parent. */
+  async editSubmitted(event) {
+    event.preventDefault();
+    const form = event.target;
+    const step = this.stepOf(form);
+    const text = form.querySelector("textarea").value;
+    if (!step || text.trim() === "" || form.dataset.busy) return;
+    form.dataset.busy = "yes";
+    form.querySelector("[type=submit]").disabled = true;
+    try {
+      const answer = await api.post(`/api/chats/${encodeURIComponent(this.chatId)}/messages`, {
+        content: text,
+        parent_id: step.message.parent_id ?? null,
+        model: this.model.value,
+      });
+      this.nodeOf(form)?.stopEdit();
+      this.stick = true;
+      this.follow(answer.user_message);
+      this.follow(answer.assistant_message);
+    } catch (error) {
+      this.shell.toast(`Not sent: ${error.message}`);
+    } finally {
+      delete form.dataset.busy;
+      form.querySelector("[type=submit]").disabled = false;
+    }
+  }
+
+  async copy(text, done) {
+    try {
+      await navigator.clipboard.writeText(text);
+      this.shell.toast(done);
+    } catch {
+      this.shell.toast("Couldn't copy to the clipboard.");
+    }
+  }
+
+  async patchChat(changes) {
+    try {
+      const chat = await api.patch(`/api/chats/${encodeURIComponent(this.chatId)}`, changes);
+      this.chatLoaded(chat);
+    } catch (error) {
+      this.shell.toast(`Couldn't save: ${error.message}`);
+    }
+  }
+
+  /** Title and system prompt, for the settings dialog. */
+  settings() {
+    return this.chat
+      ? { title: this.chat.title ?? "", system_prompt: this.chat.system_prompt ?? "" }
+      : { ...this.draft };
+  }
+
+  async saveSettings(values) {
+    if (this.chatId) await this.patchChat(values);
+    else this.draft = values;
+  }
+}
