@@ -78,6 +78,7 @@ async def api(live_server: live.LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 
 def client_for(server: live.LiveServer, token: str | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        base_url=server.url, timeout=30,
+        base_url=server.url,
+        timeout=30,
         headers={"Authorization": f"Bearer {token or server.token}"},
     )

@@ -90,6 +90,7 @@ async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
     lease = secrets.token_hex(8)
     if not await db.start_reply(ctx.engine, reply_id, await ctx.log.head(stream), lease):
         return  # stopped or taken by another run meanwhile
+    path = await db.path(ctx.engine, reply_id)  # the replies it waited for have their text now
     model_id = reply["model"] or chat["model"]
     provider_name, model = split_model(model_id)
     generation_id = await records.start_generation(

@@ -60,8 +60,11 @@ class Tab:
             assert final["thinking"].startswith(thinking), (thinking, final["thinking"])
 
     def assert_delta_seqs_applied_once(self, message_id: str) -> None:
-        applied = [d["seq"] for t, d, _ in self.events
-                   if t == "message.delta" and d["message_id"] == message_id]
+        applied = [
+            d["seq"]
+            for t, d, _ in self.events
+            if t == "message.delta" and d["message_id"] == message_id
+        ]
         # every seq that arrived more than once was dropped (the text check proves it);
         # here: seqs never go backwards within one subscription's replay.
         assert applied == sorted(applied) or self.refetches or self.resets
@@ -86,8 +89,9 @@ async def follow_sse(
     ("refetch"), or `drop_after` events were read ("dropped": the connection is cut)."""
     headers = {"Last-Event-ID": tab.replica.cursor} if tab.replica.cursor else {}
     count = 0
-    async with aconnect_sse(http, "GET", f"/api/chats/{tab.chat_id}/events",
-                            headers=headers) as source:
+    async with aconnect_sse(
+        http, "GET", f"/api/chats/{tab.chat_id}/events", headers=headers
+    ) as source:
         assert source.response.status_code == 200, source.response.status_code
         async for sse in source.aiter_sse():
             if not sse.event or sse.event == "message":
@@ -105,7 +109,11 @@ async def follow_sse(
 
 
 async def converge_sse(
-    http: httpx.AsyncClient, tab: Tab, until: list[str], *, drop_every: int | None = None,
+    http: httpx.AsyncClient,
+    tab: Tab,
+    until: list[str],
+    *,
+    drop_every: int | None = None,
     max_rounds: int = 200,
 ) -> Tab:
     """Load, follow, and on a drop resume from the last cursor, on reset/gap refetch: until done."""
@@ -122,8 +130,14 @@ async def converge_sse(
 
 
 async def converge_ws(
-    base_url: str, token: str, http: httpx.AsyncClient, tab: Tab, until: list[str],
-    *, drop_every: int | None = None, max_rounds: int = 200,
+    base_url: str,
+    token: str,
+    http: httpx.AsyncClient,
+    tab: Tab,
+    until: list[str],
+    *,
+    drop_every: int | None = None,
+    max_rounds: int = 200,
 ) -> Tab:
     """The same over the WebSocket transport."""
     url = base_url.replace("http://", "ws://") + "/api/ws"

@@ -44,8 +44,8 @@ class Gate:
     def set(self) -> None:
         self.opened.set()
 
-    async def wait_reached(self, timeout: float = 30.0) -> None:
-        if not await asyncio.to_thread(self.reached.wait, timeout):
+    async def wait_reached(self) -> None:
+        if not await asyncio.to_thread(self.reached.wait, GATE_TIMEOUT):
             raise TimeoutError("the model never reached the gate")
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import uvicorn
 
+from gapless.accounts import Accounts
 from gapless.config import Settings
 from gapless.db import chats as db_chats
 from gapless.generation import Hooks
@@ -89,10 +90,17 @@ def start(
         live.flushes.append((reply_id, seq))
 
     config = Settings(
-        data_dir=data_dir, database_url=database_url, debounce=debounce, heartbeat=heartbeat,
-        default_model="scripted:default", demo_delay=0.0, **(settings or {}),
+        data_dir=data_dir,
+        database_url=database_url,
+        debounce=debounce,
+        heartbeat=heartbeat,
+        default_model="scripted:default",
+        demo_delay=0.0,
+        **(settings or {}),
     )
-    runtime = build(config, providers={"scripted": provider}, hooks=Hooks(before_flush=before_flush))
+    runtime = build(
+        config, providers={"scripted": provider}, hooks=Hooks(before_flush=before_flush)
+    )
     live = LiveServer(runtime=runtime, provider=provider)
     live.flush_gate.set()
 
@@ -105,10 +113,15 @@ def start(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     live.url = f"http://127.0.0.1:{port}"
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(runtime), log_level="warning", ws_max_size=64 * 1024,
-        timeout_graceful_shutdown=1, lifespan="on",
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(runtime),
+            log_level="warning",
+            ws_max_size=64 * 1024,
+            timeout_graceful_shutdown=1,
+            lifespan="on",
+        )
+    )
     ready = threading.Event()
     failure: list[BaseException] = []
 
@@ -116,14 +129,17 @@ def start(
         live.loop = asyncio.get_running_loop()
         try:
             created: Bootstrap | None = await runtime.start()
-            assert created is not None
-            live.token, live.email, live.password = created.token, created.email, created.password
+            if created is not None:
+                live.token, live.email = created.token, created.email
+                live.password = created.password
+            else:  # a restart on the same data: sign in with a new token
+                live.token = await Accounts(runtime.engine).new_token()
         except BaseException as exc:
             failure.append(exc)
             ready.set()
             raise
         serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not serving.done():
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event)
             await asyncio.sleep(0.01)
         ready.set()
         try:
