@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from redis.asyncio import Redis
 
 from gapless.log.base import BATCH, Subscription
 from gapless.log.redis import RedisLog
+from tests.contract import test_log_contract as contract
 from tests.contract.redis_engine import URL, drop_prefix, scoped
 from tests.contract.test_log_contract import append_n, drain, fresh
 
@@ -160,3 +162,32 @@ async def test_from_url_builds_a_log_whose_empty_stream_starts_at_zero() -> None
     finally:
         await log.close()
         await drop_prefix(prefix)
+
+
+@pytest.mark.parametrize("name", [name for name in dir(contract) if name.startswith("test_")])
+async def test_the_contract_holds_when_the_ring_is_tiny(name: str) -> None:
+    """A ring of 4 sends nearly every read through the replay-then-join path."""
+    log = scoped(ring=4)
+    try:
+        await getattr(contract, name)(log)
+    finally:
+        await log.close()
+
+
+async def test_the_reader_survives_a_dropped_connection_without_losing_events() -> None:
+    name = f"gapless-test-{uuid.uuid4().hex}"
+    log = scoped(f"{URL}?client_name={name}")
+    stream = fresh()
+    sub = await log.subscribe(stream, None)
+    await append_n(log, stream, 1)
+    await drain(sub, 1)
+    admin = Redis.from_url(URL, decode_responses=True)
+    readers = [c["id"] for c in await admin.client_list() if c.get("name") == name]
+    for client_id in readers:  # every connection of this log, the blocked reader among them
+        await admin.client_kill_filter(_id=client_id)
+    await admin.aclose()
+    await append_n(log, stream, 2, start=1)
+    got = await asyncio.wait_for(drain(sub, 2), 20)
+    assert [e.payload()["i"] for e in got] == [1, 2]
+    await sub.close()
+    await log.close()

@@ -244,3 +244,44 @@ async def test_resubscribing_after_the_last_subscriber_left_misses_nothing(log: 
     got = await drain(again, 2)
     assert [e.payload()["i"] for e in got] == [1, 2]
     await again.close()
+
+
+async def test_subscribers_joining_while_events_stream_get_each_later_one_once_in_order(
+    log: EventLog,
+) -> None:
+    stream = fresh()
+    total, joiners = 1200, 24  # joiner k joins after about k / joiners of the events
+    cursors: list[str] = []
+    subscribed: list[int] = []
+    appended = asyncio.Condition()
+
+    async def produce() -> None:
+        for i in range(total):
+            if i == total - 1:  # the last one waits for every joiner, so each has one to see
+                async with appended:
+                    await appended.wait_for(lambda: len(subscribed) == joiners)
+            cursors.append((await log.append(stream, events.make("test", {"i": i}))).cursor)
+            async with appended:
+                appended.notify_all()
+            await asyncio.sleep(0)  # let joiners in between appends, for every engine
+
+    async def join(k: int) -> None:
+        async with appended:
+            await appended.wait_for(lambda: len(cursors) >= k * total // joiners)
+        known = len(cursors)
+        cursor = cursors[known - 1 - k % 7] if k % 2 and known > 7 else None
+        sub = await log.subscribe(stream, cursor)
+        async with appended:
+            subscribed.append(k)
+            appended.notify_all()
+        got = [e.payload()["i"] for e in await drain(sub, 1)]
+        while got[-1] != total - 1:
+            got.extend(e.payload()["i"] for e in await sub.next())
+        await sub.close()
+        if cursor is None:
+            assert got[0] >= known  # nothing from before the subscription
+        else:
+            assert got[0] == cursors.index(cursor) + 1  # everything after the cursor
+        assert got == list(range(got[0], total))
+
+    await asyncio.wait_for(asyncio.gather(produce(), *(join(k) for k in range(joiners))), 60)

@@ -96,6 +96,18 @@ def _epoch() -> str:
     return secrets.token_urlsafe(9).replace("-", "~")
 
 
+def _keep(cursor: str | None, age: Position) -> tuple[str, str]:
+    """The keep cursor's epoch and the id trimming may reach: the entry after it, or `age`."""
+    if cursor is None:
+        return "", _id(age)
+    try:
+        parsed = parse_cursor(cursor)
+    except CursorError:
+        return "", _id(age)
+    major, minor = parsed.position
+    return parsed.epoch, _id(min(age, (major, minor + 1)))
+
+
 @dataclass(frozen=True)
 class _State:
     epoch: str
@@ -363,15 +375,3 @@ class RedisLog:
             await self._redis.delete(self._wake)
         await self._reader.aclose()
         await self._redis.aclose()
-
-
-def _keep(cursor: str | None, age: Position) -> tuple[str, str]:
-    """The keep cursor's epoch and the id trimming may reach: the entry after it, or `age`."""
-    if cursor is None:
-        return "", _id(age)
-    try:
-        parsed = parse_cursor(cursor)
-    except CursorError:
-        return "", _id(age)
-    major, minor = parsed.position
-    return parsed.epoch, _id(min(age, (major, minor + 1)))
