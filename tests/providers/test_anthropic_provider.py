@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import AsyncGenerator
 
 import pytest
 
@@ -109,6 +111,16 @@ async def test_stall_past_the_timeout_is_timeout_after_the_partial_text(wire: Wi
     assert chunks == [OPENED, Text("Hel")]
     assert error is not None
     assert error.code == "timeout"
+
+
+async def test_closing_the_stream_hangs_up_on_the_server(wire: Wire) -> None:
+    stream = provider(wire.url).stream("stall", PROMPT)
+    assert isinstance(stream, AsyncGenerator)
+    assert [await anext(stream), await anext(stream)] == [OPENED, Text("Hel")]
+
+    await stream.aclose()  # what `stop` does
+
+    await asyncio.wait_for(wire.hung_up.wait(), 1.0)
 
 
 async def test_refused_connection_is_connection() -> None:

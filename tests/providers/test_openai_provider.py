@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import AsyncGenerator
 
 import pytest
 
@@ -105,6 +107,29 @@ async def test_stall_past_the_timeout_is_timeout_after_the_partial_text(wire: Wi
     assert chunks == [Text("Hel")]
     assert error is not None
     assert error.code == "timeout"
+
+
+async def test_closing_the_stream_hangs_up_on_the_server(wire: Wire) -> None:
+    stream = provider(wire.url).stream("stall", PROMPT)
+    assert isinstance(stream, AsyncGenerator)
+    assert await anext(stream) == Text("Hel")
+
+    await stream.aclose()  # what `stop` does
+
+    await asyncio.wait_for(wire.hung_up.wait(), 1.0)
+
+
+async def test_cancelling_a_waiting_read_hangs_up_on_the_server(wire: Wire) -> None:
+    stream = provider(wire.url).stream("stall", PROMPT)
+    assert await anext(stream) == Text("Hel")
+    waiting = asyncio.ensure_future(anext(stream))  # `generation` cancels this on stop
+    await asyncio.sleep(0)  # one loop step: the task starts, and blocks reading the socket
+
+    waiting.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.wait_for(wire.hung_up.wait(), 1.0)
 
 
 async def test_refused_connection_is_connection() -> None:

@@ -283,6 +283,7 @@ class Wire:
     port: int = 0
     server: asyncio.Server | None = None
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    hung_up: asyncio.Event = field(default_factory=asyncio.Event)  # a client left a stall
 
     @property
     def url(self) -> str:
@@ -302,7 +303,7 @@ class Wire:
         try:
             path, headers, body = await self.read(reader)
             self.seen.append(Seen(path, headers, body))
-            await self.answer(reply_for(path, str(body.get("model"))), writer)
+            await self.answer(reply_for(path, str(body.get("model"))), reader, writer)
         finally:
             writer.close()
 
@@ -317,7 +318,9 @@ class Wire:
         raw = await reader.readexactly(int(headers.get("content-length", "0")))
         return path, headers, json.loads(raw or b"{}")
 
-    async def answer(self, reply: Reply, writer: asyncio.StreamWriter) -> None:
+    async def answer(
+        self, reply: Reply, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         if reply.status != 200:
             data = compact(reply.body).encode()
             writer.write(head(reply.status, {"content-type": "application/json",
@@ -335,5 +338,15 @@ class Wire:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
         elif reply.end == "stall":
-            await self.closing.wait()
+            await self.stall(reader)
         # "drop": return without the last chunk; `serve` closes the socket mid-body
+
+    async def stall(self, reader: asyncio.StreamReader) -> None:
+        """Send nothing more until the client hangs up (noted) or the server closes."""
+        eof = asyncio.ensure_future(reader.read())  # the client sends nothing more: EOF
+        closing = asyncio.ensure_future(self.closing.wait())
+        done, pending = await asyncio.wait({eof, closing}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if eof in done:
+            self.hung_up.set()
