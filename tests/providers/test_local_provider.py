@@ -67,6 +67,21 @@ async def test_closing_the_stream_mid_reply_stops_the_worker_thread(local: Local
     assert run.stopped  # it broke off on the flag, it did not run out of tokens
 
 
+async def test_cancelling_a_waiting_read_stops_the_worker_thread(local: LocalProvider) -> None:
+    stream = local.stream("smollm2", LONG)
+    await anext(stream)
+    run = local.current
+    waiting = asyncio.ensure_future(anext(stream))  # `generation` cancels this on stop
+    await asyncio.sleep(0)  # one loop step: the task starts, and waits on the queue
+
+    waiting.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.wait_for(local.idle(), 1.0)
+    assert run is not None and run.ended.is_set() and run.stopped
+
+
 async def test_concurrent_generations_take_turns_and_all_finish(local: LocalProvider) -> None:
     results = await asyncio.gather(*(drain(local.stream("smollm2", HELLO)) for _ in range(2)))
 
