@@ -8,7 +8,14 @@ const ms = (value) => (value === null || value === undefined ? "—" : value < 1
 const count = (value) => (value === null || value === undefined ? "—" : Number(value).toLocaleString());
 const cost = (value) => (value === null || value === undefined ? "—" : `$${Number(value).toFixed(Number(value) < 0.01 ? 5 : 3)}`);
 const rate = (value) => (value === null || value === undefined ? "—" : Number(value).toFixed(1));
-const when = (iso) => (iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "—");
+/** "14:05" today, "Nov 21, 14:05" on another day. */
+function when(iso) {
+  if (!iso) return "—";
+  const date = new Date(iso);
+  const time = date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  if (date.toDateString() === new Date().toDateString()) return time;
+  return `${date.toLocaleDateString(undefined, { month: "short", day: "numeric" })}, ${time}`;
+}
 
 export class GenerationsView {
   constructor(shell) {
@@ -52,12 +59,13 @@ export class GenerationsView {
       const row = document.createElement("tr");
       row.dataset.id = g.id;
       const tokens = `${count(g.input_tokens)} / ${count(g.output_tokens)}`;
+      const reasoning = g.reasoning_tokens ? `<div class="muted small">${count(g.reasoning_tokens)} reasoning</div>` : "";
       row.innerHTML =
         `<td class="nowrap">${escapeHtml(when(g.started_at))}</td>` +
         `<td><a href="/chats/${encodeURIComponent(g.chat_id)}" data-link class="model-name">${escapeHtml(g.model ?? "")}</a>` +
         `<div class="muted small">${escapeHtml(g.provider ?? "")}</div></td>` +
         `<td><span class="status status-${escapeHtml(g.status ?? "")}">${escapeHtml(g.status ?? "")}</span></td>` +
-        `<td class="num">${tokens}</td><td class="num">${count(g.reasoning_tokens)}</td>` +
+        `<td class="num">${tokens}${reasoning}</td>` +
         `<td class="num">${ms(g.ttft_ms)}</td><td class="num">${ms(g.duration_ms)}</td>` +
         `<td class="num">${rate(g.tokens_per_second)}</td><td class="num">${cost(g.cost)}</td>` +
         `<td class="error-cell">${g.error ? `<span class="error-text" title="${escapeHtml(g.error.code ?? "")}">${escapeHtml(g.error.message ?? g.error.code ?? "")}</span>` : ""}</td>`;
