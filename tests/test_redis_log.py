@@ -191,3 +191,35 @@ async def test_the_reader_survives_a_dropped_connection_without_losing_events() 
     assert [e.payload()["i"] for e in got] == [1, 2]
     await sub.close()
     await log.close()
+
+
+async def test_a_restore_from_an_older_snapshot_resets_cursors_and_subscribers_it_undid() -> None:
+    log = scoped()
+    stream = fresh()
+    keys = [f"{log.prefix}s:{stream}", f"{log.prefix}m:{stream}"]
+    await append_n(log, stream, 2)
+    admin = Redis.from_url(URL)
+    snapshot = [await admin.dump(key) for key in keys]
+    live = await log.subscribe(stream, None)
+    undone = await append_n(log, stream, 2, start=2)
+    await drain(live, 2)
+    for key, value in zip(keys, snapshot, strict=True):  # what restarting from it does
+        await admin.restore(key, 0, value, replace=True)
+    await asyncio.sleep(0.002)  # ids come from the clock: any real restore takes longer
+    await admin.aclose()
+    await append_n(log, stream, 3, start=4)  # new ids pass the undone ones: same epoch
+    assert await reason(live) == "lost"
+    assert await reason(await log.subscribe(stream, undone[0])) == "unknown"
+    await live.close()
+    await log.close()
+
+
+async def test_a_cursor_that_names_no_entry_is_reset_not_served() -> None:
+    log = scoped()
+    stream = fresh()
+    cursors = await append_n(log, stream, 3)
+    epoch, position = cursors[0].split(".")
+    before_first = f"{epoch}.{int(position.split('-')[0]) - 1}-7"  # above the floor, no entry
+    for made_up in [before_first, f"{epoch}.{'9' * 20}-0"]:
+        assert await reason(await log.subscribe(stream, made_up)) == "unknown"
+    await log.close()

@@ -51,7 +51,15 @@ if (not epoch) or (redis.call('HGET', KEYS[2], 'n') ~= '0'
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
 """
-_STATE = _ENSURE + "return redis.call('HMGET', KEYS[2], 'epoch', 'last', 'floor', 'n')"
+# Also whether the entry at ARGV[3] (a cursor's id) is still there: see `_judge`.
+_STATE = (
+    _ENSURE
+    + """
+local state = redis.call('HMGET', KEYS[2], 'epoch', 'last', 'floor', 'n')
+state[5] = ARGV[3] ~= '' and #redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3]) or 0
+return state
+"""
+)
 _APPEND = (
     _ENSURE
     + """
@@ -108,12 +116,29 @@ def _keep(cursor: str | None, age: Position) -> tuple[str, str]:
     return parsed.epoch, _id(min(age, (major, minor + 1)))
 
 
+def _judge(cursor: Cursor | None, state: _State) -> str:
+    """Why `cursor` cannot be followed in `state`, or "" when it can.
+
+    Cursors name appended entries, or the empty start, so a valid one above the
+    floor is still in Redis: one that is not was lost (say, a restore from an
+    older snapshot) or made up, and replaying after it could skip events.
+    """
+    if cursor is None:
+        return ""
+    if cursor.epoch != state.epoch or cursor.position > state.last:
+        return "unknown"
+    if cursor.position < state.floor:
+        return "expired"
+    return "" if state.seen or cursor.position == state.floor else "unknown"
+
+
 @dataclass(frozen=True)
 class _State:
     epoch: str
     last: Position
     floor: Position
     n: int
+    seen: bool  # the entry at the position asked about is still in Redis
 
 
 @dataclass(eq=False)
@@ -216,9 +241,10 @@ class RedisLog:
     def _keys(self, stream: str) -> list[str]:
         return [f"{self._prefix}s:{stream}", f"{self._prefix}m:{stream}", self._names]
 
-    async def _get_state(self, stream: str) -> _State:
-        epoch, last, floor, n = await self._state(self._keys(stream), [_epoch(), self._expire_ms])
-        return _State(epoch, _position(last), _position(floor), int(n))
+    async def _get_state(self, stream: str, at: Position | None = None) -> _State:
+        args = [_epoch(), self._expire_ms, "" if at is None else _id(at)]
+        epoch, last, floor, n, seen = await self._state(self._keys(stream), args)
+        return _State(epoch, _position(last), _position(floor), int(n), bool(seen))
 
     async def append(self, stream: str, event: Event) -> Event:
         args = [_epoch(), self._expire_ms, event.type, event.data, stream]
@@ -234,15 +260,13 @@ class RedisLog:
             parsed = None if cursor is None else parse_cursor(cursor)
         except CursorError:
             return RedisSubscription(self, None, (0, 0), "malformed")
-        state = await self._get_state(stream)
-        if parsed is None:
-            position = state.last
-        elif parsed.epoch != state.epoch or parsed.position > state.last:
+        if parsed is not None and max(parsed.position) >= 2**64:  # Redis would refuse the id
             return RedisSubscription(self, None, (0, 0), "unknown")
-        elif parsed.position < state.floor:
-            return RedisSubscription(self, None, (0, 0), "expired")
-        else:
-            position = parsed.position
+        state = await self._get_state(stream, None if parsed is None else parsed.position)
+        reason = _judge(parsed, state)
+        if reason:
+            return RedisSubscription(self, None, (0, 0), reason)
+        position = state.last if parsed is None else parsed.position
         follow, new = self._join(stream, state)
         sub = RedisSubscription(self, follow, position)
         if new:
@@ -326,8 +350,9 @@ class RedisLog:
         for redis_id, fields in entries:
             if fields.get("epoch") != f.epoch:
                 return self._break(f, "lost")
-            if int(fields.get("n", 0)) != f.n + 1:  # trimmed before we read it
-                return self._break(f, "behind")
+            n = int(fields.get("n", 0))
+            if n != f.n + 1:  # trimmed before we read it, or Redis went back in time
+                return self._break(f, "behind" if n > f.n else "lost")
             f.n += 1
             f.ids.append(_position(redis_id))
             f.events.append(self._event(f.epoch, redis_id, fields))
