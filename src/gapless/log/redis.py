@@ -12,6 +12,8 @@ Each process reads with one connection: a single reader task blocks in one
 `XREAD` over every followed stream and fills a ring of recent events per
 stream, which its local subscribers share (as in `memory.py`). A subscriber
 behind the ring replays from Redis with `XRANGE` until it reaches the ring.
+A stream and its hash expire together `expire` seconds after their last append
+(`from_url`), so idle chats cost Redis nothing and their cursors reset.
 Imports `log.base`, `events`, `stream`, `errors`; `redis` is imported only here.
 """
 
