@@ -1,14 +1,31 @@
-"""Settings, frozen, from `GAPLESS_*` environment variables or a `.env`/settings file.
+"""Settings, frozen, from `GAPLESS_*` environment variables, `.env`, or a `gapless.toml` file.
 
-Imports nothing from gapless. Read once by `runtime`; everything else receives
-the values it needs as arguments.
+Precedence: environment, then `.env`, then the TOML file (`GAPLESS_CONFIG`
+names another). Imports nothing from gapless. Read once by `runtime`;
+everything else receives the values it needs as arguments.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Endpoint(BaseModel):
+    """An extra OpenAI-compatible server (Ollama, vLLM, LM Studio, OpenRouter...)."""
+
+    name: str
+    base_url: str
+    api_key: str = ""
+    models: tuple[str, ...] = ()
 
 
 class Settings(BaseSettings):
@@ -17,7 +34,7 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path(".gapless")
-    database_url: str = ""  # default: sqlite in data_dir
+    database_url: str = ""  # default: SQLite in data_dir
     events_url: str = "memory://"
     queue_url: str = "memory://"
     # How often a streaming reply's row is written (seconds); never once per token.
@@ -26,11 +43,40 @@ class Settings(BaseSettings):
     retention: float = 3600.0
     heartbeat: float = 15.0
     max_content: int = 32_000
-    default_model: str = "demo:default"
-    # Providers that may be chosen (`provider:model` names are checked against these).
-    providers: tuple[str, ...] = ("demo",)
-    demo_delay: float = 0.03  # seconds between the demo provider's chunks
+    # "" picks the embedded model when it is installed, else the demo model.
+    default_model: str = ""
+    # Providers that may be chosen: local, demo, openai, anthropic, bench (benchmarks only).
+    providers: tuple[str, ...] = ("local", "demo")
+    demo_delay: float = 0.03  # seconds between the demo model's chunks
+    local_threads: int = 1  # on a loaded 2-core machine one thread beat two by 10x
+    local_max_tokens: int = 512
+    local_context: int = 2048
+    openai_api_key: str = ""
+    openai_base_url: str = ""  # empty: api.openai.com
+    openai_models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o")
+    anthropic_api_key: str = ""
+    anthropic_base_url: str = ""
+    anthropic_models: tuple[str, ...] = ("claude-sonnet-4-5", "claude-haiku-4-5")
+    anthropic_thinking_budget: int | None = None
+    endpoints: tuple[Endpoint, ...] = ()
+    provider_timeout: float = 60.0
+    # Extra or overriding prices, USD per million tokens: {"openai:gpt-4o": [2.5, 10.0]}.
+    prices: dict[str, tuple[float, float]] = {}
     public_url: str = ""  # the Origin browsers use, when behind a proxy
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(
+            settings_cls, toml_file=os.environ.get("GAPLESS_CONFIG", "gapless.toml")
+        )
+        return (init_settings, env_settings, dotenv_settings, toml)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

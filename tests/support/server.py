@@ -94,9 +94,8 @@ def start(
         database_url=database_url,
         debounce=debounce,
         heartbeat=heartbeat,
-        default_model="scripted:default",
-        demo_delay=0.0,
-        **(settings or {}),
+        **{"default_model": "scripted:default", "demo_delay": 0.0, "providers": ("demo",),
+           **(settings or {})},
     )
     runtime = build(
         config, providers={"scripted": provider}, hooks=Hooks(before_flush=before_flush)
