@@ -49,7 +49,7 @@ class Seen:
 # --- OpenAI chat completions --------------------------------------------------------------
 
 
-def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+def completion_chunk(choices: list[dict[str, Any]], usage: object = None) -> bytes:
     return sse(
         {
             "id": "chatcmpl-wire",
@@ -57,34 +57,32 @@ def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             "created": 1763888000,
             "model": "wire-model",
             "system_fingerprint": "fp_wire",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            "usage": None,
+            "choices": choices,
+            "usage": usage,
         }
     )
 
 
+def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return completion_chunk([choice])
+
+
 def usage_chunk(prompt: int, completion: int, reasoning: int) -> bytes:
-    return sse(
-        {
-            "id": "chatcmpl-wire",
-            "object": "chat.completion.chunk",
-            "created": 1763888000,
-            "model": "wire-model",
-            "system_fingerprint": "fp_wire",
-            "choices": [],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                "completion_tokens_details": {
-                    "reasoning_tokens": reasoning,
-                    "audio_tokens": 0,
-                    "accepted_prediction_tokens": 0,
-                    "rejected_prediction_tokens": 0,
-                },
+    return completion_chunk(
+        [],
+        usage={
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": reasoning,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
             },
-        }
+        },
     )
 
 
@@ -243,6 +241,7 @@ ANTHROPIC: dict[str, Reply] = {
         "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit")),
     "bad": Reply(status=400, body=anthropic_error(
         "invalid_request_error", "max_tokens: Field required")),
+    "broken": Reply(status=500, body=anthropic_error("api_error", "Internal server error")),
     "overloaded": Reply(status=529, body=anthropic_error("overloaded_error", "Overloaded")),
     "error-event": Reply(
         events=(*OPENING, sse(anthropic_error("overloaded_error", "Overloaded"), event="error"))

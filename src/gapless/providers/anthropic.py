@@ -51,13 +51,13 @@ ERROR_TYPES = {
 
 
 def messages_for(prompt: Prompt) -> list[MessageParam]:
-    messages: list[MessageParam] = []
-    for turn in prompt.turns:
-        if turn.role == "user":
-            messages.append({"role": "user", "content": turn.content})
-        else:
-            messages.append({"role": "assistant", "content": turn.content})
-    return messages
+    # Spelled per role: the SDK's message type is a union that mypy cannot pick from a variable.
+    return [
+        {"role": "user", "content": turn.content}
+        if turn.role == "user"
+        else {"role": "assistant", "content": turn.content}
+        for turn in prompt.turns
+    ]
 
 
 def code_for(error: anthropic.APIStatusError) -> str:

@@ -48,15 +48,16 @@ CHARS_PER_TOKEN = 4
 
 
 def messages_for(prompt: Prompt) -> list[ChatCompletionMessageParam]:
-    messages: list[ChatCompletionMessageParam] = []
-    if prompt.system:
-        messages.append({"role": "system", "content": prompt.system})
-    for turn in prompt.turns:
-        if turn.role == "user":
-            messages.append({"role": "user", "content": turn.content})
-        else:
-            messages.append({"role": "assistant", "content": turn.content})
-    return messages
+    system: list[ChatCompletionMessageParam] = (
+        [{"role": "system", "content": prompt.system}] if prompt.system else []
+    )
+    # Spelled per role: the SDK's message type is a union that mypy cannot pick from a variable.
+    return system + [
+        {"role": "user", "content": turn.content}
+        if turn.role == "user"
+        else {"role": "assistant", "content": turn.content}
+        for turn in prompt.turns
+    ]
 
 
 def estimate_tokens(prompt: Prompt) -> int:
