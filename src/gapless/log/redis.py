@@ -32,7 +32,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from gapless import events
-from gapless.errors import CursorError
+from gapless.errors import CursorError, FencedError
 from gapless.events import Event
 from gapless.log.base import BATCH, Subscription
 from gapless.stream import Cursor, Position, parse_cursor
@@ -62,8 +62,11 @@ state[5] = ARGV[3] ~= '' and #redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3]) or
 return state
 """
 )
+# A revoked fence (KEYS[4], when ARGV[6] says there is one) refuses the append in the
+# same step, so a revoked run can never publish after whoever revoked it.
 _APPEND = (
-    _ENSURE
+    "if ARGV[6] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return false end"
+    + _ENSURE
     + """
 local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
 local id = redis.call('XADD', KEYS[1], '*',
@@ -248,10 +251,18 @@ class RedisLog:
         epoch, last, floor, n, seen = await self._state(self._keys(stream), args)
         return _State(epoch, _position(last), _position(floor), int(n), bool(seen))
 
-    async def append(self, stream: str, event: Event) -> Event:
-        args = [_epoch(), self._expire_ms, event.type, event.data, stream]
-        epoch, redis_id = await self._append(self._keys(stream), args)
+    async def append(self, stream: str, event: Event, fence: str | None = None) -> Event:
+        keys = [*self._keys(stream), f"{self._prefix}fence:{fence or ''}"]
+        args = [_epoch(), self._expire_ms, event.type, event.data, stream, "1" if fence else ""]
+        stored = await self._append(keys, args)
+        if stored is None:
+            raise FencedError(f"appends for {fence} were revoked")
+        epoch, redis_id = stored
         return replace(event, cursor=str(Cursor(epoch, _position(redis_id))))
+
+    async def revoke(self, fence: str) -> None:
+        # Kept as long as an idle stream (`expire`), which outlives the trim retention.
+        await self._redis.set(f"{self._prefix}fence:{fence}", "1", px=int(self._expire_ms))
 
     async def head(self, stream: str) -> str:
         state = await self._get_state(stream)
