@@ -12,6 +12,8 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from gapless import events
+from gapless.errors import FencedError
 from gapless.log.base import BATCH, Subscription
 from gapless.log.redis import RedisLog
 from tests.contract import test_log_contract as contract
@@ -223,3 +225,15 @@ async def test_a_cursor_that_names_no_entry_is_reset_not_served() -> None:
     for made_up in [before_first, f"{epoch}.{'9' * 20}-0"]:
         assert await reason(await log.subscribe(stream, made_up)) == "unknown"
     await log.close()
+
+
+async def test_a_fence_revoked_by_one_process_refuses_the_appends_of_another() -> None:
+    runner = scoped()
+    stopper = scoped(prefix=runner.prefix)
+    stream, fence = fresh(), f"msg_{uuid.uuid4().hex}"
+    await runner.append(stream, events.make("test", {"i": 0}), fence=fence)
+    await stopper.revoke(fence)
+    with pytest.raises(FencedError):
+        await runner.append(stream, events.make("test", {"i": 1}), fence=fence)
+    await stopper.close()
+    await runner.close()
