@@ -148,6 +148,7 @@ class Fleet:
     data_dirs: list[Path] = field(default_factory=list)
 
     launcher: str = ""
+    profile: Path | None = None  # pyinstrument output folder (forces the serve_bench launcher)
 
     def start_gapless(self, debounce: float | None = None) -> None:
         """`gapless serve` with the bench provider on; falls back to the stop-gap launcher."""
@@ -158,6 +159,8 @@ class Fleet:
             ([gapless], '["demo","bench"]'),  # pydantic-settings may want JSON for a tuple
             ([sys.executable, "-m", "benchmarks.serve_bench"], '["demo","bench"]'),
         ]
+        if self.profile is not None:
+            launchers = launchers[2:]
         errors = []
         for argv, providers in launchers:
             port = free_port()
@@ -168,6 +171,8 @@ class Fleet:
                 "GAPLESS_PROVIDERS": providers,
                 "GAPLESS_DEBOUNCE": str(self.debounce if debounce is None else debounce),
             }
+            if self.profile is not None:
+                env["GAPLESS_BENCH_PROFILE"] = str(self.profile)
             server = Server(
                 "gapless",
                 [*argv, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -234,6 +239,24 @@ class Fleet:
         self.targets["ceiling", "ws"] = Target(
             "ceiling", f"http://127.0.0.1:{ws_http}", f"ws://127.0.0.1:{ws}/api/ws", "", b.pid
         )
+
+    @contextlib.contextmanager
+    def profiled(self, target: str, name: str) -> Iterator[None]:
+        """Profile the Gapless server while the block runs (with `--profile` only)."""
+        server = self.servers.get("gapless")
+        if self.profile is None or target != "gapless" or server is None:
+            yield
+            return
+        os.kill(server.pid, signal.SIGUSR1)
+        try:
+            yield
+        finally:
+            self.profile.mkdir(parents=True, exist_ok=True)
+            (self.profile / "name").write_text(name)
+            os.kill(server.pid, signal.SIGUSR2)
+            end = time.monotonic() + 120
+            while (self.profile / "name").exists() and time.monotonic() < end:
+                time.sleep(0.2)  # blocking on purpose: nothing else should run meanwhile
 
     def restart(self, target: str) -> None:
         self.start_gapless() if target == "gapless" else self.start_ceiling()
@@ -315,6 +338,9 @@ class Book:
 
 
 SHOW = (
+    "error",
+    "post_errors",
+    "first_error",
     "ttft_p50_ms",
     "ttft_p99_ms",
     "chunks_per_s",
@@ -351,9 +377,23 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+FAULTS = ("lost", "dup", "ooo", "mismatch", "resets", "unfinished", "post_errors")
+
+
 def good(run: dict[str, Any]) -> bool:
-    faults = sum(run.get(k, 0) for k in ("lost", "dup", "ooo", "mismatch", "resets", "unfinished"))
+    if "error" in run:
+        return False
+    faults = sum(run.get(k, 0) for k in FAULTS)
     return faults == 0 and run["p99_ms"] <= GOOD_P99_MS
+
+
+async def attempt(coro: Any) -> dict[str, Any]:
+    """One run; a failure (the server answered 500, a subscription broke) is a result too."""
+    try:
+        result: dict[str, Any] = await coro
+        return result
+    except Exception as e:  # recorded in the JSON and the table, not hidden
+        return {"error": f"{type(e).__name__}: {e}"[:500]}
 
 
 # --- the workloads, each for one run -------------------------------------------------------
@@ -377,7 +417,7 @@ async def w3_climb(
     walking_down = False
     while 0 <= i < len(W3_LADDER):
         s = W3_LADDER[i]
-        run = await load.steady(target, transport, s, 3, 50, int(50 * seconds))
+        run = await attempt(load.steady(target, transport, s, 3, 50, int(50 * seconds)))
         trace(s, run)
         if good(run):
             best = s
@@ -484,22 +524,23 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
         for r in range(p.runs):
             for transport in p.transports:
                 for name in orders(p.targets, r):
-                    book.add(
-                        "W1",
-                        "S=1 K=1",
-                        transport,
-                        name,
-                        await load.first_token(t[name, transport], transport, p.w1_samples),
-                    )
+                    with fleet.profiled(name, f"W1-{transport}-run{r}"):
+                        run = await attempt(
+                            load.first_token(t[name, transport], transport, p.w1_samples)
+                        )
+                    book.add("W1", "S=1 K=1", transport, name, run)
     if "W2" in p.workloads:
         print(f"W2 steady fan-out ({p.seconds:g} s streams)", flush=True)
         for r in range(p.runs):
             for s, k, rate in p.w2:
                 for transport in p.transports:
                     for name in orders(p.targets, r):
-                        run = await load.steady(
-                            t[name, transport], transport, s, k, rate, int(rate * p.seconds)
-                        )
+                        with fleet.profiled(name, f"W2-{s}x{k}x{rate}-{transport}-run{r}"):
+                            run = await attempt(
+                                load.steady(
+                                    t[name, transport], transport, s, k, rate, int(rate * p.seconds)
+                                )
+                            )
                         book.add("W2", f"S={s} K={k} R={rate}", transport, name, run)
     if "W3" in p.workloads:
         print(
@@ -522,9 +563,9 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
                     ) -> None:
                         steps.append({"s": s, **run})
                         print(
-                            f"    W3 {transport} {name} S={s}: p99={fmt(run['p99_ms'])} ms "
-                            f"lost={run['lost']} chunks/s={fmt(run['chunks_per_s'])} "
-                            f"client_cpu={fmt(run['client_cpu'])} "
+                            f"    W3 {transport} {name} S={s}: p99={fmt(run.get('p99_ms'))} ms "
+                            f"lost={run.get('lost')} chunks/s={fmt(run.get('chunks_per_s'))} "
+                            f"client_cpu={fmt(run.get('client_cpu'))} {run.get('error', '')}"
                             f"{'good' if good(run) else 'NOT good'}",
                             flush=True,
                         )
@@ -532,7 +573,10 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
                     # later runs start one step below the first run's answer, to save time
                     known = first.get((name, transport), 0)
                     start = max(0, W3_LADDER.index(known) - 1) if known else 0
-                    best = await w3_climb(t[name, transport], transport, start, p.w3_seconds, trace)
+                    with fleet.profiled(name, f"W3-{transport}-run{r}"):
+                        best = await w3_climb(
+                            t[name, transport], transport, start, p.w3_seconds, trace
+                        )
                     first.setdefault((name, transport), best)
                     at_best = next((x for x in steps if x["s"] == best), {})
                     book.add(
@@ -552,8 +596,10 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
         for r in range(p.runs):
             for transport in p.transports:
                 for name in orders(p.targets, r):
-                    run = await load.late_joiners(
-                        t[name, transport], transport, 20, 5, 50, int(50 * p.seconds)
+                    run = await attempt(
+                        load.late_joiners(
+                            t[name, transport], transport, 20, 5, 50, int(50 * p.seconds)
+                        )
                     )
                     book.add("W4", "S=20 J=5 R=50", transport, name, run)
     if "W5" in p.workloads:
@@ -561,8 +607,16 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
         for r in range(p.runs):
             for transport in p.transports:
                 for name in orders(p.targets, r):
-                    run = await load.steady(
-                        t[name, transport], transport, 50, 3, 50, int(50 * p.seconds), reconnect=0.2
+                    run = await attempt(
+                        load.steady(
+                            t[name, transport],
+                            transport,
+                            50,
+                            3,
+                            50,
+                            int(50 * p.seconds),
+                            reconnect=0.2,
+                        )
                     )
                     book.add("W5", "S=50 K=3 R=50", transport, name, run)
     if "W6" in p.workloads:
@@ -571,14 +625,20 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
             for transport in p.transports:
                 for name in orders(p.targets, r):
                     fleet.restart(name)
-                    run = await load.idle(fleet.targets[name, transport], transport, p.w6_counts)
+                    run = await attempt(
+                        load.idle(fleet.targets[name, transport], transport, p.w6_counts)
+                    )
                     book.add("W6", "idle", transport, name, run)
             t = fleet.targets
     if "W7" in p.workloads and "gapless" in p.targets:
         print("W7 database writes per streaming reply per second (R=50, one reply)", flush=True)
         for debounce in DEBOUNCES:
             fleet.start_gapless(debounce)
-            for run in await w7_debounce(fleet.targets["gapless", "sse"], p.runs, p.seconds):
+            try:
+                runs = await w7_debounce(fleet.targets["gapless", "sse"], p.runs, p.seconds)
+            except Exception as e:  # recorded, not hidden
+                runs = [{"error": f"{type(e).__name__}: {e}"[:500]}]
+            for run in runs:
                 run["bound"] = (1 / debounce + 2) if debounce else float("inf")
                 book.add("W7", f"debounce={debounce:g}s", "sse", "gapless", run)
         fleet.start_gapless()
@@ -701,6 +761,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", default="gapless,ceiling")
     parser.add_argument("--w2", default="", help="W2 configs as S:K:R,S:K:R (e.g. 2:2:50)")
     parser.add_argument("--debounce", type=float, default=0.2, help="GAPLESS_DEBOUNCE for W1-W6")
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="pyinstrument the server into this folder "
+        "during W1-W3 (figures then carry the profiler's overhead)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server/generator cores")
     parser.add_argument(
         "--out", default="", help="JSON path (default: benchmarks/results/<UTC time>.json)"
@@ -734,6 +800,9 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     fleet = Fleet(logdir, server_cores, debounce=args.debounce)
+    if args.profile:
+        fleet.profile = Path(args.profile).resolve()
+        meta["profiled"] = str(fleet.profile)
     book = Book()
     started = time.monotonic()
     try:

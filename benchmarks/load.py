@@ -519,6 +519,7 @@ class Api:
 
     def __init__(self, target: Target) -> None:
         self.target = target
+        self.errors: list[str] = []  # failed POSTs that started a stream
         self.http = httpx.AsyncClient(
             base_url=target.api,
             headers=target.headers(),
@@ -626,7 +627,10 @@ async def start_streams(api: Api, chats: list[str], spread: float) -> dict[str, 
 
     async def one(i: int, chat: str) -> None:
         await asyncio.sleep(max(0.0, t0 + spread * i / len(chats) - loop.time()))
-        replies[chat] = await api.post(chat)
+        try:
+            replies[chat] = await api.post(chat)
+        except (RuntimeError, httpx.HTTPError) as e:
+            api.errors.append(str(e)[:300])  # its subscribers then count as unfinished
 
     await asyncio.gather(*(one(i, c) for i, c in enumerate(chats)))
     return replies
@@ -634,6 +638,8 @@ async def start_streams(api: Api, chats: list[str], spread: float) -> dict[str, 
 
 async def wait_all(subs: list[Subscriber], replies: dict[str, str], within: float) -> None:
     futures = [s.wait_final(replies[s.chat_id]) for s in subs if s.chat_id in replies]
+    if not futures:
+        return
     done, _ = await asyncio.wait(futures, timeout=within)
     for future in done:
         future.exception()  # resets are counted by `check`
@@ -672,7 +678,7 @@ async def steady(
                 )
         with Probe(target.pid) as probe:
             replies = await start_streams(api, chats, spread=min(1.0, max(0.2, 1 / max(rate, 1))))
-            await wait_all(subs, replies, within=tokens / max(rate, 1) + 60)
+            await wait_all(subs, replies, within=tokens / max(rate, 1) + 20)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
         for sub in subs:
@@ -696,7 +702,10 @@ async def steady(
         "cpu_ms_per_1000": probe.server_cpu_ms / delivered * 1000 if delivered else float("nan"),
         "peak_rss_mb": probe.peak_rss_mb,
         "client_cpu": probe.client_cpu,
+        "post_errors": len(api.errors),
     }
+    if api.errors:
+        result["first_error"] = api.errors[0]
     if reconnect is not None:
         result["reconnected"] = len(live)
         result["ttl_p50_ms"] = percentile(live, 0.5) / 1e6
