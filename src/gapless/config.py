@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     debounce: float = 0.2
     # How long the event log keeps events, and how long an idle chat's log lives.
     retention: float = 3600.0
-    heartbeat: float = 15.0
+    heartbeat: float = 15.0  # SSE keep-alive, and how often long subscriptions re-check access
+    # A generation not heard from for this long is presumed dead and ended `interrupted`.
+    lease_ttl: float = 6.0
     max_content: int = 32_000
     # "" picks the embedded model when it is installed, else the demo model.
     default_model: str = ""

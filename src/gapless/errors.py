@@ -12,6 +12,7 @@ boundary, into `{"error": {"code", "message"}}`; nothing else knows HTTP.
     ├── ConflictError (409)        the state forbids the action
     ├── RateLimitedError (429)
     ├── CursorError (400)          a cursor that cannot be parsed (transports answer `reset`)
+    ├── FencedError (409)          an append by a run whose reply was taken from it (revoked)
     └── ProviderError (502)        a model provider failed; `code` says how
 """
 
@@ -69,6 +70,14 @@ class RateLimitedError(GaplessError):
 class CursorError(GaplessError):
     code = "bad_cursor"
     status = 400
+
+
+class FencedError(GaplessError):
+    """The log refused an append: the reply's run was revoked (stopped elsewhere, or presumed
+    dead). The run must end quietly: whoever revoked it published the final event."""
+
+    code = "fenced"
+    status = 409
 
 
 class ProviderError(GaplessError):

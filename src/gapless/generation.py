@@ -29,7 +29,7 @@ from gapless.db import Engine
 from gapless.db import chats as db
 from gapless.db import generations as records
 from gapless.db.rows import now
-from gapless.errors import GaplessError, ProviderError
+from gapless.errors import FencedError, GaplessError, ProviderError
 from gapless.log.base import EventLog, chat_stream
 from gapless.providers.base import Chunk, Prompt, Provider, Text, Thinking, Turn, Usage, split_model
 from gapless.stream import FINAL_EVENTS, Delta, flush_due
@@ -57,6 +57,7 @@ class Context:
     log: EventLog
     providers: Mapping[str, Provider]
     debounce: float = 0.2
+    lease_ttl: float = 6.0  # a run not heard from for this long is presumed dead
     cost: Callable[[str, Usage], float | None] = lambda model, usage: None
     hooks: Hooks = field(default_factory=Hooks)
 
@@ -98,7 +99,8 @@ async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
     )
     progress = Progress()
     status, error = "complete", None
-    writer = Writer(ctx, reply_id, lease, progress)
+    lost = asyncio.Event()  # set when this run's lease or fence was taken: end quietly
+    writer = Writer(ctx, reply_id, lease, progress, lost, stop)
     try:
         provider = ctx.providers.get(provider_name)
         if provider is None:
@@ -108,6 +110,8 @@ async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
             await _publish(ctx, stream, reply_id, chunk, progress, writer)
         if stop.is_set():
             status = "cancelled"
+    except FencedError:
+        lost.set()
     except ProviderError as exc:
         status, error = "failed", {"code": exc.code, "message": exc.message}
     except Exception as exc:  # a bug must still end the reply clearly, never spin forever
@@ -115,7 +119,11 @@ async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
         status, error = "failed", {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
     finally:
         await writer.close()
-    await _finish(ctx, stream, reply_id, lease, status, error, progress)
+    if lost.is_set():
+        logger.warning("run of %s lost its lease; whoever took it ended the reply", reply_id)
+        status, error = "failed", {"code": "interrupted", "message": "The run lost its lease."}
+    else:
+        await _finish(ctx, stream, reply_id, lease, status, error, progress)
     await records.finish_generation(
         ctx.engine,
         generation_id,
@@ -144,9 +152,14 @@ async def _publish(
         content=chunk.text if is_text else "",
         thinking=chunk.text if isinstance(chunk, Thinking) else "",
     )
-    stored = await ctx.log.append(stream, events.delta(delta))
+    stored = await ctx.log.append(stream, events.delta(delta), fence=reply_id)
     (progress.content if is_text else progress.thinking).append(chunk.text)
+    epoch_changed = bool(progress.position) and _epoch(progress.position) != _epoch(stored.cursor)
     progress.seq, progress.position = delta.seq, stored.cursor
+    if epoch_changed:
+        # The log lost its history (a Redis flush): the row's stored position names the
+        # old log, so bring the row up to this delta now, or late joiners would see a gap.
+        await writer.write_now()
     if progress.first_token_at is None:
         progress.first_token_at = now()
     writer.mark()
@@ -188,20 +201,37 @@ async def _finish(
         )
     )
     if final is not None:
-        await ctx.log.append(stream, events.message(f"message.{_EVENT[status]}", final))
+        with contextlib.suppress(FencedError):  # revoked after our last write: theirs wins
+            await ctx.log.append(
+                stream, events.message(f"message.{_EVENT[status]}", final), fence=reply_id
+            )
+
+
+def _epoch(cursor: str) -> str:
+    return cursor.partition(".")[0]
 
 
 _EVENT = {"complete": "completed", "failed": "failed", "cancelled": "cancelled"}
 
 
 async def end_unstarted(
-    ctx: Context, reply_id: str, status: str, error: dict[str, str] | None
+    ctx: Context,
+    reply_id: str,
+    status: str,
+    error: dict[str, str] | None,
+    lease: str | None = None,
 ) -> dict[str, Any] | None:
-    """End a reply no run holds (stopped before it started, or interrupted): keep its text."""
+    """End a reply no live run holds (stopped before it started, interrupted, or its run
+    presumed dead, then only if it still holds `lease`), keeping its text.
+
+    The fence is revoked first, so a run that is not dead after all can publish
+    nothing after this final event.
+    """
+    await ctx.log.revoke(reply_id)
     final = await db.finish_reply(
         ctx.engine,
         reply_id,
-        None,
+        lease,
         status,
         error_code=(error or {}).get("code"),
         error_message=(error or {}).get("message"),
@@ -308,12 +338,25 @@ class Writer:
 
     Runs beside the job so a slow write never delays a delta; each write stores
     a snapshot of `Progress` (text, seq and the position of its last delta).
+    When nothing was written for a while it touches the row instead: that is
+    the run's heartbeat, by which other processes know it is alive. A write
+    refused because the lease was taken sets `lost` and `stop`: the run ends.
     """
 
-    def __init__(self, ctx: Context, reply_id: str, lease: str, progress: Progress) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        reply_id: str,
+        lease: str,
+        progress: Progress,
+        lost: asyncio.Event,
+        stop: asyncio.Event,
+    ) -> None:
         self._ctx, self._reply_id, self._lease, self._progress = ctx, reply_id, lease, progress
+        self._lost, self._stop = lost, stop
         self._dirty = asyncio.Event()
         self._closing = asyncio.Event()
+        self._lock = asyncio.Lock()  # writes never overtake each other
         self._written = 0
         self._task = asyncio.create_task(self._run())
 
@@ -326,10 +369,18 @@ class Writer:
         with contextlib.suppress(Exception):
             await self._task
 
+    async def write_now(self) -> None:
+        await self._write()
+
     async def _run(self) -> None:
         last = time.monotonic()
+        beat = self._ctx.lease_ttl / 3
         while True:
-            await self._dirty.wait()
+            try:
+                await asyncio.wait_for(self._dirty.wait(), beat)
+            except TimeoutError:
+                await self._beat()
+                continue
             if self._closing.is_set():
                 return
             if not flush_due(last, time.monotonic(), self._ctx.debounce):
@@ -343,20 +394,43 @@ class Writer:
             await self._write()
             last = time.monotonic()
 
-    async def _write(self) -> None:
-        progress = self._progress
-        if progress.seq == self._written:
-            return
-        await self._ctx.hooks.before_flush(self._reply_id, progress.seq)
-        # One synchronous snapshot: text, seq and position always agree.
-        seq, position = progress.seq, progress.position
-        content, thinking = "".join(progress.content), "".join(progress.thinking)
+    async def _beat(self) -> None:
         try:
-            await db.flush_reply(
-                self._ctx.engine, self._reply_id, self._lease, content, thinking, seq, position
-            )
-        except Exception:  # the next write, or the final one, carries the text
-            logger.warning("debounced write of %s failed", self._reply_id, exc_info=True)
+            alive = await db.touch_reply(self._ctx.engine, self._reply_id, self._lease)
+        except Exception:
+            logger.warning("heartbeat of %s failed", self._reply_id, exc_info=True)
             return
-        progress.flushes += 1
-        self._written = seq
+        if not alive:
+            self._lose()
+
+    def _lose(self) -> None:
+        self._lost.set()
+        self._stop.set()
+
+    async def _write(self) -> None:
+        async with self._lock:
+            progress = self._progress
+            if progress.seq == self._written:
+                return
+            await self._ctx.hooks.before_flush(self._reply_id, progress.seq)
+            # One synchronous snapshot: text, seq and position always agree.
+            seq, position = progress.seq, progress.position
+            content, thinking = "".join(progress.content), "".join(progress.thinking)
+            try:
+                owned = await db.flush_reply(
+                    self._ctx.engine,
+                    self._reply_id,
+                    self._lease,
+                    content,
+                    thinking,
+                    seq,
+                    position,
+                )
+            except Exception:  # the next write, or the final one, carries the text
+                logger.warning("debounced write of %s failed", self._reply_id, exc_info=True)
+                return
+            if not owned:
+                self._lose()
+                return
+            progress.flushes += 1
+            self._written = seq

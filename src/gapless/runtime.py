@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from gapless import generation
 from gapless.chats import Chats, oldest
@@ -33,6 +34,10 @@ from gapless.providers.base import Provider
 from gapless.providers.demo import DemoProvider
 
 logger = logging.getLogger("gapless")
+INTERRUPTED = {
+    "code": "interrupted",
+    "message": "The service stopped while this reply was being generated.",
+}
 
 
 @dataclass(frozen=True)
@@ -61,18 +66,20 @@ class Runtime:
         self.tasks.append(asyncio.create_task(self._janitor()))
         return created
 
+    async def reap(self) -> None:
+        """End replies whose run stopped heart-beating (its worker died): `failed`/`interrupted`."""
+        before = datetime.now(UTC) - timedelta(seconds=self.settings.lease_ttl)
+        for reply_id, lease in await db_chats.stale_replies(self.engine, before):
+            logger.warning("reply %s: its run stopped heart-beating; ending it", reply_id)
+            await generation.end_unstarted(self.context, reply_id, "failed", INTERRUPTED, lease)
+
     async def recover(self) -> None:
-        """Replies a previous run left unfinished end `failed`/`interrupted`, text kept."""
+        """Replies a previous run of this one-process service left unfinished end
+        `failed`/`interrupted`, their text kept. (Scaled out, the reaper does this.)"""
+        if self.settings.queue_url != "memory://":
+            return
         for message in await db_chats.unfinished(self.engine):
-            await generation.end_unstarted(
-                self.context,
-                message["id"],
-                "failed",
-                {
-                    "code": "interrupted",
-                    "message": "The service restarted while this reply was being generated.",
-                },
-            )
+            await generation.end_unstarted(self.context, message["id"], "failed", INTERRUPTED)
 
     async def trim(self) -> None:
         positions = await db_chats.unfinished_positions(self.engine)
@@ -80,12 +87,17 @@ class Runtime:
         await self.log.trim(time.time() - self.settings.retention, keep)
 
     async def _janitor(self) -> None:
+        every = max(0.5, self.settings.lease_ttl / 3)
+        trimmed = time.monotonic()
         while True:
-            await asyncio.sleep(min(60.0, self.settings.retention / 4))
+            await asyncio.sleep(every)
             try:
-                await self.trim()
+                await self.reap()
+                if time.monotonic() - trimmed > min(60.0, self.settings.retention / 4):
+                    await self.trim()
+                    trimmed = time.monotonic()
             except Exception:
-                logger.exception("trimming the event log failed")
+                logger.exception("reaping or trimming failed")
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -203,6 +215,7 @@ def build(
         log=log,
         providers=chosen,
         debounce=settings.debounce,
+        lease_ttl=settings.lease_ttl,
         hooks=hooks or Hooks(),
         cost=lambda model, usage: cost(model, usage, table),
     )

@@ -285,3 +285,37 @@ async def test_subscribers_joining_while_events_stream_get_each_later_one_once_i
         assert got == list(range(got[0], total))
 
     await asyncio.wait_for(asyncio.gather(produce(), *(join(k) for k in range(joiners))), 60)
+
+
+async def test_a_revoked_fence_refuses_appends_and_others_go_on(log: EventLog) -> None:
+    from gapless.errors import FencedError
+
+    stream = fresh()
+    fence = f"msg_{uuid.uuid4().hex}"
+    first = await log.append(stream, events.make("test", {"i": 0}), fence=fence)
+    await log.revoke(fence)
+    try:
+        await log.append(stream, events.make("test", {"i": 1}), fence=fence)
+        raise AssertionError("a revoked fence must refuse the append")
+    except FencedError:
+        pass
+    last = await log.append(stream, events.make("test", {"i": 2}))  # unfenced: the final event
+    other = await log.append(stream, events.make("test", {"i": 3}), fence=f"{fence}x")
+    sub = await log.subscribe(stream, first.cursor)
+    got = await drain(sub, 2)
+    assert [e.payload()["i"] for e in got] == [2, 3]
+    assert [e.cursor for e in got] == [last.cursor, other.cursor]
+    await sub.close()
+
+
+async def test_cancelling_a_waiting_next_loses_nothing(log: EventLog) -> None:
+    stream = fresh()
+    sub = await log.subscribe(stream, await log.head(stream))
+    waiting = asyncio.create_task(sub.next())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await append_n(log, stream, 2)
+    got = await drain(sub, 2)
+    assert [e.payload()["i"] for e in got] == [0, 1]
+    await sub.close()

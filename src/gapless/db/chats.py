@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -322,3 +323,25 @@ async def finish_reply(
             return None
         row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).one()
     return message_json(row)
+
+
+async def touch_reply(engine: AsyncEngine, message_id: str, lease: str) -> bool:
+    """The run's heartbeat when nothing was flushed lately; False when the lease is lost."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            messages.update().where(_owned(message_id, lease)).values(updated_at=now())
+        )
+    return result.rowcount == 1
+
+
+async def stale_replies(engine: AsyncEngine, before: datetime) -> list[tuple[str, str]]:
+    """Leased, unfinished replies whose run has not written since `before`: presumed dead."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(messages.c.id, messages.c.lease).where(
+                messages.c.status.in_(UNFINISHED),
+                messages.c.lease.is_not(None),
+                messages.c.updated_at < before,
+            )
+        )
+        return [(row.id, row.lease) for row in rows]

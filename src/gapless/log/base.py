@@ -38,8 +38,17 @@ class Subscription(Protocol):
 
 
 class EventLog(Protocol):
-    async def append(self, stream: str, event: Event) -> Event:
-        """Append `event`; return it with its cursor. Never waits for subscribers."""
+    async def append(self, stream: str, event: Event, fence: str | None = None) -> Event:
+        """Append `event`; return it with its cursor. Never waits for subscribers.
+
+        With `fence` (a reply id), the append is refused with `FencedError` once
+        `revoke(fence)` was called, atomically with the append: a run that was
+        presumed dead or stopped elsewhere can never publish after the final event.
+        """
+        ...
+
+    async def revoke(self, fence: str) -> None:
+        """Refuse every later append fenced by `fence` (kept at least `retention` long)."""
         ...
 
     async def head(self, stream: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from gapless import events
-from gapless.errors import CursorError
+from gapless.errors import CursorError, FencedError
 from gapless.events import Event
 from gapless.log.base import BATCH, Subscription
 from gapless.stream import Cursor, parse_cursor
@@ -70,6 +70,7 @@ class MemorySubscription:
 class MemoryLog:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._streams: dict[str, _Stream] = {}
+        self._revoked: dict[str, float] = {}
         self._clock = clock
 
     def _get(self, name: str) -> _Stream:
@@ -78,7 +79,9 @@ class MemoryLog:
             stream = self._streams[name] = _Stream(epoch=secrets.token_urlsafe(9).replace("-", "~"))
         return stream
 
-    async def append(self, stream: str, event: Event) -> Event:
+    async def append(self, stream: str, event: Event, fence: str | None = None) -> Event:
+        if fence is not None and fence in self._revoked:
+            raise FencedError(f"appends for {fence} were revoked")
         s = self._get(stream)
         stored = replace(event, cursor=s.cursor(s.last + 1))
         s.events.append(stored)
@@ -86,6 +89,9 @@ class MemoryLog:
         changed, s.changed = s.changed, asyncio.Event()
         changed.set()
         return stored
+
+    async def revoke(self, fence: str) -> None:
+        self._revoked[fence] = self._clock()
 
     async def head(self, stream: str) -> str:
         s = self._get(stream)
@@ -107,6 +113,9 @@ class MemoryLog:
         return MemorySubscription(s, position)
 
     async def trim(self, older_than: float, keep: Mapping[str, str]) -> None:
+        for fence, when in list(self._revoked.items()):
+            if when < older_than:
+                del self._revoked[fence]
         for name, s in list(self._streams.items()):
             cut = 0
             while cut < len(s.times) and s.times[cut] < older_than:

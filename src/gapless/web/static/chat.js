@@ -6,6 +6,7 @@
  * once per animation frame, and only the nodes of changed messages redraw.
  */
 import { ApiError, api } from "./api.js";
+import { Composer } from "./composer.js";
 import { ChatFeed } from "./feed.js";
 import { MessageNode } from "./message.js";
 import { parentKey, shownPath } from "./tree.js";
@@ -35,11 +36,11 @@ export class ChatView {
     this.scroller = $("scroller");
     this.empty = $("empty-state");
     this.jump = $("jump");
-    this.form = $("composer");
-    this.prompt = $("prompt");
-    this.sendButton = $("send");
-    this.stopButton = $("stop");
-    this.model = $("model");
+    this.composer = new Composer({
+      onSend: (text) => this.submit(text),
+      onStop: () => this.stop(),
+      onModel: (model) => this.chatId && this.patchChat({ model }),
+    });
 
     this.chatId = null;
     this.chat = null;
@@ -63,21 +64,6 @@ export class ChatView {
   }
 
   bind() {
-    this.form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.submit();
-    });
-    this.prompt.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        this.submit();
-      }
-    });
-    this.prompt.addEventListener("input", () => this.composerChanged());
-    this.stopButton.addEventListener("click", () => this.stop());
-    this.model.addEventListener("change", () => {
-      if (this.chatId) this.patchChat({ model: this.model.value });
-    });
     this.scroller.addEventListener("scroll", () => {
       const distance = this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight;
       this.stick = distance < STICK_DISTANCE;
@@ -107,11 +93,11 @@ export class ChatView {
     this.shell.setTitle("New chat");
     this.render();
     if (chatId === null) {
-      this.prompt.focus();
+      this.composer.focus();
       return;
     }
     await this.attach(chatId);
-    this.prompt.focus();
+    this.composer.focus();
   }
 
   hide() {
@@ -164,14 +150,7 @@ export class ChatView {
   }
 
   fillModels(selected) {
-    const { models, default: fallback } = this.shell.models;
-    if (this.model.options.length !== models.length) {
-      this.model.replaceChildren(
-        ...models.map((model) => new Option(model.label || model.name || model.id, model.id)),
-      );
-    }
-    const value = models.some((model) => model.id === selected) ? selected : fallback;
-    if (value) this.model.value = value;
+    this.composer.setModels(this.shell.models.models, selected, this.shell.models.default);
   }
 
   changed(ids) {
@@ -200,7 +179,7 @@ export class ChatView {
         this.nodes.set(message.id, node);
         this.dirty.add(message.id);
       }
-      if (this.dirty.delete(message.id)) node.update(message);
+      if (this.dirty.delete(message.id) && node.update(message)) this.announce(node, message);
       node.setSiblings(index, siblings.length);
       wanted.push(node.el);
     }
@@ -219,8 +198,17 @@ export class ChatView {
     }
     this.arrange(wanted);
     this.empty.hidden = wanted.length > 0;
-    this.composerChanged();
+    this.composer.setState({
+      streaming: this.streamingReplies().length > 0,
+      sending: this.outbox.some((entry) => entry.state === "sending"),
+    });
     if (this.stick) this.scroller.scrollTop = this.scroller.scrollHeight;
+  }
+
+  /** Tell screen readers a reply ended (its text, or why it stopped). */
+  announce(node, message) {
+    const text = message.status === "failed" ? `Reply failed: ${message.error?.message ?? ""}` : node.content.textContent;
+    document.getElementById("announcer").textContent = message.status === "cancelled" ? `Stopped. ${text}` : text;
   }
 
   /** Put `wanted` in the list in order, moving as few nodes as possible. */
@@ -236,21 +224,8 @@ export class ChatView {
     return this.path.map((step) => step.message).filter((m) => m.role === "assistant" && isStreaming(m));
   }
 
-  composerChanged() {
-    const streaming = this.streamingReplies().length > 0;
-    const sending = this.outbox.some((entry) => entry.state === "sending");
-    this.stopButton.hidden = !streaming;
-    this.sendButton.hidden = streaming;
-    this.sendButton.disabled = sending || this.prompt.value.trim() === "";
-    this.prompt.style.height = "auto";
-    this.prompt.style.height = `${Math.min(this.prompt.scrollHeight, 240)}px`;
-  }
-
-  /** Send what the composer holds. A second Enter or click while sending does nothing. */
-  submit() {
-    const text = this.prompt.value;
-    if (text.trim() === "" || this.streamingReplies().length > 0) return;
-    if (this.outbox.some((entry) => entry.state === "sending")) return;
+  /** Send `text` after the shown path's last message; it shows at once, in the outbox. */
+  submit(text) {
     const leaf = this.path.at(-1)?.message;
     const entry = {
       localId: `local-${crypto.randomUUID()}`,
@@ -260,7 +235,6 @@ export class ChatView {
       error: "",
     };
     this.outbox.push(entry);
-    this.prompt.value = "";
     this.stick = true;
     this.render();
     this.deliver(entry);
@@ -272,7 +246,7 @@ export class ChatView {
     this.render();
     try {
       if (this.chatId === null) await this.createChat(entry.content);
-      const body = { content: entry.content, parent_id: entry.parentId, model: this.model.value };
+      const body = { content: entry.content, parent_id: entry.parentId, model: this.composer.model };
       const chatId = this.chatId;
       const answer = await api.post(`/api/chats/${encodeURIComponent(chatId)}/messages`, body);
       if (chatId !== this.chatId) return;
@@ -291,7 +265,7 @@ export class ChatView {
   async createChat(firstMessage) {
     const chat = await api.post("/api/chats", {
       title: this.draft.title || titleFrom(firstMessage),
-      model: this.model.value,
+      model: this.composer.model,
       system_prompt: this.draft.system_prompt,
     });
     this.shell.account.upsert(chat);
@@ -369,7 +343,7 @@ export class ChatView {
       case "discard":
         this.outbox = this.outbox.filter((e) => e !== entry);
         this.outboxNodes.delete(entry?.localId);
-        if (entry && this.prompt.value === "") this.prompt.value = entry.content;
+        if (entry) this.composer.restore(entry.content);
         return this.render();
     }
   }
@@ -387,7 +361,7 @@ export class ChatView {
       const answer = await api.post(`/api/chats/${encodeURIComponent(this.chatId)}/messages`, {
         content: text,
         parent_id: step.message.parent_id ?? null,
-        model: this.model.value,
+        model: this.composer.model,
       });
       this.nodeOf(form)?.stopEdit();
       this.stick = true;

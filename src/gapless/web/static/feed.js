@@ -3,10 +3,12 @@
  *
  * `ChatFeed` keeps a `Replica` of one chat: it loads the state and its cursor
  * together, subscribes from that cursor, and on `reset` or a gap closes the
- * EventSource, refetches and subscribes anew from the fresh cursor. Network
- * drops are resumed by EventSource itself (it sends `Last-Event-ID`); when
- * the browser gives up (the connection is closed for good), the feed resyncs
- * with a backoff. `AccountFeed` follows the account stream for the chat list.
+ * EventSource, refetches and subscribes anew from the fresh cursor. A
+ * dropped connection is resumed by EventSource itself (it sends
+ * `Last-Event-ID`); when the browser goes offline the feed closes it, and
+ * back online resubscribes from the last applied cursor; when the browser
+ * gives up (the connection is closed for good), the feed resyncs with a
+ * backoff. `AccountFeed` follows the account stream for the chat list.
  */
 import { ApiError, api } from "./api.js";
 import { Replica } from "./reducer.js";
@@ -34,7 +36,7 @@ class Subscription {
     this.timer = 0;
     this.connection = /** @type {Connection} */ ("connecting");
     this.onOnline = () => this.online();
-    this.onOffline = () => this.setConnection("offline");
+    this.onOffline = () => this.offline();
     window.addEventListener("online", this.onOnline);
     window.addEventListener("offline", this.onOffline);
   }
@@ -88,19 +90,33 @@ class Subscription {
     this.attempt += 1;
   }
 
+  /**
+   * The browser lost the network: close the connection rather than trust it
+   * (a dead TCP connection can look open for minutes); `online` resumes.
+   */
+  offline() {
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    this.source?.close();
+    this.source = null;
+    this.setConnection("offline");
+  }
+
   online() {
     if (this.closed) return;
-    if (this.source === null) {
-      clearTimeout(this.timer);
-      this.attempt = 0;
-      this.restart();
-    } else {
-      this.setConnection(this.source.readyState === EventSource.OPEN ? "live" : "reconnecting");
-    }
+    clearTimeout(this.timer);
+    this.attempt = 0;
+    this.setConnection("reconnecting");
+    this.resume();
   }
 
   /** Subclasses refetch and call `open` again. */
   restart() {}
+
+  /** Subscribe again after a drop; by default, start over. */
+  resume() {
+    this.restart();
+  }
 
   close() {
     this.closed = true;
@@ -145,9 +161,19 @@ export class ChatFeed extends Subscription {
     this.replica.load(state.messages, state.cursor);
     this.callbacks.onChat(state.chat);
     this.flush();
-    const query = state.cursor ? `?cursor=${encodeURIComponent(state.cursor)}` : "";
-    this.open(`/api/chats/${encodeURIComponent(this.chatId)}/events${query}`, CHAT_EVENTS, (type, data, cursor) =>
-      this.receive(type, data, cursor),
+    this.subscribe(state.cursor);
+  }
+
+  /** Resubscribe from the last event applied: nothing is refetched, nothing missed. */
+  resume() {
+    if (this.replica.cursor === null || this.replica.stale) return this.restart();
+    this.subscribe(this.replica.cursor);
+  }
+
+  subscribe(cursor) {
+    const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+    this.open(`/api/chats/${encodeURIComponent(this.chatId)}/events${query}`, CHAT_EVENTS, (type, data, at) =>
+      this.receive(type, data, at),
     );
   }
 

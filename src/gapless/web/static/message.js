@@ -72,7 +72,10 @@ export class MessageNode {
     this.content = this.el.querySelector(".content");
   }
 
-  /** Draw `message` (a PROTOCOL Message), touching only what changed. */
+  /**
+   * Draw `message` (a PROTOCOL Message), touching only what changed.
+   * @returns {boolean} whether a reply drawn as streaming has just ended
+   */
   update(message) {
     const el = this.el;
     el.dataset.id = message.id;
@@ -84,9 +87,11 @@ export class MessageNode {
     } else {
       this.drawAssistant(message, streaming);
     }
+    const ended = this.drawn.streaming === true && !streaming;
     this.drawn.content = message.content;
     this.drawn.status = message.status;
     this.drawn.streaming = streaming;
+    return ended;
   }
 
   drawAssistant(message, streaming) {
