@@ -209,3 +209,29 @@ def test_html_and_scripts_in_a_reply_render_inert(page: Page, server: LiveServer
     content.get_by_text("click me").click()
     assert page.evaluate("window.__pwned") is None
     assert page.evaluate(f"window.gapless.messages['{reply}'].content") == server.message(reply)["content"]
+
+
+def test_the_system_prompt_and_model_are_set_from_the_chat_page(page: Page, server: LiveServer, api: Api) -> None:
+    page.goto("/")
+    models = page.locator("#composer").get_by_label("Model")
+    expect(models.locator("option")).to_have_text([m["label"] for m in api.call("GET", "/api/models")["models"]])
+    expect(models).to_have_value("scripted:default")
+    page.get_by_role("button", name="Chat settings").click()
+    dialog = page.get_by_role("dialog", name="Chat settings")
+    dialog.get_by_label("System prompt").fill("Answer like a pirate.")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden()
+    server.script("Arr.")
+    send_from_composer(page, "Hello")
+    expect(page.locator(".msg.assistant .content")).to_have_text("Arr.")
+    assert server.provider.prompts[-1].system == "Answer like a pirate."
+
+    page.get_by_role("button", name="Chat settings").click()
+    expect(dialog.get_by_label("System prompt")).to_have_value("Answer like a pirate.")
+    dialog.get_by_label("System prompt").fill("Answer briefly.")
+    dialog.get_by_label("Title").fill("Pirate talk")
+    dialog.get_by_role("button", name="Save").click()
+    expect(page.locator("#page-title")).to_have_text("Pirate talk")
+    chat_id = page.url.rsplit("/", 1)[1]
+    chat = api.call("GET", f"/api/chats/{chat_id}")["chat"]
+    assert (chat["title"], chat["system_prompt"], chat["model"]) == ("Pirate talk", "Answer briefly.", "scripted:default")

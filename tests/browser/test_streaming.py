@@ -6,7 +6,9 @@ cut off at an exact point of the reply; nothing waits on a timer.
 
 from __future__ import annotations
 
-from playwright.sync_api import Page, expect
+import json
+
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import (
     Api,
@@ -54,12 +56,14 @@ def test_a_chat_opened_before_the_debounced_write_converges_on_the_database_text
         page.goto(f"/chats/{chat['id']}")
         expect(assistant(page, reply).locator(".content")).to_contain_text("Sentence 9 is streamed")
         assert shown(page, reply)["status"] == "streaming"
+        page.evaluate("window.__same_page = true")
     finally:
         server.flush_gate.set()
         gate.set()
     wait_final(page, reply)
     stored = assert_gapless(page, server, reply)
     assert stored["content"] == "".join(prose(0, 20))
+    assert page.evaluate("window.__same_page") is True  # converged without a reload
 
 
 def test_a_reload_mid_stream_shows_the_reply_again_and_it_converges(
@@ -92,6 +96,7 @@ def test_a_reply_resumes_after_the_network_drops_mid_stream(
     reply = api.send(chat["id"], "Go")["assistant_message"]["id"]
     assert first.reached.wait(30)
     expect(assistant(page, reply).locator(".content")).to_contain_text("Sentence 4 is streamed")
+    page.evaluate("window.__same_page = true")
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
     cdp.send("Network.emulateNetworkConditions", OFFLINE)
@@ -105,6 +110,7 @@ def test_a_reply_resumes_after_the_network_drops_mid_stream(
     second.set()
     wait_final(page, reply)
     assert_gapless(page, server, reply)
+    assert page.evaluate("window.__same_page") is True
 
 
 def test_a_reply_converges_over_slow_3g(page: Page, server: LiveServer, api: Api) -> None:
@@ -122,6 +128,59 @@ def test_a_reply_converges_over_slow_3g(page: Page, server: LiveServer, api: Api
     wait_final(page, reply)
     assert_gapless(page, server, reply)
     assert len(renders(page, reply)) > 1
+
+
+def fake_stream_once(page: Page, body: str) -> list[str]:
+    """Answer the page's first chat subscription with `body`; later ones reach the server."""
+    urls: list[str] = []
+
+    def handle(route: Route) -> None:
+        urls.append(route.request.url)
+        if len(urls) == 1:
+            route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+        else:
+            route.continue_()
+
+    page.route("**/api/chats/*/events*", handle)
+    return urls
+
+
+def test_a_gap_in_the_events_makes_the_page_refetch_and_resubscribe(
+    page: Page, server: LiveServer, api: Api
+) -> None:
+    gate = Gate()
+    server.script(*prose(0, 3), gate, *prose(3, 3))
+    chat = api.chat("Gap")
+    reply = api.send(chat["id"], "Go")["assistant_message"]["id"]
+    assert gate.reached.wait(30)
+    skipped = {"message_id": reply, "seq": 999, "content": "NEVER SHOWN"}
+    urls = fake_stream_once(page, f"id: e.fake\nevent: message.delta\ndata: {json.dumps(skipped)}\n\n")
+    page.goto(f"/chats/{chat['id']}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    assert len(urls) == 2 and "cursor=" in urls[1]
+    gate.set()
+    wait_final(page, reply)
+    assert_gapless(page, server, reply)
+    assert not any("NEVER" in text for text in renders(page, reply))
+
+
+def test_a_reset_makes_the_page_refetch_and_subscribe_from_the_fresh_cursor(
+    page: Page, server: LiveServer, api: Api
+) -> None:
+    gate = Gate()
+    server.script(*prose(0, 3), gate, *prose(3, 3))
+    chat = api.chat("Reset")
+    reply = api.send(chat["id"], "Go")["assistant_message"]["id"]
+    assert gate.reached.wait(30)
+    urls = fake_stream_once(page, 'event: reset\ndata: {"reason": "too_far_behind"}\n\n')
+    page.goto(f"/chats/{chat['id']}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    page.evaluate("window.__same_page = true")
+    gate.set()
+    wait_final(page, reply)
+    assert len(urls) == 2 and "cursor=" in urls[1]
+    assert_gapless(page, server, reply)
+    assert page.evaluate("window.__same_page") is True  # never reloaded
 
 
 def test_markdown_renders_while_streaming_with_an_open_code_fence_shown_as_code(
@@ -257,3 +316,6 @@ def test_screenshots_of_a_chat_mid_stream_and_at_the_end(
         gate.set()
         expect(page.locator(".msg.assistant")).to_have_attribute("data-status", "complete")
         screenshot(page, f"chat-{name}-complete")
+    page.get_by_role("button", name="Open sidebar").click()
+    page.wait_for_function("() => document.getElementById('sidebar').getBoundingClientRect().left === 0")
+    screenshot(page, "chat-mobile-sidebar")
