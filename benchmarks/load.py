@@ -586,8 +586,21 @@ def well_formed(text: str, tokens: int) -> bool:
     return len(values) == tokens and values == sorted(values)
 
 
+def stalled_us() -> int:
+    """Microseconds some task on this machine waited for a CPU (PSI), 0 if unknown."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return int(f.readline().rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class Probe:
-    """CPU and memory of the server and of this process over a measured window."""
+    """CPU and memory of the server and of this process over a measured window.
+
+    `cpu_pressure` is the share of the window in which some task of the machine
+    (a teammate's build, say) waited for a CPU: the noise behind the figure.
+    """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -597,11 +610,13 @@ class Probe:
             reset_peak(self.pid)
             self.cpu0 = cpu_ms(self.pid)
         self.own0 = os.times()
+        self.stall0 = stalled_us()
         self.t0 = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.elapsed = time.monotonic() - self.t0
+        self.cpu_pressure = (stalled_us() - self.stall0) / 1e6 / self.elapsed
         own = os.times()
         self.client_cpu = (own.user + own.system - self.own0.user - self.own0.system) / self.elapsed
         self.server_cpu_ms = cpu_ms(self.pid) - self.cpu0 if self.pid else float("nan")
@@ -702,6 +717,7 @@ async def steady(
         "cpu_ms_per_1000": probe.server_cpu_ms / delivered * 1000 if delivered else float("nan"),
         "peak_rss_mb": probe.peak_rss_mb,
         "client_cpu": probe.client_cpu,
+        "cpu_pressure": probe.cpu_pressure,
         "post_errors": len(api.errors),
     }
     if api.errors:
