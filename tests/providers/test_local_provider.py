@@ -91,6 +91,34 @@ async def test_concurrent_generations_take_turns_and_all_finish(local: LocalProv
     assert not local.turn.locked()
 
 
+async def test_a_chat_longer_than_the_context_leaves_out_its_oldest_turns() -> None:
+    small = LocalProvider(n_threads=1, n_ctx=256)
+    turns = tuple(
+        Turn("user" if i % 2 == 0 else "assistant", f"Message {i} " + "word " * 30)
+        for i in range(11)
+    )
+    prompt = Prompt(turns=turns, max_tokens=8)
+
+    chunks, error = await drain(small.stream("smollm2", prompt))
+
+    assert error is None
+    usage = chunks[-1]
+    assert isinstance(usage, Usage)
+    assert usage.input_tokens + 8 <= 256  # left room for the reply
+    assert usage.input_tokens > 30  # the newest turn is still there
+
+
+async def test_one_turn_longer_than_the_context_is_bad_request() -> None:
+    small = LocalProvider(n_threads=1, n_ctx=128)
+    prompt = Prompt(turns=(Turn("user", "word " * 400),), max_tokens=8)
+
+    chunks, error = await drain(small.stream("smollm2", prompt))
+
+    assert chunks == []
+    assert error is not None and error.code == "bad_request"
+    await asyncio.wait_for(small.idle(), 1.0)  # a failed generation gives the model back
+
+
 async def test_unknown_local_model_is_model_not_found(local: LocalProvider) -> None:
     chunks, error = await drain(local.stream("gpt-9", HELLO))
 
@@ -124,9 +152,21 @@ def wait_until_serving(url: str, server: subprocess.Popen[bytes], seconds: float
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()),
-               "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-               "--n_threads", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf_path()),
+        "--model_alias",
+        "smollm2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_threads",
+        "1",
+    ]
     # A file, not a pipe: the server logs ~200 kB at start and would block on a full pipe.
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with log.open("wb") as output:
