@@ -23,7 +23,9 @@ def send_from_composer(page: Page, text: str) -> None:
     page.locator("#prompt").press("Enter")
 
 
-def test_stop_ends_a_streaming_reply_and_keeps_its_text(page: Page, server: LiveServer, api: Api) -> None:
+def test_stop_ends_a_streaming_reply_and_keeps_its_text(
+    page: Page, server: LiveServer, api: Api
+) -> None:
     gate = Gate()
     server.script("Counting: one, ", "two, ", gate, "three.")
     chat = api.chat("Stop")
@@ -70,7 +72,9 @@ def test_retry_makes_a_sibling_and_the_switcher_moves_between_versions(
     assert_gapless(page, server, second)
 
 
-def test_editing_a_user_message_makes_a_sibling_with_its_own_reply(page: Page, server: LiveServer, api: Api) -> None:
+def test_editing_a_user_message_makes_a_sibling_with_its_own_reply(
+    page: Page, server: LiveServer, api: Api
+) -> None:
     server.script("About cats.")
     chat = api.chat("Edit")
     api.send(chat["id"], "Tell me about cats")
@@ -93,7 +97,9 @@ def test_editing_a_user_message_makes_a_sibling_with_its_own_reply(page: Page, s
     expect(page.locator(".msg.assistant .content")).to_have_text("About cats.")
 
 
-def test_a_provider_error_is_shown_on_the_message_with_a_retry(page: Page, server: LiveServer, api: Api) -> None:
+def test_a_provider_error_is_shown_on_the_message_with_a_retry(
+    page: Page, server: LiveServer, api: Api
+) -> None:
     server.script("Partial ", Fail("rate_limited", "Rate limit reached. Try again in 20 seconds."))
     chat = api.chat("Errors")
     failed = api.send(chat["id"], "Hi")["assistant_message"]["id"]
@@ -109,7 +115,9 @@ def test_a_provider_error_is_shown_on_the_message_with_a_retry(page: Page, serve
     expect(page.locator(".msg.assistant .switcher-count")).to_have_text("2/2")
 
 
-def test_copy_puts_the_reply_markdown_on_the_clipboard(page: Page, server: LiveServer, api: Api) -> None:
+def test_copy_puts_the_reply_markdown_on_the_clipboard(
+    page: Page, server: LiveServer, api: Api
+) -> None:
     server.script("Use **bold** ", "and `code`.")
     chat = api.chat("Copy")
     reply = api.send(chat["id"], "Hi")["assistant_message"]["id"]
@@ -120,7 +128,9 @@ def test_copy_puts_the_reply_markdown_on_the_clipboard(page: Page, server: LiveS
     assert page.evaluate("navigator.clipboard.readText()") == "Use **bold** and `code`."
 
 
-def test_a_failed_send_keeps_the_message_with_its_reason_for_a_retry(page: Page, server: LiveServer, api: Api) -> None:
+def test_a_failed_send_keeps_the_message_with_its_reason_for_a_retry(
+    page: Page, server: LiveServer, api: Api
+) -> None:
     chat = api.chat("Failed send")
     page.goto(f"/chats/{chat['id']}")
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
@@ -158,7 +168,12 @@ def test_a_double_click_on_send_posts_once(page: Page, server: LiveServer, api: 
     chat = api.chat("Double click")
     page.goto(f"/chats/{chat['id']}")
     posts: list[str] = []
-    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" and r.url.endswith("/messages") else None)
+    page.on(
+        "request",
+        lambda r: (
+            posts.append(r.url) if r.method == "POST" and r.url.endswith("/messages") else None
+        ),
+    )
     server.script("Once.")
     page.locator("#prompt").fill("Only once")
     page.locator("#send").dblclick()
@@ -194,8 +209,10 @@ def test_html_and_scripts_in_a_reply_render_inert(page: Page, server: LiveServer
     server.script(
         "Look: <img src=x onerror=\"window.__pwned='img'\"> and ",
         "<script>window.__pwned='script'</script>\n\n",
-        "[click me](javascript:window.__pwned='link') and ![pic](javascript:window.__pwned='image')\n\n",
-        "<a href=\"javascript:window.__pwned='raw'\">raw</a> <svg onload=\"window.__pwned='svg'\"></svg>",
+        "[click me](javascript:window.__pwned='link') and ",
+        "![pic](javascript:window.__pwned='image')\n\n",
+        "<a href=\"javascript:window.__pwned='raw'\">raw</a> ",
+        "<svg onload=\"window.__pwned='svg'\"></svg>",
     )
     chat = api.chat("Inert")
     reply = api.send(chat["id"], "Hi")["assistant_message"]["id"]
@@ -208,13 +225,20 @@ def test_html_and_scripts_in_a_reply_render_inert(page: Page, server: LiveServer
     assert all(href is None or not href.lower().startswith("javascript") for href in hrefs)
     content.get_by_text("click me").click()
     assert page.evaluate("window.__pwned") is None
-    assert page.evaluate(f"window.gapless.messages['{reply}'].content") == server.message(reply)["content"]
+    assert (
+        page.evaluate(f"window.gapless.messages['{reply}'].content")
+        == server.message(reply)["content"]
+    )
 
 
-def test_the_system_prompt_and_model_are_set_from_the_chat_page(page: Page, server: LiveServer, api: Api) -> None:
+def test_the_system_prompt_and_model_are_set_from_the_chat_page(
+    page: Page, server: LiveServer, api: Api
+) -> None:
     page.goto("/")
     models = page.locator("#composer").get_by_label("Model")
-    expect(models.locator("option")).to_have_text([m["label"] for m in api.call("GET", "/api/models")["models"]])
+    expect(models.locator("option")).to_have_text(
+        [m["label"] for m in api.call("GET", "/api/models")["models"]]
+    )
     expect(models).to_have_value("scripted:default")
     page.get_by_role("button", name="Chat settings").click()
     dialog = page.get_by_role("dialog", name="Chat settings")
@@ -234,4 +258,8 @@ def test_the_system_prompt_and_model_are_set_from_the_chat_page(page: Page, serv
     expect(page.locator("#page-title")).to_have_text("Pirate talk")
     chat_id = page.url.rsplit("/", 1)[1]
     chat = api.call("GET", f"/api/chats/{chat_id}")["chat"]
-    assert (chat["title"], chat["system_prompt"], chat["model"]) == ("Pirate talk", "Answer briefly.", "scripted:default")
+    assert (chat["title"], chat["system_prompt"], chat["model"]) == (
+        "Pirate talk",
+        "Answer briefly.",
+        "scripted:default",
+    )

@@ -18,7 +18,9 @@ def open_page(context: BrowserContext, path: str) -> Page:
     return page
 
 
-def test_a_message_sent_in_one_tab_streams_in_both(context: BrowserContext, server: LiveServer, api: Api) -> None:
+def test_a_message_sent_in_one_tab_streams_in_both(
+    context: BrowserContext, server: LiveServer, api: Api
+) -> None:
     chat = api.chat("Two tabs")
     first = open_page(context, f"/chats/{chat['id']}")
     second = open_page(context, f"/chats/{chat['id']}")
@@ -38,7 +40,9 @@ def test_a_message_sent_in_one_tab_streams_in_both(context: BrowserContext, serv
         assert_gapless(page, server, reply)
 
 
-def test_replies_streaming_at_once_each_render_correctly(page: Page, server: LiveServer, api: Api) -> None:
+def test_replies_streaming_at_once_each_render_correctly(
+    page: Page, server: LiveServer, api: Api
+) -> None:
     chat = api.chat("At once")
     one, two = Gate(), Gate()
     server.script("Alpha one, ", one, "alpha two.")
@@ -56,10 +60,15 @@ def test_replies_streaming_at_once_each_render_correctly(page: Page, server: Liv
     page.locator(".msg.user").get_by_role("button", name="Previous version").click()
     wait_final(page, alpha)
     expect(assistant(page, alpha).locator(".content")).to_have_text("Alpha one, alpha two.")
-    assert page.evaluate(f"window.gapless.messages['{alpha}'].content") == server.message(alpha)["content"]
+    assert (
+        page.evaluate(f"window.gapless.messages['{alpha}'].content")
+        == server.message(alpha)["content"]
+    )
 
 
-def test_the_chat_list_is_newest_first_and_live_across_tabs(context: BrowserContext, server: LiveServer, api: Api) -> None:
+def test_the_chat_list_is_newest_first_and_live_across_tabs(
+    context: BrowserContext, server: LiveServer, api: Api
+) -> None:
     api.chat("Older chat")
     first = open_page(context, "/")
     second = open_page(context, "/")
@@ -69,7 +78,9 @@ def test_the_chat_list_is_newest_first_and_live_across_tabs(context: BrowserCont
     first.locator("#prompt").press("Enter")
     newest = second.locator(".chat-item").first
     expect(newest.locator(".chat-link")).to_have_text("Plan a trip to Lisbon")
-    expect(second.locator(".chat-item").nth(1).locator(".chat-link")).not_to_have_text("Plan a trip to Lisbon")
+    expect(second.locator(".chat-item").nth(1).locator(".chat-link")).not_to_have_text(
+        "Plan a trip to Lisbon"
+    )
     expect(first.locator(".msg.assistant .content")).to_have_text("Sure.")
     expect(first).to_have_url(re.compile(r"/chats/[^/]+$"))
 
@@ -91,7 +102,9 @@ def test_the_chat_list_is_newest_first_and_live_across_tabs(context: BrowserCont
     expect(first).to_have_url(f"{server.url}/")
 
 
-def test_sign_in_with_a_session_cookie_and_csrf_protection(browser: Browser, server: LiveServer) -> None:
+def test_sign_in_with_a_session_cookie_and_csrf_protection(
+    browser: Browser, server: LiveServer
+) -> None:
     context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.goto("/generations")
@@ -133,3 +146,17 @@ def test_the_generations_page_lists_model_tokens_timing_cost_and_errors(
     expect(rows.first.locator(".model-name")).to_have_text("scripted:default")
     assert done != failed
     screenshot(page, "generations")
+
+
+def test_a_session_ended_elsewhere_brings_back_the_sign_in_page(
+    context: BrowserContext, server: LiveServer, api: Api
+) -> None:
+    chat = api.chat("Signed out elsewhere")
+    page = open_page(context, f"/chats/{chat['id']}")
+    csrf = context.request.get(f"{server.url}/api/session").json()["csrf_token"]
+    ended = context.request.delete(f"{server.url}/api/session", headers={"X-CSRF-Token": csrf})
+    assert ended.status == 204
+    page.locator("#prompt").fill("Are you there?")
+    page.locator("#prompt").press("Enter")
+    expect(page.locator("#login-form")).to_be_visible()
+    expect(page).to_have_url(f"{server.url}/login")

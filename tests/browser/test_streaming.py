@@ -29,6 +29,10 @@ SLOW_3G = {
     "uploadThroughput": 50_000,
 }
 ONLINE = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+# How far the conversation is scrolled from its bottom, as a JavaScript expression.
+DISTANCE = (
+    "((s) => s.scrollHeight - s.scrollTop - s.clientHeight)(document.getElementById('scroller'))"
+)
 OFFLINE = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
 
 
@@ -154,7 +158,9 @@ def test_a_gap_in_the_events_makes_the_page_refetch_and_resubscribe(
     reply = api.send(chat["id"], "Go")["assistant_message"]["id"]
     assert gate.reached.wait(30)
     skipped = {"message_id": reply, "seq": 999, "content": "NEVER SHOWN"}
-    urls = fake_stream_once(page, f"id: e.fake\nevent: message.delta\ndata: {json.dumps(skipped)}\n\n")
+    urls = fake_stream_once(
+        page, f"id: e.fake\nevent: message.delta\ndata: {json.dumps(skipped)}\n\n"
+    )
     page.goto(f"/chats/{chat['id']}")
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     assert len(urls) == 2 and "cursor=" in urls[1]
@@ -269,14 +275,11 @@ def test_auto_scroll_follows_the_reply_stops_when_the_reader_scrolls_up_and_resu
     reply = api.send(chat["id"], "Long please")["assistant_message"]["id"]
     assert first.reached.wait(30)
     expect(assistant(page, reply).locator(".content")).to_contain_text("Sentence 79 is streamed")
-    at_bottom = "() => { const s = document.getElementById('scroller'); return s.scrollHeight - s.scrollTop - s.clientHeight < 2; }"
+    at_bottom = f"() => {DISTANCE} < 2"
     page.wait_for_function(at_bottom)
     page.locator("#scroller").hover()
     page.mouse.wheel(0, -300)
-    page.wait_for_function(
-        "() => { const s = document.getElementById('scroller'); "
-        "return s.scrollHeight - s.scrollTop - s.clientHeight > 200 && !document.getElementById('jump').hidden; }"
-    )
+    page.wait_for_function(f"() => {DISTANCE} > 200 && !document.getElementById('jump').hidden")
     top = page.evaluate("() => document.getElementById('scroller').scrollTop")
     first.set()
     assert second.reached.wait(30)
@@ -301,7 +304,8 @@ def test_screenshots_of_a_chat_mid_stream_and_at_the_end(
         server.script(
             Think("The user wants a short comparison. A table and an example will do."),
             "## Lists or tuples?\n\nBoth hold **ordered** items; the difference is mutability.\n\n",
-            "| | list | tuple |\n|---|---|---|\n| mutable | yes | no |\n| hashable | no | yes |\n\n",
+            "| | list | tuple |\n|---|---|---|\n",
+            "| mutable | yes | no |\n| hashable | no | yes |\n\n",
             "```python\npoints = [(0, 0), (1, 2)]\npoints.append((3, 4))\n",
             gate,
             "```\n\nUse a **tuple** for a fixed record and a **list** for a collection that grows. "
@@ -317,5 +321,38 @@ def test_screenshots_of_a_chat_mid_stream_and_at_the_end(
         expect(page.locator(".msg.assistant")).to_have_attribute("data-status", "complete")
         screenshot(page, f"chat-{name}-complete")
     page.get_by_role("button", name="Open sidebar").click()
-    page.wait_for_function("() => document.getElementById('sidebar').getBoundingClientRect().left === 0")
+    page.wait_for_function(
+        "() => document.getElementById('sidebar').getBoundingClientRect().left === 0"
+    )
     screenshot(page, "chat-mobile-sidebar")
+
+
+def test_streaming_redraws_only_the_growing_part_of_the_reply(
+    page: Page, server: LiveServer, api: Api
+) -> None:
+    server.script("An earlier answer.")
+    chat = api.chat("Redraw")
+    earlier = api.send(chat["id"], "One")["assistant_message"]["id"]
+    page.goto(f"/chats/{chat['id']}")
+    wait_final(page, earlier)
+    page.evaluate(
+        """() => {
+        window.__touched = 0;
+        for (const el of document.querySelectorAll('.msg .content')) {
+          new MutationObserver((records) => { window.__touched += records.length; })
+            .observe(el, {subtree: true, childList: true, characterData: true, attributes: true});
+        }
+      }"""
+    )
+    gate = Gate()
+    server.script("The first paragraph is done.\n\n", "The second ", gate, "is not.")
+    reply = api.send(chat["id"], "Two")["assistant_message"]["id"]
+    assert gate.reached.wait(30)
+    paragraphs = assistant(page, reply).locator(".content p")
+    expect(paragraphs.nth(1)).to_have_text("The second")
+    paragraphs.first.evaluate("p => { p.__kept = true; }")
+    gate.set()
+    wait_final(page, reply)
+    expect(paragraphs.nth(1)).to_have_text("The second is not.")
+    assert paragraphs.first.evaluate("p => p.__kept === true")  # the finished paragraph stayed put
+    assert page.evaluate("window.__touched") == 0  # earlier messages were not redrawn

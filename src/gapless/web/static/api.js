@@ -1,7 +1,8 @@
 /**
  * The JSON API client: one `request` that sends the session cookie, adds the
  * CSRF token to state-changing requests and turns failures into `ApiError`
- * (the server's `{"error": {code, message}}`, or a network failure).
+ * (the server's `{"error": {code, message}}`, or a network failure). A 401
+ * outside sign-in dispatches `gapless:signed-out` on window.
  */
 
 let csrfToken = "";
@@ -51,6 +52,10 @@ export async function request(method, path, body) {
     data = text ? JSON.parse(text) : null;
   } catch {
     data = null;
+  }
+  if (response.status === 401 && path !== "/api/session") {
+    // the session ended (signed out elsewhere, expired): the app shows the sign-in page
+    window.dispatchEvent(new CustomEvent("gapless:signed-out"));
   }
   if (!response.ok) {
     const error = data?.error ?? data?.detail?.error;

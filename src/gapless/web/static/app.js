@@ -53,6 +53,9 @@ class App {
       this.signIn();
     });
     $("sign-out").addEventListener("click", () => this.signOut());
+    window.addEventListener("gapless:signed-out", () => {
+      if (this.user !== null) this.leave();
+    });
     $("open-sidebar").addEventListener("click", () => this.drawer(true));
     $("close-sidebar").addEventListener("click", () => this.drawer(false));
     $("scrim").addEventListener("click", () => this.drawer(false));
@@ -137,7 +140,14 @@ class App {
     } catch {
       // signed out already, or offline: show the sign-in page either way
     }
+    this.leave();
+  }
+
+  /** Drop everything of the signed-in user and show the sign-in page. */
+  leave() {
+    this.user = null;
     this.account?.close();
+    this.account = null;
     this.chatView.reset();
     this.sidebar.show([]);
     setCsrfToken("");
