@@ -25,7 +25,7 @@ from gapless.db import accounts as db_accounts
 from gapless.db import chats as db_chats
 from gapless.db import engine as db_engine
 from gapless.generation import Context, Hooks
-from gapless.jobs.base import Runner
+from gapless.jobs.base import Job, Runner
 from gapless.jobs.inline import InlineRunner
 from gapless.log.base import EventLog, chat_stream
 from gapless.log.memory import MemoryLog
@@ -200,6 +200,23 @@ def build_log(url: str) -> EventLog:
     raise ValueError(f"unknown events URL {url!r}")
 
 
+def build_runner(url: str, job: Job, engine: Engine) -> Runner:
+    """`memory://`: generations run in this process; `redis://`: in `gapless worker` processes."""
+    if url.startswith("memory://"):
+        return InlineRunner(job)
+
+    async def ended(reply_id: str) -> bool:
+        try:
+            message, _ = await db_chats.get_message(engine, reply_id)
+        except KeyError:
+            return True  # deleted: nothing left to stop
+        return message["status"] not in db_chats.UNFINISHED
+
+    from gapless.jobs.saq import SaqRunner  # lazy: saq is only needed when chosen
+
+    return SaqRunner(url, ended)
+
+
 def build(
     settings: Settings,
     providers: Mapping[str, Provider] | None = None,
@@ -223,7 +240,7 @@ def build(
     async def job(reply_id: str, stop: asyncio.Event) -> None:
         await generation.generate(context, reply_id, stop)
 
-    runner = InlineRunner(job)
+    runner = build_runner(settings.queue_url, job, engine)
     chats = Chats(
         engine=engine,
         log=log,
