@@ -1,4 +1,4 @@
-"""The `gapless` command: `serve`, `token`, admin commands, and the terminal `chat` client.
+"""The `gapless` command: `serve`, `worker`, `token`, admin commands, the terminal `chat`.
 
 Imports `runtime`, `web`, `accounts`, `client`, `config`.
 """
@@ -51,46 +51,109 @@ def _with_runtime(work: Callable[[Any], Awaitable[T]]) -> T:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(
+        1, help="API processes on this one port (more than 1 needs the Redis log and queue)."
+    ),
 ) -> None:
-    """Run the service (web app, API, generation) in this process."""
+    """Run the service: web app and API (and, with the in-process queue, generation)."""
+    settings = Settings()
+    if workers > 1:
+        problem = _scale_problem(settings)
+        if problem:
+            typer.echo(f"error: --workers {workers} {problem}", err=True)
+            raise typer.Exit(2)
+        _serve_processes(settings, host, port, workers)
+    else:
+        asyncio.run(_serve_here(settings, host, port))
+
+
+def _scale_problem(settings: Settings) -> str:
+    """Why several processes cannot share this configuration, or ""."""
+    if settings.events_url.startswith("memory://"):
+        return "needs a shared event log: set GAPLESS_EVENTS_URL=redis://..."
+    if settings.queue_url.startswith("memory://"):
+        return "needs a shared job queue: set GAPLESS_QUEUE_URL=redis://... (run `gapless worker`)"
+    return ""
+
+
+def _announce(settings: Settings, runtime: Any, created: Any, host: str, port: int) -> None:
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    typer.echo(f"Gapless is running at {url}")
+    typer.echo(
+        f"models: {', '.join(m.id for m in runtime.chats.models())} "
+        f"(default {settings.default_model})"
+    )
+    if created:
+        typer.echo(f"email: {created.email}")
+        typer.echo(f"password: {created.password}")
+        typer.echo(f"token: {created.token}")
+    else:
+        typer.echo("token: run `gapless token` to print a new API token")
+    sys.stdout.flush()
+
+
+_UVICORN: dict[str, Any] = {
+    "log_level": "warning",
+    "ws_max_size": 64 * 1024,
+    "timeout_graceful_shutdown": 2,
+    "lifespan": "on",
+}
+
+
+async def _serve_here(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from gapless.runtime import build
     from gapless.web.app import create_app
 
-    settings = Settings()
     runtime = build(settings)
+    created = await runtime.start()
+    _announce(settings, runtime, created, host, port)
+    config = uvicorn.Config(create_app(runtime), host=host, port=port, **_UVICORN)
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        await runtime.close()
 
-    async def main() -> None:
-        created = await runtime.start()
-        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-        typer.echo(f"Gapless is running at {url}")
-        typer.echo(
-            f"models: {', '.join(m.id for m in runtime.chats.models())} "
-            f"(default {settings.default_model})"
-        )
-        if created:
-            typer.echo(f"email: {created.email}")
-            typer.echo(f"password: {created.password}")
-            typer.echo(f"token: {created.token}")
-        else:
-            typer.echo("token: run `gapless token` to print a new API token")
-        sys.stdout.flush()
-        config = uvicorn.Config(
-            create_app(runtime),
-            host=host,
-            port=port,
-            log_level="warning",
-            ws_max_size=64 * 1024,
-            timeout_graceful_shutdown=2,
-            lifespan="on",
-        )
+
+def _serve_processes(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Migrate and bootstrap once here, then `workers` processes share the port."""
+    import uvicorn
+
+    from gapless.runtime import build
+
+    async def prepare() -> None:
+        runtime = build(settings)
         try:
-            await uvicorn.Server(config).serve()
+            created = await runtime.start()
+            _announce(settings, runtime, created, host, port)
         finally:
             await runtime.close()
 
-    asyncio.run(main())
+    asyncio.run(prepare())
+    uvicorn.run(
+        "gapless.web.app:create_app_from_settings",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        **_UVICORN,
+    )
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(4, help="Generations run at once by this process."),
+    grace: float = typer.Option(10.0, help="Seconds runs may finish in after SIGTERM."),
+) -> None:
+    """Run generations from the job queue (GAPLESS_QUEUE_URL=redis://...)."""
+    from gapless.worker import run
+
+    try:
+        asyncio.run(run(Settings(), concurrency, grace))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

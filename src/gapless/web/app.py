@@ -16,8 +16,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from gapless import __version__
+from gapless.config import Settings
 from gapless.errors import GaplessError
-from gapless.runtime import Runtime
+from gapless.runtime import Runtime, build
 from gapless.web import api, ws
 
 STATIC = Path(__file__).parent / "static"
@@ -26,6 +27,12 @@ MAX_BODY = 256 * 1024
 
 def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def create_app_from_settings() -> FastAPI:
+    """The app over a runtime built from `GAPLESS_*` settings, which it starts and closes:
+    the factory each process of `gapless serve --workers N` imports."""
+    return create_app(build(Settings()), manage=True)
 
 
 def create_app(runtime: Runtime, *, manage: bool = False) -> FastAPI:
