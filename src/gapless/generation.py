@@ -235,12 +235,53 @@ async def end_unstarted(
         status,
         error_code=(error or {}).get("code"),
         error_message=(error or {}).get("message"),
+        **await _published(ctx, reply_id),
     )
     if final is not None:
         await ctx.log.append(
             chat_stream(final["chat_id"]), events.message(f"message.{_EVENT[status]}", final)
         )
     return final
+
+
+async def _published(ctx: Context, reply_id: str) -> dict[str, Any]:
+    """Text, thinking and seq of what the reply's runs published, when the log holds more
+    than its row: a run that died (or was stopped elsewhere) after a delta but before its
+    debounced write. Read after the fence was revoked, so the log is complete up to its
+    head; {} (keep the row) when it is not unfinished or the log lost that history."""
+    try:
+        row, position = await db.get_message(ctx.engine, reply_id)
+    except KeyError:
+        return {}
+    if position is None:
+        return {}
+    stream = chat_stream(row["chat_id"])
+    head = await ctx.log.head(stream)
+    content, thinking, seq = [row["content"]], [row["thinking"]], row["seq"]
+    subscription = await ctx.log.subscribe(stream, position)
+    try:
+        cursor = position
+        while cursor != head:
+            batch = await asyncio.wait_for(subscription.next(), 5.0)
+            for event in batch:
+                if event.type == "reset":
+                    return {}
+                cursor = event.cursor
+                data = event.payload()
+                ours = event.type == "message.delta" and data["message_id"] == reply_id
+                if ours and data["seq"] == seq + 1:
+                    content.append(data.get("content", ""))
+                    thinking.append(data.get("thinking", ""))
+                    seq += 1
+                if cursor == head:
+                    break
+    except TimeoutError:
+        return {}
+    finally:
+        await subscription.close()
+    if seq == row["seq"]:
+        return {}
+    return {"content": "".join(content), "thinking": "".join(thinking), "seq": seq}
 
 
 async def _retrying(write: Callable[[], Awaitable[Any]], attempts: int = 8) -> Any:
