@@ -62,6 +62,10 @@ class Client:
             if replica.cursor is None or replica.stale:
                 state = self.call("GET", f"/api/chats/{chat_id}")
                 replica.load(state["messages"], state["cursor"])
+            message = replica.messages.get(message_id)
+            if message is not None and message["status"] in FINAL_STATUSES:
+                _show_new(message, shown, show)  # it ended before we listened
+                return message
             try:
                 self._listen(chat_id, message_id, replica, shown, show)
             except (httpx.TransportError, httpx.HTTPStatusError):
@@ -70,10 +74,6 @@ class Client:
                     raise
                 show("status", "\n[connection lost; resuming]\n")
                 continue
-            message = replica.messages.get(message_id)
-            if message is not None and message["status"] in FINAL_STATUSES:
-                _show_new(message, shown, show)
-                return message
 
     def _listen(
         self, chat_id: str, message_id: str, replica: Replica, shown: dict[str, int], show: Printer
