@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
+from gapless.limits import Limiter
 from tests.conftest import client_for
 from tests.support.server import LiveServer
 
@@ -117,3 +120,25 @@ async def test_openapi_docs_are_served(live_server: LiveServer) -> None:
         assert (await http.get("/docs")).status_code == 200
         spec = (await http.get("/openapi.json")).json()
         assert "/api/chats/{chat_id}/messages" in spec["paths"]
+
+
+async def test_too_many_messages_answer_429_and_change_nothing(make_live_server: Any) -> None:
+    server = make_live_server(settings={"rate_limit": 0.001, "rate_burst": 2})
+    async with client_for(server) as http:
+        chat = await new_chat(http)
+        url = f"/api/chats/{chat['id']}/messages"
+        assert (await http.post(url, json={"content": "one"})).status_code == 201
+        assert (await http.post(url, json={"content": "two"})).status_code == 201
+        refused = await http.post(url, json={"content": "three"})
+        assert refused.status_code == 429 and error_of(refused) == "rate_limited"
+        await server.adrain()
+        state = (await http.get(f"/api/chats/{chat['id']}")).json()
+        assert [m["content"] for m in state["messages"] if m["role"] == "user"] == ["one", "two"]
+
+
+def test_the_bucket_refills_at_its_rate() -> None:
+    limiter = Limiter(rate=1.0, burst=2)
+    assert limiter.allow("u", 0.0) and limiter.allow("u", 0.0)
+    assert not limiter.allow("u", 0.5)
+    assert limiter.allow("u", 1.0)
+    assert limiter.allow("v", 1.0)  # buckets are per caller

@@ -7,6 +7,7 @@ with the cursor it is consistent with. Imports `db`, `log`, `jobs`, `generation`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,16 @@ from gapless import events
 from gapless.db import Engine
 from gapless.db import chats as db
 from gapless.db.accounts import Caller
-from gapless.errors import ConflictError, InvalidError, NotFoundError, TooLargeError
+from gapless.errors import (
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    RateLimitedError,
+    TooLargeError,
+)
 from gapless.generation import Context, end_unstarted
 from gapless.jobs.base import Runner
+from gapless.limits import Limiter
 from gapless.log.base import EventLog, account_stream, chat_stream
 from gapless.providers.base import ModelInfo, split_model
 from gapless.stream import parse_cursor
@@ -33,6 +41,7 @@ class Chats:
     context: Context
     default_model: str
     max_content: int = 32_000
+    limiter: Limiter | None = None
 
     # ---- reading -------------------------------------------------------------
 
@@ -128,6 +137,7 @@ class Chats:
         """Commit the user's message and a pending reply together, publish, then start the job."""
         chat = await self.chat(caller, chat_id)
         content = self.check_content(fields.get("content"))
+        self.check_rate(caller)
         model = self.check_model(fields.get("model") or chat["model"])
         parent = fields.get("parent_id", db.MISSING)
         try:
@@ -147,6 +157,7 @@ class Chats:
         if original["role"] != "assistant":
             raise ConflictError("only an assistant reply can be retried", code="not_a_reply")
         chat = await self.chat(caller, chat_id)
+        self.check_rate(caller)
         model = original["model"] or chat["model"]
         reply = await db.create_reply(self.engine, chat_id, original["parent_id"], model)
         await self.log.append(chat_stream(chat_id), events.message("message.created", reply))
@@ -183,6 +194,10 @@ class Chats:
             )
 
     # ---- checks --------------------------------------------------------------
+
+    def check_rate(self, caller: Caller) -> None:
+        if self.limiter is not None and not self.limiter.allow(caller.user_id, time.monotonic()):
+            raise RateLimitedError("too many messages; wait a moment and send again")
 
     def check_content(self, content: Any) -> str:
         if not isinstance(content, str) or not content.strip():

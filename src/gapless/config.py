@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # A generation not heard from for this long is presumed dead and ended `interrupted`.
     lease_ttl: float = 6.0
     max_content: int = 32_000
+    # Messages (posts and retries) per minute per user, and the most at once (429 beyond).
+    rate_limit: float = 60.0
+    rate_burst: float = 20.0
     # "" picks the embedded model when it is installed, else the demo model.
     default_model: str = ""
     # Providers that may be chosen: local, demo, openai, anthropic, bench (benchmarks only).

@@ -27,6 +27,7 @@ from gapless.db import engine as db_engine
 from gapless.generation import Context, Hooks
 from gapless.jobs.base import Job, Runner
 from gapless.jobs.inline import InlineRunner
+from gapless.limits import Limiter
 from gapless.log.base import EventLog, chat_stream
 from gapless.log.memory import MemoryLog
 from gapless.prices import Price, cost, with_overrides
@@ -248,5 +249,6 @@ def build(
         context=context,
         default_model=default_model(settings, chosen),
         max_content=settings.max_content,
+        limiter=Limiter(rate=settings.rate_limit / 60, burst=settings.rate_burst),
     )
     return Runtime(settings, engine, log, runner, context, chats)
