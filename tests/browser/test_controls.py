@@ -6,7 +6,7 @@ import re
 
 from playwright.sync_api import Page, Route, expect
 
-from tests.browser.conftest import Api, assert_gapless, assistant, wait_final
+from tests.browser.conftest import Api, assert_gapless, assistant, screenshot, wait_final
 from tests.support.scripted import Fail, Gate
 from tests.support.server import LiveServer
 
@@ -66,6 +66,7 @@ def test_retry_makes_a_sibling_and_the_switcher_moves_between_versions(
     expect(reply.locator(".content")).to_have_text("First answer.")
     expect(reply.locator(".switcher-count")).to_have_text("1/2")
     expect(reply.get_by_role("button", name="Previous version")).to_be_disabled()
+    screenshot(page, "chat-versions")
     reply.get_by_role("button", name="Next version").click()
     expect(reply.locator(".content")).to_have_text("Second answer.")
     assert server.message(first)["content"] == "First answer."
@@ -87,6 +88,7 @@ def test_editing_a_user_message_makes_a_sibling_with_its_own_reply(
     editor = user.get_by_role("textbox", name="Edit message")
     expect(editor).to_be_focused()
     editor.fill("Tell me about dogs")
+    screenshot(page, "chat-editing")
     editor.press("Enter")
     expect(page.locator(".msg.user .content")).to_have_text("Tell me about dogs")
     expect(page.locator(".msg.assistant .content")).to_have_text("About dogs.")
@@ -109,6 +111,7 @@ def test_a_provider_error_is_shown_on_the_message_with_a_retry(
     expect(error).to_be_visible()
     expect(error).to_contain_text("Rate limit reached. Try again in 20 seconds.")
     assert server.message(failed)["error"]["code"] == "rate_limited"
+    screenshot(page, "chat-provider-error")
     server.script("Recovered.")
     error.get_by_role("button", name="Retry").click()
     expect(page.locator(".msg.assistant .content")).to_have_text("Recovered.")
@@ -148,6 +151,7 @@ def test_a_failed_send_keeps_the_message_with_its_reason_for_a_retry(
     expect(local).to_have_attribute("data-status", "failed")
     expect(local.locator(".content")).to_have_text("Please keep this text")
     expect(local.locator(".send-failed")).to_contain_text("Not sent: The service is restarting.")
+    screenshot(page, "chat-failed-send")
 
     page.unroute("**/api/chats/*/messages")
     page.route("**/api/chats/*/messages", lambda route: route.abort("connectionrefused"))

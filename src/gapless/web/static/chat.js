@@ -9,10 +9,8 @@ import { ApiError, api } from "./api.js";
 import { Composer } from "./composer.js";
 import { ChatFeed } from "./feed.js";
 import { MessageNode } from "./message.js";
+import { Follower } from "./scroll.js";
 import { parentKey, shownPath } from "./tree.js";
-
-/** Pixels from the bottom within which the view keeps following new text. */
-const STICK_DISTANCE = 48;
 
 const isStreaming = (message) => message.status === "pending" || message.status === "streaming";
 
@@ -33,9 +31,8 @@ export class ChatView {
     const $ = (id) => document.getElementById(id);
     this.root = $("chat-view");
     this.list = $("messages");
-    this.scroller = $("scroller");
+    this.follower = new Follower($("scroller"), $("jump"));
     this.empty = $("empty-state");
-    this.jump = $("jump");
     this.composer = new Composer({
       onSend: (text) => this.submit(text),
       onStop: () => this.stop(),
@@ -56,7 +53,6 @@ export class ChatView {
     this.chosen = new Map();
     this.dirty = new Set();
     this.frame = 0;
-    this.stick = true;
     this.path = [];
     /** settings of a chat not created yet */
     this.draft = { title: "", system_prompt: "" };
@@ -64,15 +60,6 @@ export class ChatView {
   }
 
   bind() {
-    this.scroller.addEventListener("scroll", () => {
-      const distance = this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight;
-      this.stick = distance < STICK_DISTANCE;
-      this.jump.hidden = this.stick;
-    });
-    this.jump.addEventListener("click", () => {
-      this.stick = true;
-      this.scroller.scrollTo({ top: this.scroller.scrollHeight, behavior: "smooth" });
-    });
     this.list.addEventListener("click", (event) => this.action(event));
     this.list.addEventListener("submit", (event) => this.editSubmitted(event));
     this.list.addEventListener("keydown", (event) => {
@@ -115,8 +102,7 @@ export class ChatView {
     this.outboxNodes.clear();
     this.chosen.clear();
     this.list.replaceChildren();
-    this.stick = true;
-    this.jump.hidden = true;
+    this.follower.resume();
     this.draft = { title: "", system_prompt: "" };
     this.shell.setConnection(null);
   }
@@ -202,7 +188,7 @@ export class ChatView {
       streaming: this.streamingReplies().length > 0,
       sending: this.outbox.some((entry) => entry.state === "sending"),
     });
-    if (this.stick) this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.follower.settle();
   }
 
   /** Tell screen readers a reply ended (its text, or why it stopped). */
@@ -235,7 +221,7 @@ export class ChatView {
       error: "",
     };
     this.outbox.push(entry);
-    this.stick = true;
+    this.follower.resume();
     this.render();
     this.deliver(entry);
   }
@@ -285,8 +271,8 @@ export class ChatView {
   async stop() {
     for (const reply of this.streamingReplies()) {
       try {
-        const ended = await api.post(`/api/messages/${encodeURIComponent(reply.id)}/stop`);
-        this.feed?.adopt(ended?.message ?? ended);
+        // answers the ended message, with the text and seq of its final event
+        this.feed?.adopt(await api.post(`/api/messages/${encodeURIComponent(reply.id)}/stop`));
       } catch (error) {
         this.shell.toast(`Couldn't stop: ${error.message}`);
       }
@@ -295,9 +281,9 @@ export class ChatView {
 
   async retry(message) {
     try {
-      const answer = await api.post(`/api/messages/${encodeURIComponent(message.id)}/retry`);
-      this.stick = true;
-      this.follow(answer?.assistant_message ?? answer?.message ?? answer);
+      const reply = await api.post(`/api/messages/${encodeURIComponent(message.id)}/retry`);
+      this.follower.resume();
+      this.follow(reply);
     } catch (error) {
       this.shell.toast(`Couldn't retry: ${error.message}`);
     }
@@ -364,7 +350,7 @@ export class ChatView {
         model: this.composer.model,
       });
       this.nodeOf(form)?.stopEdit();
-      this.stick = true;
+      this.follower.resume();
       this.follow(answer.user_message);
       this.follow(answer.assistant_message);
     } catch (error) {

@@ -167,6 +167,7 @@ export class MessageNode {
     const textarea = form.querySelector("textarea");
     textarea.value = this.drawn.content ?? "";
     form.hidden = false;
+    this.el.classList.add("editing");
     this.el.querySelector(".bubble").hidden = true;
     this.el.querySelector(".msg-actions").hidden = true;
     textarea.focus();
@@ -175,6 +176,7 @@ export class MessageNode {
 
   stopEdit() {
     this.el.querySelector(".edit-form").hidden = true;
+    this.el.classList.remove("editing");
     this.el.querySelector(".bubble").hidden = false;
     this.el.querySelector(".msg-actions").hidden = false;
   }
