@@ -338,3 +338,47 @@ async def test_a_reply_waits_for_an_unfinished_reply_on_its_path(live_server: Li
             ("assistant", "first answer"),
             ("user", "two"),
         ]
+
+
+async def test_trimming_keeps_what_an_unfinished_reply_still_needs(make_live_server: Any) -> None:
+    # Retention is (almost) zero: the janitor's trim drops every old event, except
+    # those after the stored position of the reply that is still streaming.
+    server = make_live_server(debounce=3600, settings={"retention": 1e-6})
+    gate = Gate()
+    steps = (*WORDS[:5], gate, *WORDS[5:])
+    server.script(*steps)
+    async with client_for(server) as http:
+        chat_id = await start_chat(http)
+        old_cursor = (await fetch_state(http, chat_id))["cursor"]
+        reply_id = await send(http, chat_id)
+        await gate.wait_reached()
+        await server.arun(server.runtime.trim())
+        tab = Tab(chat_id)
+        tab.load(await fetch_state(http, chat_id))  # seq 0 in the row, 5 deltas in the log
+        assert tab.replica.messages[reply_id]["seq"] == 0
+        gate.set()
+        await converge_sse(http, tab, [reply_id])
+        assert tab.resets == 0 and tab.refetches == 0
+        await check_converged(server, tab, reply_id, text_of(steps))
+        # ...while a cursor from before the reply's position was trimmed away: reset.
+        got = await fetch_events_n(http, chat_id, old_cursor, 1)
+        assert [e[0] for e in got] == ["reset"]
+
+
+async def test_a_single_message_is_served_with_its_cursor(make_live_server: Any) -> None:
+    server = make_live_server(debounce=3600)
+    gate = Gate()
+    steps = (*WORDS[:4], gate, *WORDS[4:])
+    server.script(*steps)
+    async with client_for(server) as http:
+        chat_id = await start_chat(http)
+        reply_id = await send(http, chat_id)
+        await gate.wait_reached()
+        body = (await http.get(f"/api/messages/{reply_id}")).json()
+        assert set(body) == {"message", "cursor"} and body["message"]["seq"] == 0
+        tab = Tab(chat_id)
+        tab.load({"messages": [body["message"]], "cursor": body["cursor"]})
+        gate.set()
+        await converge_sse(http, tab, [reply_id])
+        await check_converged(server, tab, reply_id, text_of(steps))
+        assert (await http.get("/api/messages/msg_nope")).status_code == 404
