@@ -226,12 +226,14 @@ class HttpProtocol(asyncio.Protocol):
             room = self.rooms.create(payload.get("model", "bench:r50-n200"))
             self.respond(201, {"id": room.id, "model": room.model})
             return
-        room = (
+        found = (
             self.rooms.get(parts[2]) if len(parts) >= 3 and parts[:2] == ["api", "chats"] else None
         )
-        if room is None:
+        if found is None:
             self.respond(404, {"error": {"code": "not_found", "message": "no such chat"}})
-        elif method == "POST" and parts[3:] == ["messages"]:
+            return
+        room = found
+        if method == "POST" and parts[3:] == ["messages"]:
             user, reply = room.start(
                 payload.get("content", ""), payload.get("model", ""), self.tasks
             )

@@ -347,6 +347,7 @@ SHOW = (
     "error",
     "post_errors",
     "first_error",
+    "mismatch_detail",
     "ttft_p50_ms",
     "ttft_p99_ms",
     "chunks_per_s",
@@ -390,8 +391,8 @@ FAULTS = ("lost", "dup", "ooo", "mismatch", "resets", "unfinished", "post_errors
 def good(run: dict[str, Any]) -> bool:
     if "error" in run:
         return False
-    faults = sum(run.get(k, 0) for k in FAULTS)
-    return faults == 0 and run["p99_ms"] <= GOOD_P99_MS
+    faults = sum(int(run.get(k, 0)) for k in FAULTS)
+    return faults == 0 and float(run["p99_ms"]) <= GOOD_P99_MS
 
 
 async def attempt(coro: Any) -> dict[str, Any]:
@@ -518,7 +519,7 @@ def plan(args: argparse.Namespace) -> Plan:
         w6_counts=[1000] if quick else [1000, 5000],
         workloads=args.only.split(",")
         if args.only
-        else (["W1", "W2", "W3"] if quick else ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]),
+        else (["W1", "W2", "W3"] if quick else ["W1", "W2", "W3", "W4", "W5", "W8", "W6", "W7"]),
         transports=args.transports.split(","),
         targets=args.targets.split(","),
     )
@@ -542,12 +543,18 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
             for s, k, rate in p.w2:
                 for transport in p.transports:
                     for name in orders(p.targets, r):
-                        with fleet.profiled(name, f"W2-{s}x{k}x{rate}-{transport}-run{r}"):
-                            run = await attempt(
-                                load.steady(
-                                    t[name, transport], transport, s, k, rate, int(rate * p.seconds)
-                                )
+                        window = fleet.profiled(name, f"W2-{s}x{k}x{rate}-{transport}-run{r}")
+                        run = await attempt(
+                            load.steady(
+                                t[name, transport],
+                                transport,
+                                s,
+                                k,
+                                rate,
+                                int(rate * p.seconds),
+                                window=window,
                             )
+                        )
                         book.add("W2", f"S={s} K={k} R={rate}", transport, name, run)
     if "W3" in p.workloads:
         print(
@@ -626,6 +633,24 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
                         )
                     )
                     book.add("W5", "S=50 K=3 R=50", transport, name, run)
+    if "W8" in p.workloads:
+        print("W8 slow subscribers (S=20, K=3, R=50, then +5 that stop reading)", flush=True)
+        for r in range(p.runs):
+            for transport in p.transports:
+                for name in orders(p.targets, r):
+                    for slow in (0, 5):
+                        run = await attempt(
+                            load.steady(
+                                t[name, transport],
+                                transport,
+                                20,
+                                3,
+                                50,
+                                int(50 * p.seconds),
+                                slow=slow,
+                            )
+                        )
+                        book.add("W8", f"S=20 K=3 R=50 +{slow} slow", transport, name, run)
     if "W6" in p.workloads:
         print(f"W6 idle subscribers {p.w6_counts} (fresh server per run)", flush=True)
         for r in range(p.runs):
@@ -682,6 +707,7 @@ COLUMNS = {
         "resets",
     ],
     "W6": ["kb_per_sub_1000", "kb_per_sub_5000"],
+    "W8": ["p50_ms", "p99_ms", "max_ms", "lost", "dup", "unfinished", "peak_rss_mb"],
     "W7": ["writes_per_s", "bound", "flushes", "final_ok", "lost", "dup"],
 }
 

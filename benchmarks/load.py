@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -182,7 +184,7 @@ class Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        transport.write(self.request())
+        transport.write(self.request())  # type: ignore[attr-defined]
 
     def request(self) -> bytes:
         raise NotImplementedError
@@ -434,13 +436,29 @@ class WsConn(Conn):
         return self.sub.on_event(message["type"], message["data"], message.get("cursor"), now)
 
 
-async def connect(sub: Subscriber, target: Target, transport: str, within: float = 30) -> Conn:
-    """Open one subscription and wait until the server says it is established."""
+async def connect(
+    sub: Subscriber, target: Target, transport: str, within: float = 30, slow: bool = False
+) -> Conn:
+    """Open one subscription and wait until the server says it is established.
+
+    `slow`: a subscriber that stops reading once subscribed, behind a 4 KB receive
+    buffer, so the server meets backpressure at once (a phone in a tunnel).
+    """
     url = urlsplit(target.api if transport == "sse" else target.ws)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
     cls = SseConn if transport == "sse" else WsConn
     loop = asyncio.get_running_loop()
-    _, conn = await loop.create_connection(lambda: cls(sub, target), url.hostname, url.port)
+    if slow:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        _, conn = await loop.create_connection(lambda: cls(sub, target), sock=sock)
+    else:
+        _, conn = await loop.create_connection(lambda: cls(sub, target), host, port)
     await asyncio.wait_for(conn.ready, within)
+    if slow and conn.transport is not None:
+        conn.transport.pause_reading()
     sub.conn = conn
     return conn
 
@@ -558,9 +576,20 @@ def percentile(values: list[int] | list[float], q: float) -> float:
     return float(ordered[index])
 
 
-def check(subs: list[Subscriber], replies: dict[str, str]) -> dict[str, int]:
-    """Lost, duplicated, out of order, text mismatches, resets, unfinished: all must be 0."""
-    out = {"lost": 0, "dup": 0, "ooo": 0, "mismatch": 0, "resets": 0, "unfinished": 0, "overlap": 0}
+def check(subs: list[Subscriber], replies: dict[str, str]) -> dict[str, Any]:
+    """Lost, duplicated, out of order, text mismatches, resets, unfinished: all must be 0.
+
+    The first mismatch is described (`mismatch_detail`) so it can be chased.
+    """
+    out: dict[str, Any] = {
+        "lost": 0,
+        "dup": 0,
+        "ooo": 0,
+        "mismatch": 0,
+        "resets": 0,
+        "unfinished": 0,
+        "overlap": 0,
+    }
     for sub in subs:
         out["resets"] += sub.resets
         track = sub.tracks.get(replies.get(sub.chat_id, ""))
@@ -572,9 +601,27 @@ def check(subs: list[Subscriber], replies: dict[str, str]) -> dict[str, int]:
         out["ooo"] += track.ooo
         out["overlap"] += track.overlap
         text = "".join(track.parts)
-        if text != track.final["content"] or not well_formed(text, int(track.final["seq"])):
+        final = track.final
+        if text != final["content"] or not well_formed(text, int(final["seq"])):
             out["mismatch"] += 1
+            if "mismatch_detail" not in out:
+                out["mismatch_detail"] = describe(text, final)
     return out
+
+
+def describe(text: str, final: dict[str, Any]) -> str:
+    """Where the received text and the final message part ways."""
+    stored = str(final.get("content", ""))
+    at = next(
+        (i for i, (a, b) in enumerate(zip(text, stored, strict=False)) if a != b),
+        min(len(text), len(stored)),
+    )
+    return (
+        f"{final.get('id')} status={final.get('status')} seq={final.get('seq')} "
+        f"error={final.get('error')} received {len(text)} chars, final {len(stored)}, "
+        f"first difference at {at}: {text[at : at + 40]!r} vs {stored[at : at + 40]!r}; "
+        f"received tokens={len(text.split())}"
+    )
 
 
 def well_formed(text: str, tokens: int) -> bool:
@@ -674,26 +721,35 @@ async def steady(
     rate: int,
     tokens: int,
     reconnect: float | None = None,
+    slow: int = 0,
+    window: contextlib.AbstractContextManager[Any] | None = None,
 ) -> dict[str, Any]:
-    """W2/W3 (and W5 with `reconnect`): S streams x K subscribers x R tokens/s, all checked."""
+    """W2/W3 (W5 with `reconnect`, W8 with `slow`): S streams x K subscribers x R tokens/s.
+
+    Every subscriber is checked. `slow` more subscribers, one on each of the first
+    `slow` streams, stop reading: they are left out of the figures (the others').
+    `window` is entered while the streams run, setup excluded (the profiler).
+    """
     latencies: list[int] = []
     async with Api(target) as api:
         chats = await gather_limited(
             (api.chat(f"bench:r{rate}-n{tokens}") for _ in range(streams)), 16
         )
         subs = await open_subscribers(target, transport, chats, k, latencies)
+        laggards = [Subscriber(chat, []) for chat in chats[:slow]]
+        for laggard in laggards:
+            await connect(laggard, target, transport, slow=True)
         live: list[int] = []
         replayed: list[int] = []
         tasks: set[asyncio.Task[None]] = set()
         if reconnect is not None:
             for sub in subs:
                 sub.drop_at = max(1, tokens // 2)
-                sub.reconnect = _reconnector(
-                    sub, target, transport, reconnect, live, replayed, tasks
-                )
-        with Probe(target.pid) as probe:
+                sub.reconnect = _reconnector(sub, target, transport, reconnect, tasks)
+        with Probe(target.pid) as probe, window or contextlib.nullcontext():
             replies = await start_streams(api, chats, spread=min(1.0, max(0.2, 1 / max(rate, 1))))
-            await wait_all(subs, replies, within=tokens / max(rate, 1) + 20)
+            await wait_all(subs, replies, within=tokens / max(rate, 1) + 10)
+            close_all(laggards)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
         for sub in subs:
@@ -736,8 +792,6 @@ def _reconnector(
     target: Target,
     transport: str,
     offline: float,
-    live: list[int],
-    replayed: list[int],
     tasks: set[asyncio.Task[None]],
 ) -> Any:
     async def again() -> None:

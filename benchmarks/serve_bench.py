@@ -21,12 +21,14 @@ from types import FrameType
 from typing import Any
 
 import gapless.runtime as runtime
+from gapless.config import Settings
+from gapless.providers.base import Provider
 from gapless.providers.bench import BenchProvider
 
 _build = runtime.build_providers
 
 
-def with_bench(settings: runtime.Settings) -> dict[str, runtime.Provider]:
+def with_bench(settings: Settings) -> dict[str, Provider]:
     found = _build(settings)
     found.setdefault("bench", BenchProvider())
     return found
@@ -39,8 +41,9 @@ def profile_on_signals(folder: Path) -> None:
 
     def start(signum: int, frame: FrameType | None) -> None:
         if state["profiler"] is None:
-            state["profiler"] = Profiler(interval=0.0005, async_mode="disabled")
-            state["profiler"].start()
+            profiler = Profiler(interval=0.0005, async_mode="disabled")
+            profiler.start()
+            state["profiler"] = profiler
 
     def stop(signum: int, frame: FrameType | None) -> None:
         profiler = state.pop("profiler", None)
@@ -62,10 +65,10 @@ def profile_on_signals(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    runtime.build_providers = with_bench  # type: ignore[assignment]
+    runtime.build_providers = with_bench
     if os.environ.get("GAPLESS_BENCH_PROFILE"):
         profile_on_signals(Path(os.environ["GAPLESS_BENCH_PROFILE"]))
     from gapless.cli import main
 
     sys.argv = ["gapless", *sys.argv[1:]]
-    sys.exit(main())
+    main()
