@@ -1,0 +1,168 @@
+"""A scaled-out Gapless as real processes: `gapless serve` and `gapless worker` subprocesses
+over the machine's PostgreSQL (a fresh database) and Redis (a database number of its own).
+
+Tests inject faults from outside, as an operator's bad day would: SIGKILL a
+worker, flush Redis, lock a table. Every wait is for a condition, with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from gapless.db import chats as db_chats
+from gapless.db import engine as db_engine
+
+T = TypeVar("T")
+GAPLESS = str(Path(sys.executable).with_name("gapless"))
+READY = 60.0  # seconds a process may take to start (the machine is shared)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def until(check: Callable[[], Awaitable[T]], ok: Callable[[T], bool], seconds: float) -> T:
+    """Poll `check` until `ok` holds of its value; AssertionError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await check()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {seconds}s; last value: {value!r}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no handler, no final write, no goodbye."""
+        self.popen.kill()
+        self.popen.wait(10)
+
+    def terminate(self, seconds: float = 20) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(seconds)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+
+
+@dataclass
+class Cluster:
+    database_url: str
+    redis_url: str
+    tmp: Path
+    settings: dict[str, str] = field(default_factory=dict)
+    processes: list[Process] = field(default_factory=list)
+    token: str = ""
+    engine: Any = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GAPLESS_")}
+        env.update(
+            {
+                "GAPLESS_DATA_DIR": str(self.tmp / "data"),
+                "GAPLESS_DATABASE_URL": self.database_url,
+                "GAPLESS_EVENTS_URL": self.redis_url,
+                "GAPLESS_QUEUE_URL": self.redis_url,
+                "GAPLESS_PROVIDERS": '["demo","bench"]',
+                "GAPLESS_DEFAULT_MODEL": "demo:default",
+                "GAPLESS_DEMO_DELAY": "0.05",
+                "GAPLESS_LEASE_TTL": "2",
+                "GAPLESS_CONFIG": str(self.tmp / "none.toml"),
+                "PYTHONUNBUFFERED": "1",
+                **self.settings,
+            }
+        )
+        return env
+
+    def _spawn(self, name: str, *args: str) -> Process:
+        log = self.tmp / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                [GAPLESS, *args], env=self.env(), cwd=self.tmp, stdout=out, stderr=subprocess.STDOUT
+            )
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    async def api(self, workers: int = 1) -> str:
+        """Start `gapless serve` on a free port; its URL once it answers."""
+        port = free_port()
+        process = self._spawn(
+            f"api{len(self.processes)}", "serve", "--port", str(port), "--workers", str(workers)
+        )
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+
+            async def answer() -> int:
+                if process.popen.poll() is not None:
+                    raise AssertionError(f"{process.name} exited:\n{process.output()}")
+                try:
+                    return (await http.get("/")).status_code
+                except httpx.TransportError:
+                    return 0
+
+            await until(answer, lambda status: status == 200, READY)
+        for line in process.output().splitlines():
+            if line.startswith("token: gl_"):
+                self.token = line.removeprefix("token: ")
+        assert self.token, process.output()
+        return url
+
+    async def worker(self, concurrency: int = 4) -> Process:
+        process = self._spawn(f"worker{len(self.processes)}", "worker", "--concurrency",
+                              str(concurrency))
+
+        async def ready() -> bool:
+            if process.popen.poll() is not None:
+                raise AssertionError(f"{process.name} exited:\n{process.output()}")
+            return "worker ready" in process.output()
+
+        await until(ready, bool, READY)
+        return process
+
+    def client(self, url: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=url, timeout=30, headers={"Authorization": f"Bearer {self.token}"}
+        )
+
+    async def message(self, message_id: str) -> dict[str, Any]:
+        """The database's copy, read directly (not through any API process)."""
+        if self.engine is None:
+            self.engine = db_engine.create(self.database_url)
+        found, _ = await db_chats.get_message(self.engine, message_id)
+        return found
+
+    async def close(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.output()[-3000:]}" for p in self.processes)
