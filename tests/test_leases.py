@@ -3,15 +3,12 @@ never publish after the final event."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-from httpx_sse import aconnect_sse
 
 from gapless import generation
 from gapless.runtime import INTERRUPTED
 from tests.conftest import client_for
-from tests.support.clients import Tab, converge_sse, fetch_state
+from tests.support.clients import Tab, converge_sse, fetch_state, read_events
 from tests.support.scripted import Gate
 from tests.test_streaming import send, start_chat, wait_until
 
@@ -61,7 +58,7 @@ async def test_a_zombie_run_cannot_publish_after_the_final_event(make_live_serve
         await server.adrain()
         # Read the whole log, to its head: nothing of the reply may follow its final event.
         head = (await fetch_state(http, chat_id))["cursor"]
-        log = await fetch_events(http, chat_id, tab.replica.cursor, until_cursor=head)
+        log = await read_events(http, chat_id, tab.replica.cursor, until_cursor=head)
         for type_, data, cursor in log:
             tab.receive(type_, data, cursor)
         ended = await server.amessage(reply_id)
@@ -70,19 +67,3 @@ async def test_a_zombie_run_cannot_publish_after_the_final_event(make_live_serve
         assert types.count("message.delta") == 1
         assert types[-1] == "message.failed"
         assert tab.replica.messages[reply_id] == ended
-
-
-async def fetch_events(
-    http: Any, chat_id: str, cursor: str | None, until_cursor: str
-) -> list[tuple[str, dict[str, Any], str | None]]:
-    found: list[tuple[str, dict[str, Any], str | None]] = []
-    if cursor == until_cursor:
-        return found
-    headers = {"Last-Event-ID": cursor} if cursor else {}
-    async with aconnect_sse(http, "GET", f"/api/chats/{chat_id}/events", headers=headers) as src:
-        async for sse in src.aiter_sse():
-            if sse.event and sse.event != "message":
-                found.append((sse.event, json.loads(sse.data), sse.id or None))
-                if sse.id == until_cursor or sse.event == "reset":
-                    return found
-    return found

@@ -166,3 +166,35 @@ async def converge_ws(
     if not tab.done(until):
         raise AssertionError("did not converge")
     return tab
+
+
+Received = tuple[str, dict[str, Any], str | None]
+
+
+async def read_events(
+    http: httpx.AsyncClient,
+    chat_id: str,
+    cursor: str | None,
+    *,
+    count: int | None = None,
+    until_type: str | None = None,
+    until_cursor: str | None = None,
+) -> list[Received]:
+    """The events after `cursor`, raw (no reducer), until `count` were read, an event of
+    `until_type` or at `until_cursor` arrived, or a `reset` ended the stream."""
+    found: list[Received] = []
+    if until_cursor is not None and cursor == until_cursor:
+        return found
+    headers = {"Last-Event-ID": cursor} if cursor else {}
+    async with aconnect_sse(http, "GET", f"/api/chats/{chat_id}/events", headers=headers) as src:
+        async for sse in src.aiter_sse():
+            if not sse.event or sse.event == "message":
+                continue
+            found.append((sse.event, json.loads(sse.data), sse.id or None))
+            if (
+                sse.event in ("reset", until_type)
+                or len(found) == count
+                or (until_cursor is not None and sse.id == until_cursor)
+            ):
+                return found
+    return found

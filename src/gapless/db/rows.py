@@ -38,6 +38,12 @@ def aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def error_json(row: Any) -> dict[str, str] | None:
+    if not row.error_code:
+        return None
+    return {"code": row.error_code, "message": row.error_message or ""}
+
+
 def message_json(row: Any) -> dict[str, Any]:
     usage = None
     if row.input_tokens is not None or row.output_tokens is not None:
@@ -46,9 +52,6 @@ def message_json(row: Any) -> dict[str, Any]:
             "output_tokens": row.output_tokens or 0,
             "reasoning_tokens": row.reasoning_tokens or 0,
         }
-    error = None
-    if row.error_code:
-        error = {"code": row.error_code, "message": row.error_message or ""}
     return {
         "id": row.id,
         "chat_id": row.chat_id,
@@ -58,7 +61,7 @@ def message_json(row: Any) -> dict[str, Any]:
         "thinking": row.thinking,
         "status": row.status,
         "seq": row.seq,
-        "error": error,
+        "error": error_json(row),
         "model": row.model,
         "usage": usage,
         "created_at": iso(row.created_at),
@@ -91,9 +94,6 @@ def generation_json(row: Any) -> dict[str, Any]:
     rate = None
     if streaming and row.output_tokens:
         rate = round(row.output_tokens / (streaming / 1000), 1)
-    error = None
-    if row.error_code:
-        error = {"code": row.error_code, "message": row.error_message or ""}
     return {
         "id": row.id,
         "message_id": row.message_id,
@@ -113,5 +113,5 @@ def generation_json(row: Any) -> dict[str, Any]:
         "cost": row.cost,
         "deltas": row.deltas,
         "flushes": row.flushes,
-        "error": error,
+        "error": error_json(row),
     }

@@ -3,7 +3,6 @@ speaking each API's wire format: replies, thinking, usage, cost, and readable fa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,16 +11,6 @@ from tests.conftest import client_for
 from tests.providers.wire import Wire
 from tests.support.clients import Tab, converge_sse, fetch_state
 from tests.test_streaming import send, start_chat
-
-
-@pytest.fixture
-async def wire() -> AsyncIterator[Wire]:
-    server = Wire()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 def remote_settings(wire: Wire) -> dict[str, Any]:
