@@ -184,9 +184,10 @@ async def test_the_reader_survives_a_dropped_connection_without_losing_events() 
     await append_n(log, stream, 1)
     await drain(sub, 1)
     admin = Redis.from_url(URL, decode_responses=True)
-    readers = [c["id"] for c in await admin.client_list() if c.get("name") == name]
-    for client_id in readers:  # every connection of this log, the blocked reader among them
-        await admin.client_kill_filter(_id=client_id)
+    clients = await admin.client_list()
+    readers = [c["id"] for c in clients if c.get("name") == name and c.get("cmd") == "xread"]
+    assert len(readers) == 1
+    await admin.client_kill_filter(_id=readers[0])  # the one connection blocked in XREAD
     await admin.aclose()
     await append_n(log, stream, 2, start=1)
     got = await asyncio.wait_for(drain(sub, 2), 20)

@@ -13,7 +13,8 @@ Each process reads with one connection: a single reader task blocks in one
 stream, which its local subscribers share (as in `memory.py`). A subscriber
 behind the ring replays from Redis with `XRANGE` until it reaches the ring.
 A stream and its hash expire together `expire` seconds after their last append
-(`from_url`), so idle chats cost Redis nothing and their cursors reset.
+(`from_url`), so idle chats cost Redis nothing and their cursors reset. A
+revoked fence is a key (`<prefix>fence:<id>`) that the append's script checks.
 Imports `log.base`, `events`, `stream`, `errors`; `redis` is imported only here.
 """
 
