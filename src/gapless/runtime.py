@@ -190,13 +190,14 @@ def price_table(settings: Settings) -> dict[str, Price]:
     return with_overrides({k: Price(*v) for k, v in settings.prices.items()})
 
 
-def build_log(url: str) -> EventLog:
+def build_log(url: str, retention: float) -> EventLog:
     if url.startswith("memory://"):
         return MemoryLog()
     if url.startswith(("redis://", "rediss://")):
         from gapless.log.redis import RedisLog  # lazy: redis is only needed when chosen
 
-        log: EventLog = RedisLog.from_url(url)
+        # An idle stream (and its epoch) outlives the trim retention, then expires.
+        log: EventLog = RedisLog.from_url(url, expire=2 * retention)
         return log
     raise ValueError(f"unknown events URL {url!r}")
 
@@ -224,7 +225,7 @@ def build(
     hooks: Hooks | None = None,
 ) -> Runtime:
     engine = db_engine.create(settings.resolved_database_url())
-    log = build_log(settings.events_url)
+    log = build_log(settings.events_url, settings.retention)
     chosen = dict(build_providers(settings))
     chosen.update(providers or {})
     table = price_table(settings)

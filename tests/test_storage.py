@@ -1,0 +1,174 @@
+"""The storage layer on both engines (SQLite and the machine's PostgreSQL): migrations,
+the message tree, conditional (leased) writes, and what the state read returns."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gapless.db import Engine
+from gapless.db import accounts as db_accounts
+from gapless.db import chats as db
+from gapless.db import engine as db_engine
+from gapless.db import generations as records
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    created = db_engine.create(url)
+    await db_engine.migrate(created)
+    await db_engine.migrate(created)  # applying twice is a no-op
+    try:
+        yield created
+    finally:
+        await created.dispose()
+
+
+async def new_chat(engine: Engine) -> str:
+    account = await db_accounts.create_account(engine, "a")
+    chat = await db.create_chat(engine, account, "t", "demo:default", "sys")
+    return str(chat["id"])
+
+
+async def test_an_exchange_commits_both_messages_and_appends_to_the_default_leaf(
+    engine: Engine,
+) -> None:
+    chat_id = await new_chat(engine)
+    user, reply = await db.create_exchange(engine, chat_id, db.MISSING, "one", "demo:default")
+    assert (user["parent_id"], reply["parent_id"]) == (None, user["id"])
+    second_user, _ = await db.create_exchange(engine, chat_id, db.MISSING, "two", "demo:default")
+    assert second_user["parent_id"] == reply["id"]
+    root, _ = await db.create_exchange(engine, chat_id, None, "new root", "demo:default")
+    assert root["parent_id"] is None
+    leaf_user, _ = await db.create_exchange(engine, chat_id, db.MISSING, "x", "demo:default")
+    assert leaf_user["parent_id"] is not None  # follows the newest root's branch
+    path = await db.path(engine, leaf_user["id"])
+    assert [m["content"] for m in path] == ["new root", "", "x"]
+
+
+async def test_a_user_message_cannot_follow_a_user_message_or_another_chat(engine: Engine) -> None:
+    chat_id = await new_chat(engine)
+    other = await new_chat(engine)
+    user, _ = await db.create_exchange(engine, chat_id, db.MISSING, "one", "demo:default")
+    _, foreign = await db.create_exchange(engine, other, db.MISSING, "hi", "demo:default")
+    for parent in (user["id"], foreign["id"], "msg_missing"):
+        with pytest.raises(db.ParentError):
+            await db.create_exchange(engine, chat_id, parent, "no", "demo:default")
+    state = await db.chat_state(engine, chat_id)
+    assert state is not None and len(state.messages) == 2  # nothing was written
+
+
+async def test_writes_to_a_reply_need_its_lease_and_stop_once_it_ended(engine: Engine) -> None:
+    chat_id = await new_chat(engine)
+    _, reply = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
+    rid = reply["id"]
+    assert await db.start_reply(engine, rid, "e.1-0", "lease-a")
+    assert not await db.start_reply(engine, rid, "e.1-0", "lease-b")  # delivered twice: no
+    assert not await db.flush_reply(engine, rid, "lease-b", "x", "", 1, "e.2-0")
+    assert await db.flush_reply(engine, rid, "lease-a", "ab", "t", 2, "e.3-0")
+    state = await db.chat_state(engine, chat_id)
+    assert state is not None and state.positions == ["e.3-0"]
+    streaming = next(m for m in state.messages if m["id"] == rid)
+    assert (streaming["status"], streaming["content"], streaming["seq"]) == ("streaming", "ab", 2)
+    final = await db.finish_reply(
+        engine,
+        rid,
+        "lease-a",
+        "complete",
+        content="abc",
+        thinking="t",
+        seq=3,
+        input_tokens=4,
+        output_tokens=3,
+    )
+    assert final is not None and final["usage"] == {
+        "input_tokens": 4,
+        "output_tokens": 3,
+        "reasoning_tokens": 0,
+    }
+    assert await db.finish_reply(engine, rid, None, "cancelled") is None  # already ended
+    assert not await db.flush_reply(engine, rid, "lease-a", "zzz", "", 9, "e.9-0")
+    assert not await db.touch_reply(engine, rid, "lease-a")
+    message, position = await db.get_message(engine, rid)
+    assert (message["content"], message["status"], position) == ("abc", "complete", None)
+
+
+async def test_stale_leased_replies_are_found_and_live_ones_are_not(engine: Engine) -> None:
+    chat_id = await new_chat(engine)
+    _, reply = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
+    assert await db.start_reply(engine, reply["id"], "e.1-0", "lease")
+    future = datetime.now(UTC) + timedelta(seconds=60)
+    assert await db.stale_replies(engine, future) == [(reply["id"], "lease")]
+    past = datetime.now(UTC) - timedelta(seconds=60)
+    assert await db.stale_replies(engine, past) == []
+    assert await db.unfinished_positions(engine) == {chat_id: ["e.1-0"]}
+
+
+async def test_deleting_a_message_takes_its_descendants(engine: Engine) -> None:
+    chat_id = await new_chat(engine)
+    first, _ = await db.create_exchange(engine, chat_id, db.MISSING, "a", "demo:default")
+    await db.create_exchange(engine, chat_id, db.MISSING, "b", "demo:default")
+    doomed = await db.subtree(engine, first["id"])
+    assert len(doomed) == 4 and doomed[0] == first["id"]
+    await db.delete_messages(engine, doomed)
+    state = await db.chat_state(engine, chat_id)
+    assert state is not None and state.messages == []
+
+
+async def test_generations_are_listed_newest_first_per_account(engine: Engine) -> None:
+    chat_id = await new_chat(engine)
+    chat = await db.get_chat(engine, chat_id)
+    assert chat is not None
+    ids = []
+    for _ in range(3):
+        _, reply = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
+        gid = await records.start_generation(
+            engine, reply["id"], chat_id, chat["account_id"], "demo", "demo:default"
+        )
+        await records.finish_generation(
+            engine,
+            gid,
+            status="complete",
+            first_token_at=datetime.now(UTC),
+            usage={"input_tokens": 1, "output_tokens": 2},
+            cost=0.0,
+            deltas=2,
+            flushes=1,
+            error=None,
+        )
+        ids.append(gid)
+    page = await records.list_generations(engine, [chat["account_id"]], limit=2)
+    assert [g["id"] for g in page] == ids[::-1][:2]
+    rest = await records.list_generations(engine, [chat["account_id"]], before=page[-1]["id"])
+    assert [g["id"] for g in rest] == [ids[0]]
+    assert await records.list_generations(engine, ["acc_other"]) == []
+
+
+async def test_passwords_and_tokens_are_stored_hashed(engine: Engine) -> None:
+    user_id = await db_accounts.create_user(engine, "Ann@Example.com", "Ann", "s3cret-pass")
+    caller = await db_accounts.caller_for_password(engine, "ann@example.com", "s3cret-pass")
+    assert caller is not None and caller.user_id == user_id
+    assert await db_accounts.caller_for_password(engine, "ann@example.com", "wrong") is None
+    token, _ = await db_accounts.issue_token(engine, user_id)
+    assert (await db_accounts.caller_for_token(engine, token, "api")) is not None
+    assert await db_accounts.caller_for_token(engine, token, "session") is None
+    async with engine.connect() as conn:
+        import sqlalchemy as sa
+
+        stored = " ".join(
+            str(v)
+            for row in await conn.execute(
+                sa.text(
+                    "SELECT u.password_hash, t.hash FROM users u JOIN tokens t ON t.user_id = u.id"
+                )
+            )
+            for v in row
+        )
+    assert "s3cret-pass" not in stored and token not in stored
