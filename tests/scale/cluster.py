@@ -134,9 +134,10 @@ class Cluster:
         assert self.token, process.output()
         return url
 
-    async def worker(self, concurrency: int = 4) -> Process:
-        process = self._spawn(f"worker{len(self.processes)}", "worker", "--concurrency",
-                              str(concurrency))
+    async def worker(self, concurrency: int = 4, *options: str) -> Process:
+        process = self._spawn(
+            f"worker{len(self.processes)}", "worker", "--concurrency", str(concurrency), *options
+        )
 
         async def ready() -> bool:
             if process.popen.poll() is not None:

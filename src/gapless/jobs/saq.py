@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -143,7 +144,7 @@ class SaqWorker:
             concurrency=concurrency,
             dequeue_timeout=1.0,  # idle loops notice a shutdown within a second
             timers={"schedule": 1, "worker_info": 5, "sweep": 2, "abort": 1},
-            shutdown_grace_period_s=int(grace),
+            shutdown_grace_period_s=math.ceil(grace),
         )
         self.worker.SIGNALS = []  # the process installs its own handlers
 
