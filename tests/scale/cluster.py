@@ -14,19 +14,52 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from redis.asyncio import Redis
 
 from gapless.db import chats as db_chats
 from gapless.db import engine as db_engine
 
 T = TypeVar("T")
+REDIS = "redis://127.0.0.1:6379"
+CLAIM = "gapless:scale:claimed"
 GAPLESS = str(Path(sys.executable).with_name("gapless"))
 READY = 60.0  # seconds a process may take to start (the machine is shared)
+
+
+@asynccontextmanager
+async def claimed_redis() -> AsyncIterator[str]:
+    """A Redis database number of the caller's own, flushed afterwards.
+
+    The server is shared (other suites use database 0 with key prefixes), so a free
+    number among 2..15 is claimed with a key set NX in it; only that database is
+    flushed (FLUSHDB, never FLUSHALL).
+    """
+    mine = uuid.uuid4().hex
+    for number in range(2, 16):
+        client = Redis.from_url(f"{REDIS}/{number}")
+        try:
+            if await client.dbsize() == 0 and await client.set(CLAIM, mine, nx=True, ex=900):
+                break
+        finally:
+            await client.aclose()
+    else:
+        raise AssertionError("no free Redis database number among 2..15")
+    try:
+        yield f"{REDIS}/{number}"
+    finally:
+        client = Redis.from_url(f"{REDIS}/{number}")
+        try:
+            await client.flushdb()
+        finally:
+            await client.aclose()
 
 
 def free_port() -> int:

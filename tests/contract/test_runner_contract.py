@@ -1,0 +1,116 @@
+"""The `Runner` contract, run against every runner: in-process (`InlineRunner`) and the
+SAQ queue on the real Redis (`SaqRunner` with an `SaqWorker` in this process).
+
+The job is a probe that counts its runs and, for ids starting with "hold", waits for
+its stop event: no test sleeps hoping for timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gapless.jobs.base import Runner
+from gapless.jobs.inline import InlineRunner
+from gapless.jobs.saq import SaqRunner, SaqWorker
+from tests.scale.cluster import claimed_redis
+
+DEADLINE = 20.0
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.runs: Counter[str] = Counter()
+        self.ended: set[str] = set()
+        self.changed = asyncio.Event()
+
+    async def job(self, reply_id: str, stop: asyncio.Event) -> None:
+        self.runs[reply_id] += 1
+        self._wake()
+        if reply_id.startswith("hold"):
+            await stop.wait()
+        self.ended.add(reply_id)
+        self._wake()
+
+    async def is_ended(self, reply_id: str) -> bool:
+        return reply_id in self.ended
+
+    async def abandon(self, reply_id: str) -> None:
+        self.ended.add(reply_id)
+
+    def _wake(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+    async def until(self, check: str, reply_id: str) -> None:
+        """Wait until `reply_id` has started ("runs") or ended ("ended")."""
+        async def reached() -> None:
+            while not (self.runs[reply_id] if check == "runs" else reply_id in self.ended):
+                await self.changed.wait()
+
+        await asyncio.wait_for(reached(), DEADLINE)
+
+
+@pytest.fixture(params=["inline", "saq"])
+async def engine(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Runner, Probe]]:
+    probe = Probe()
+    if request.param == "inline":
+        inline = InlineRunner(probe.job)
+        yield inline, probe
+        await inline.close()
+        return
+    async with claimed_redis() as url:
+        runner = SaqRunner(url, probe.is_ended)
+        worker = SaqWorker(url, probe.job, probe.abandon, concurrency=4, grace=1)
+        stopping = asyncio.Event()
+        working = asyncio.create_task(worker.run(stopping))
+        try:
+            yield runner, probe
+        finally:
+            stopping.set()
+            await asyncio.wait_for(working, DEADLINE)
+            await runner.close()
+
+
+async def test_submit_runs_the_job_once(engine: tuple[Runner, Probe]) -> None:
+    runner, probe = engine
+    await runner.submit("r1")
+    await probe.until("ended", "r1")
+    await runner.submit("after")  # a later job ending shows no second run was queued
+    await probe.until("ended", "after")
+    assert probe.runs["r1"] == 1
+
+
+async def test_stop_stops_a_running_job_and_returns_after_it_ended(
+    engine: tuple[Runner, Probe],
+) -> None:
+    runner, probe = engine
+    await runner.submit("hold-1")
+    await probe.until("runs", "hold-1")
+    assert await runner.stop("hold-1") is True
+    assert "hold-1" in probe.ended
+
+
+async def test_stop_of_an_unknown_reply_returns_false_at_once(
+    engine: tuple[Runner, Probe],
+) -> None:
+    runner, _ = engine
+    asked = time.monotonic()
+    assert await runner.stop("nobody") is False
+    assert time.monotonic() - asked < 1.0
+
+
+async def test_a_duplicate_submit_runs_the_job_once(engine: tuple[Runner, Probe]) -> None:
+    runner, probe = engine
+    await runner.submit("hold-2")
+    await runner.submit("hold-2")
+    await probe.until("runs", "hold-2")
+    await runner.submit("hold-2")  # while it runs, too
+    assert await runner.stop("hold-2") is True
+    await runner.submit("after")
+    await probe.until("ended", "after")
+    assert probe.runs["hold-2"] == 1
