@@ -81,7 +81,7 @@ def _announce(settings: Settings, runtime: Any, created: Any, host: str, port: i
     typer.echo(f"Gapless is running at {url}")
     typer.echo(
         f"models: {', '.join(m.id for m in runtime.chats.models())} "
-        f"(default {settings.default_model})"
+        f"(default {runtime.chats.default_model})"
     )
     if created:
         typer.echo(f"email: {created.email}")

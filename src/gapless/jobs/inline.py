@@ -22,6 +22,8 @@ class InlineRunner:
         self._runs: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
 
     async def submit(self, reply_id: str) -> None:
+        if reply_id in self._runs:
+            return  # already running here: a duplicate submit runs it once
         stop = asyncio.Event()
         task = asyncio.create_task(self._run(reply_id, stop), name=f"generate {reply_id}")
         self._runs[reply_id] = (task, stop)
