@@ -118,23 +118,49 @@ def sign_in(context: BrowserContext, live: LiveServer) -> None:
     assert response.ok, response.text()
 
 
-@pytest.fixture
-def context(browser: Browser, server: LiveServer) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=server.url)
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
-    context.add_init_script(RECORDER)
+@pytest.fixture(scope="session")
+def session_state(browser: Browser, server: LiveServer) -> Any:
+    """One signed-in session shared by the tests' contexts (a sign-in per test is slow)."""
+    context = browser.new_context()
     sign_in(context, server)
+    state = context.storage_state()
+    context.close()
+    return state
+
+
+def new_context(browser: Browser, live: LiveServer, state: Any = None) -> BrowserContext:
+    """A desktop-sized context on the server; signed in when given a session state."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 860}, base_url=live.url, storage_state=state
+    )
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
+    context.add_init_script(RECORDER)
+    return context
+
+
+@pytest.fixture
+def context(browser: Browser, server: LiveServer, session_state: Any) -> Iterator[BrowserContext]:
+    context = new_context(browser, server, session_state)
     yield context
     context.close()
 
 
 @pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
+def page(context: BrowserContext, server: LiveServer) -> Iterator[Page]:
+    """A signed-in page that must raise no error and load nothing from elsewhere (no CDN)."""
     page = context.new_page()
     errors: list[str] = []
+    foreign: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith((server.url, "data:")) else foreign.append(request.url)
+        ),
+    )
     yield page
     assert errors == [], f"uncaught errors in the page: {errors}"
+    assert foreign == [], f"requests to other origins: {foreign}"
 
 
 def words(text: str) -> str:

@@ -6,7 +6,15 @@ import re
 
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.conftest import Api, assert_gapless, assistant, screenshot, wait_final
+from tests.browser.conftest import (
+    Api,
+    assert_gapless,
+    assistant,
+    new_context,
+    screenshot,
+    sign_in,
+    wait_final,
+)
 from tests.support.scripted import Fail, Gate
 from tests.support.server import LiveServer
 
@@ -149,8 +157,10 @@ def test_the_generations_page_lists_model_tokens_timing_cost_and_errors(
 
 
 def test_a_session_ended_elsewhere_brings_back_the_sign_in_page(
-    context: BrowserContext, server: LiveServer, api: Api
+    browser: Browser, server: LiveServer, api: Api
 ) -> None:
+    context = new_context(browser, server)
+    sign_in(context, server)  # a session of its own, as it ends it
     chat = api.chat("Signed out elsewhere")
     page = open_page(context, f"/chats/{chat['id']}")
     csrf = context.request.get(f"{server.url}/api/session").json()["csrf_token"]
@@ -160,3 +170,4 @@ def test_a_session_ended_elsewhere_brings_back_the_sign_in_page(
     page.locator("#prompt").press("Enter")
     expect(page.locator("#login-form")).to_be_visible()
     expect(page).to_have_url(f"{server.url}/login")
+    context.close()
