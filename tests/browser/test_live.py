@@ -6,6 +6,7 @@ import re
 
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from gapless.providers.base import Usage
 from tests.browser.conftest import (
     Api,
     assert_gapless,
@@ -15,7 +16,7 @@ from tests.browser.conftest import (
     sign_in,
     wait_final,
 )
-from tests.support.scripted import Fail, Gate
+from tests.support.scripted import Fail, Gate, Think
 from tests.support.server import LiveServer
 
 
@@ -139,7 +140,9 @@ def test_the_generations_page_lists_model_tokens_timing_cost_and_errors(
     page: Page, server: LiveServer, api: Api
 ) -> None:
     chat = api.chat("Generations")
-    server.script("Fine.")
+    server.script(
+        Think("Short."), "Fine.", Usage(input_tokens=1200, output_tokens=345, reasoning_tokens=12)
+    )
     done = api.send(chat["id"], "One")["assistant_message"]["id"]
     server.script(Fail("context_length", "The prompt is too long for this model."))
     failed = api.send(chat["id"], "Two")["assistant_message"]["id"]
@@ -152,6 +155,10 @@ def test_the_generations_page_lists_model_tokens_timing_cost_and_errors(
     expect(failed_row).to_have_count(1)
     expect(failed_row.locator(".status")).to_have_text("failed")
     expect(rows.first.locator(".model-name")).to_have_text("scripted:default")
+    counted = rows.filter(has_text="1,200 / 345")
+    expect(counted).to_have_count(1)
+    expect(counted).to_contain_text("12 reasoning")
+    expect(counted.locator(".status")).to_have_text("complete")
     assert done != failed
     screenshot(page, "generations")
 

@@ -386,8 +386,10 @@ export class ChatView {
       : { ...this.draft };
   }
 
-  async saveSettings(values) {
-    if (this.chatId) await this.patchChat(values);
-    else this.draft = values;
+  /** Save the settings dialog; an emptied title keeps the old one (titles cannot be empty). */
+  async saveSettings({ title, system_prompt }) {
+    const changes = title ? { title, system_prompt } : { system_prompt };
+    if (this.chatId) await this.patchChat(changes);
+    else this.draft = { ...this.draft, ...changes };
   }
 }

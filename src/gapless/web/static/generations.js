@@ -7,7 +7,8 @@ const PAGE = 50;
 const ms = (value) => (value === null || value === undefined ? "—" : value < 1000 ? `${Math.round(value)} ms` : `${(value / 1000).toFixed(2)} s`);
 const count = (value) => (value === null || value === undefined ? "—" : Number(value).toLocaleString());
 const cost = (value) => (value === null || value === undefined ? "—" : `$${Number(value).toFixed(Number(value) < 0.01 ? 5 : 3)}`);
-const rate = (value) => (value === null || value === undefined ? "—" : Number(value).toFixed(1));
+const rate = (value) =>
+  value === null || value === undefined ? "—" : value >= 100 ? Math.round(value).toLocaleString() : Number(value).toFixed(1);
 /** "14:05" today, "Nov 21, 14:05" on another day. */
 function when(iso) {
   if (!iso) return "—";
