@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -59,10 +60,20 @@ class Watchers:
     """Two clients of one chat: SSE from API `b` (state from `a`), WebSocket on `a`
     (state from `b`), each following until the reply is final, reconnecting as told."""
 
-    def __init__(self, cluster: Cluster, a: str, b: str, chat_id: str, drop: int | None = None):
+    def __init__(
+        self,
+        cluster: Cluster,
+        a: str,
+        b: str,
+        chat_id: str,
+        drop: int | None = None,
+        patient: bool = False,
+    ):
         self.cluster, self.a, self.b, self.drop = cluster, a, b, drop
+        self.patient = patient  # retry, as a browser would, while a service is down
         self.sse, self.ws = Tab(chat_id), Tab(chat_id)
         self.tasks: list[asyncio.Task[Tab]] = []
+        self.errors = 0
 
     async def load(self) -> None:
         async with self.cluster.client(self.a) as http_a, self.cluster.client(self.b) as http_b:
@@ -71,9 +82,19 @@ class Watchers:
 
     def follow(self, reply_id: str) -> None:
         self.tasks = [
-            asyncio.create_task(self._sse(reply_id)),
-            asyncio.create_task(self._ws(reply_id)),
+            asyncio.create_task(self._again(self._sse, reply_id)),
+            asyncio.create_task(self._again(self._ws, reply_id)),
         ]
+
+    async def _again(self, follow: Callable[[str], Awaitable[Tab]], reply_id: str) -> Tab:
+        while True:
+            try:
+                return await follow(reply_id)
+            except Exception:
+                if not self.patient:
+                    raise
+                self.errors += 1
+                await asyncio.sleep(0.2)  # the state and cursor the tab has are still valid
 
     async def _sse(self, reply_id: str) -> Tab:
         async with self.cluster.client(self.b) as http:

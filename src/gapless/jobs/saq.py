@@ -171,8 +171,8 @@ class SaqWorker:
                     async for message in pubsub.listen():
                         if message["type"] == "message":
                             self._stop(message["data"])
-            except (RedisError, OSError):
-                logger.warning("stop channel lost; reconnecting", exc_info=True)
+            except (RedisError, OSError) as exc:
+                logger.warning("stop channel lost (%s); reconnecting", exc)
                 await asyncio.sleep(RETRY)
 
     def _stop(self, data: bytes | str) -> None:
