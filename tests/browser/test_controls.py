@@ -152,6 +152,9 @@ def test_a_failed_send_keeps_the_message_with_its_reason_for_a_retry(
     expect(local.locator(".content")).to_have_text("Please keep this text")
     expect(local.locator(".send-failed")).to_contain_text("Not sent: The service is restarting.")
     screenshot(page, "chat-failed-send")
+    page.reload()  # what the user typed survives a reload
+    expect(local.locator(".content")).to_have_text("Please keep this text")
+    expect(local.locator(".send-failed")).to_contain_text("Not sent: The service is restarting.")
 
     page.unroute("**/api/chats/*/messages")
     page.route("**/api/chats/*/messages", lambda route: route.abort("connectionrefused"))

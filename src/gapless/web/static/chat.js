@@ -11,6 +11,7 @@ import { ChatFeed } from "./feed.js";
 import { MessageNode } from "./message.js";
 import { Follower } from "./scroll.js";
 import { parentKey, shownPath } from "./tree.js";
+import { keepUnsent, unsent } from "./unsent.js";
 
 const isStreaming = (message) => message.status === "pending" || message.status === "streaming";
 
@@ -76,6 +77,7 @@ export class ChatView {
     this.root.hidden = false;
     if (chatId !== null && chatId === this.chatId) return;
     this.reset();
+    this.outbox = unsent(chatId);
     this.fillModels(null);
     this.shell.setTitle("New chat");
     this.render();
@@ -226,25 +228,32 @@ export class ChatView {
     this.deliver(entry);
   }
 
-  /** Post an outbox entry; on failure it stays, marked with the reason, for a retry. */
+  /**
+   * Post an outbox entry; on failure it stays, marked with the reason, for a
+   * retry (also after a reload: see unsent.js).
+   */
   async deliver(entry) {
+    const outbox = this.outbox; // this chat's, even if the reader moves on meanwhile
+    const before = this.chatId;
     entry.state = "sending";
     this.render();
     try {
       if (this.chatId === null) await this.createChat(entry.content);
       const body = { content: entry.content, parent_id: entry.parentId, model: this.composer.model };
-      const chatId = this.chatId;
-      const answer = await api.post(`/api/chats/${encodeURIComponent(chatId)}/messages`, body);
-      if (chatId !== this.chatId) return;
-      this.outbox = this.outbox.filter((e) => e !== entry);
-      this.outboxNodes.get(entry.localId)?.el.remove();
-      this.outboxNodes.delete(entry.localId);
-      this.follow(answer.user_message);
-      this.follow(answer.assistant_message);
+      const answer = await api.post(`/api/chats/${encodeURIComponent(this.chatId)}/messages`, body);
+      outbox.splice(outbox.indexOf(entry), 1);
+      if (outbox === this.outbox) {
+        this.outboxNodes.get(entry.localId)?.el.remove();
+        this.outboxNodes.delete(entry.localId);
+        this.follow(answer.user_message);
+        this.follow(answer.assistant_message);
+      }
     } catch (error) {
       entry.state = "failed";
       entry.error = error instanceof ApiError ? error.message : String(error);
     }
+    if (before === null && this.chatId !== null) keepUnsent(null, []);
+    keepUnsent(outbox === this.outbox ? this.chatId : before, outbox);
     this.render();
   }
 
@@ -329,6 +338,7 @@ export class ChatView {
       case "discard":
         this.outbox = this.outbox.filter((e) => e !== entry);
         this.outboxNodes.delete(entry?.localId);
+        keepUnsent(this.chatId, this.outbox);
         if (entry) this.composer.restore(entry.content);
         return this.render();
     }
