@@ -539,6 +539,7 @@ class Api:
     def __init__(self, target: Target) -> None:
         self.target = target
         self.errors: list[str] = []  # failed POSTs that started a stream
+        self.recovered: list[str] = []  # POSTs whose answer was lost, found in the chat
         self.http = httpx.AsyncClient(
             base_url=target.api,
             headers=target.headers(),
@@ -705,7 +706,17 @@ async def start_streams(api: Api, chats: list[str], spread: float) -> dict[str, 
         await asyncio.sleep(max(0.0, t0 + spread * i / len(chats) - loop.time()))
         try:
             replies[chat] = await api.post(chat)
-        except (RuntimeError, httpx.HTTPError) as e:
+        except httpx.TransportError as e:
+            # The answer was lost on the way (a reset socket): do what a client does, look at
+            # the chat; post again only if the message never arrived.
+            api.recovered.append(f"{type(e).__name__}: {e}"[:300])
+            try:
+                state = await api.call("GET", f"/api/chats/{chat}")
+                sent = [m["id"] for m in state["messages"] if m["role"] == "assistant"]
+                replies[chat] = sent[-1] if sent else await api.post(chat)
+            except (RuntimeError, httpx.HTTPError) as again:
+                api.errors.append(f"{type(again).__name__}: {again}"[:300])
+        except RuntimeError as e:
             api.errors.append(f"{type(e).__name__}: {e}"[:300])  # its subscribers: unfinished
 
     await asyncio.gather(*(one(i, c) for i, c in enumerate(chats)))
@@ -789,6 +800,7 @@ async def steady(
         "client_cpu": probe.client_cpu,
         "cpu_pressure": probe.cpu_pressure,
         "post_errors": len(api.errors),
+        "post_recovered": len(api.recovered),
     }
     if api.errors:
         result["first_error"] = api.errors[0]
