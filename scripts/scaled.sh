@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts Gapless scaled out on this machine: PostgreSQL for state, Redis for the event log
 # and the job queue, API processes sharing one port, and generation workers.
-# Prints the URL and an API token; Ctrl-C (or SIGTERM) stops everything it started.
+# Prints the URL and an API token (the last `token: gl_...` line), then a line starting
+# `scaled out:` once every process is ready; Ctrl-C (or SIGTERM) stops everything it started.
 #
 #   scripts/scaled.sh                          2 API processes + 1 worker on :8000
 #   PORT=9000 API_PROCESSES=4 WORKERS=2 CONCURRENCY=16 scripts/scaled.sh
@@ -51,6 +52,12 @@ done
 for _ in $(seq 1 "$WORKERS"); do
   "$GAPLESS" worker --concurrency "$CONCURRENCY" &
   pids+=($!)
+done
+# Ready when every worker has announced itself in the queue (SAQ's worker info keys).
+for _ in $(seq 1 150); do
+  found=$(redis-cli -u "$GAPLESS_QUEUE_URL" --scan --pattern 'saq:gapless:worker_info:*' | wc -l)
+  [ "$found" -ge "$WORKERS" ] && break
+  sleep 0.2
 done
 "$GAPLESS" token
 echo "scaled out: $API_PROCESSES API processes on http://127.0.0.1:$PORT, $WORKERS worker(s)" \

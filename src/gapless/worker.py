@@ -38,7 +38,9 @@ async def run(settings: Settings, concurrency: int, grace: float = 10.0) -> None
     if settings.events_url.startswith("memory://"):
         raise ValueError("a worker needs a shared event log: set GAPLESS_EVENTS_URL=redis://...")
     runtime = build(settings)
-    await runtime.start()
+    created = await runtime.start()
+    if created is not None:  # a fresh database met a worker first: say how to sign in
+        print(f"email: {created.email}\npassword: {created.password}\ntoken: {created.token}")
     context = runtime.context
 
     async def job(reply_id: str, stop: asyncio.Event) -> None:

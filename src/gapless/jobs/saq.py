@@ -143,7 +143,9 @@ class SaqWorker:
             functions=[(FUNCTION, self._generate)],
             concurrency=concurrency,
             dequeue_timeout=1.0,  # idle loops notice a shutdown within a second
-            timers={"schedule": 1, "worker_info": 5, "sweep": 2, "abort": 1},
+            # A sweep that reads a job just dequeued (before SAQ marks it active) aborts it:
+            # rare sweeps keep that race rare; lost jobs are rare too.
+            timers={"schedule": 1, "worker_info": 5, "sweep": 10, "abort": 1},
             shutdown_grace_period_s=math.ceil(grace),
         )
         self.worker.SIGNALS = []  # the process installs its own handlers
