@@ -142,3 +142,14 @@ def test_the_bucket_refills_at_its_rate() -> None:
     assert not limiter.allow("u", 0.5)
     assert limiter.allow("u", 1.0)
     assert limiter.allow("v", 1.0)  # buckets are per caller
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read(api: httpx.AsyncClient) -> None:
+    chat = await new_chat(api)
+    response = await api.post(
+        f"/api/chats/{chat['id']}/messages",
+        content=b'{"content": "' + b"x" * 300_000 + b'"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413 and error_of(response) == "too_large"
+    assert (await api.get(f"/api/chats/{chat['id']}")).json()["messages"] == []

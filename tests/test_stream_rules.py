@@ -222,6 +222,7 @@ def test_any_schedule_keeps_prefix_and_converges_exactly_once(
             assert final["thinking"].startswith(shown["thinking"] or "")
 
     position = load(head, flushed)  # the subscription delivers log[position:]
+    delivered = position  # the replica reflects log[:delivered]: only that can be replayed
     check()
     for action, amount in schedule:
         if action == "read":
@@ -231,19 +232,20 @@ def test_any_schedule_keeps_prefix_and_converges_exactly_once(
                 if not replica.receive(event["type"], event["data"], event["cursor"]):
                     position = load(head, amount)
                     break
+            delivered = position
         elif action == "replay":  # an overlapping replay: duplicates only
-            for event in log[max(0, position - amount) : position]:
+            for event in log[max(0, delivered - amount) : delivered]:
                 assert replica.receive(event["type"], event["data"], event["cursor"])
         elif action == "lose":  # deltas that never arrive: the next one is a gap
             position = min(position + amount, len(log) - 1)
             head = max(head, position)
         elif action == "reset":
             assert not replica.receive("reset", {"reason": "test"}, None)
-            position = load(head, flushed)
+            position = delivered = load(head, flushed)
         else:  # reload the page: a fresh replica from a fresh state
             replica = Replica()
             head = min(max(head, amount), len(log))
-            position = load(head, amount)
+            position = delivered = load(head, amount)
         check()
     for _ in range(len(log) + 2):  # then the stream runs to its end
         if position >= len(log):

@@ -28,7 +28,8 @@ async def follow(
     try:
         while True:
             try:
-                batch = await asyncio.wait_for(subscription.next(), heartbeat)
+                async with asyncio.timeout(heartbeat):  # no task per batch, unlike wait_for
+                    batch = await subscription.next()
             except TimeoutError:
                 if not await allowed():
                     yield [events.reset("access")]

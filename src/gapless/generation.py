@@ -5,11 +5,11 @@ Order is the guarantee, so it is spelled out here:
 2. take the reply (a lease) and store the log head as its position, *before* any delta;
 3. each chunk becomes the next numbered `message.delta`, appended at once;
 4. a debounced writer stores text, seq and the position of the last delta it
-   reflects, in one write, a few times a second at most;
+   reflects, in one write, a few times a second at most (`writer.Writer`);
 5. the last write (final status, text, usage) happens before the final event,
    and no delta follows the final event.
 Providers only yield; this module numbers, persists, times and prices. It
-knows nothing of HTTP. Imports `db`, `log`, `providers`, `events`, `stream`.
+knows nothing of HTTP. Imports `db`, `log`, `providers`, `events`, `stream`, `writer`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from gapless import events
@@ -32,11 +30,10 @@ from gapless.db.rows import now
 from gapless.errors import FencedError, GaplessError, ProviderError
 from gapless.log.base import EventLog, chat_stream
 from gapless.providers.base import Chunk, Prompt, Provider, Text, Thinking, Turn, Usage, split_model
-from gapless.stream import FINAL_EVENTS, Delta, flush_due
+from gapless.stream import FINAL_EVENTS, Delta
+from gapless.writer import Hook, Progress, Writer
 
 logger = logging.getLogger("gapless.generation")
-
-Hook = Callable[[str, int], Awaitable[None]]
 
 
 async def _nothing(reply_id: str, seq: int) -> None:
@@ -62,21 +59,22 @@ class Context:
     hooks: Hooks = field(default_factory=Hooks)
 
 
-@dataclass
-class Progress:
-    """What the job has published so far; the debounced writer stores a snapshot of it."""
-
-    content: list[str] = field(default_factory=list)
-    thinking: list[str] = field(default_factory=list)
-    seq: int = 0
-    position: str = ""
-    usage: Usage | None = None
-    first_token_at: datetime | None = None
-    flushes: int = 0
-
-
 async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
-    """Run one reply to its end: complete, failed, or cancelled when `stop` is set."""
+    """Run one reply to its end: complete, failed, or cancelled when `stop` is set.
+
+    Whatever fails (a database locked or gone before the first delta), the reply
+    still ends, with a final event: no subscriber waits for an end that never comes.
+    """
+    try:
+        await _generate(ctx, reply_id, stop)
+    except Exception as exc:
+        logger.exception("generation of %s failed", reply_id)
+        error = {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        with contextlib.suppress(Exception):
+            await _retrying(lambda: end_unstarted(ctx, reply_id, "failed", error))
+
+
+async def _generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
     path = await db.path(ctx.engine, reply_id)
     if not path or path[-1]["status"] != "pending":
         return
@@ -100,7 +98,17 @@ async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
     progress = Progress()
     status, error = "complete", None
     lost = asyncio.Event()  # set when this run's lease or fence was taken: end quietly
-    writer = Writer(ctx, reply_id, lease, progress, lost, stop)
+    writer = Writer(
+        ctx.engine,
+        reply_id,
+        lease,
+        progress,
+        lost,
+        stop,
+        debounce=ctx.debounce,
+        lease_ttl=ctx.lease_ttl,
+        before_flush=ctx.hooks.before_flush,
+    )
     try:
         provider = ctx.providers.get(provider_name)
         if provider is None:
@@ -372,106 +380,3 @@ async def until_stopped(chunks: AsyncIterator[Chunk], stop: asyncio.Event) -> As
     finally:
         with contextlib.suppress(Exception):
             await iterator.aclose()  # type: ignore[attr-defined]
-
-
-class Writer:
-    """The debounced database writer of one reply: at most one write per `debounce` seconds.
-
-    Runs beside the job so a slow write never delays a delta; each write stores
-    a snapshot of `Progress` (text, seq and the position of its last delta).
-    When nothing was written for a while it touches the row instead: that is
-    the run's heartbeat, by which other processes know it is alive. A write
-    refused because the lease was taken sets `lost` and `stop`: the run ends.
-    """
-
-    def __init__(
-        self,
-        ctx: Context,
-        reply_id: str,
-        lease: str,
-        progress: Progress,
-        lost: asyncio.Event,
-        stop: asyncio.Event,
-    ) -> None:
-        self._ctx, self._reply_id, self._lease, self._progress = ctx, reply_id, lease, progress
-        self._lost, self._stop = lost, stop
-        self._dirty = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._lock = asyncio.Lock()  # writes never overtake each other
-        self._written = 0
-        self._task = asyncio.create_task(self._run())
-
-    def mark(self) -> None:
-        self._dirty.set()
-
-    async def close(self) -> None:
-        self._closing.set()
-        self._dirty.set()
-        with contextlib.suppress(Exception):
-            await self._task
-
-    async def write_now(self) -> None:
-        await self._write()
-
-    async def _run(self) -> None:
-        last = time.monotonic()
-        beat = self._ctx.lease_ttl / 3
-        while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), beat)
-            except TimeoutError:
-                await self._beat()
-                continue
-            if self._closing.is_set():
-                return
-            if not flush_due(last, time.monotonic(), self._ctx.debounce):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._closing.wait(), self._ctx.debounce - (time.monotonic() - last)
-                    )
-                if self._closing.is_set():
-                    return  # the final write follows at once
-            self._dirty.clear()
-            await self._write()
-            last = time.monotonic()
-
-    async def _beat(self) -> None:
-        try:
-            alive = await db.touch_reply(self._ctx.engine, self._reply_id, self._lease)
-        except Exception:
-            logger.warning("heartbeat of %s failed", self._reply_id, exc_info=True)
-            return
-        if not alive:
-            self._lose()
-
-    def _lose(self) -> None:
-        self._lost.set()
-        self._stop.set()
-
-    async def _write(self) -> None:
-        async with self._lock:
-            progress = self._progress
-            if progress.seq == self._written:
-                return
-            await self._ctx.hooks.before_flush(self._reply_id, progress.seq)
-            # One synchronous snapshot: text, seq and position always agree.
-            seq, position = progress.seq, progress.position
-            content, thinking = "".join(progress.content), "".join(progress.thinking)
-            try:
-                owned = await db.flush_reply(
-                    self._ctx.engine,
-                    self._reply_id,
-                    self._lease,
-                    content,
-                    thinking,
-                    seq,
-                    position,
-                )
-            except Exception:  # the next write, or the final one, carries the text
-                logger.warning("debounced write of %s failed", self._reply_id, exc_info=True)
-                return
-            if not owned:
-                self._lose()
-                return
-            progress.flushes += 1
-            self._written = seq
