@@ -7,12 +7,15 @@ everything else receives the values it needs as arguments.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -51,7 +54,7 @@ class Settings(BaseSettings):
     # "" picks the embedded model when it is installed, else the demo model.
     default_model: str = ""
     # Providers that may be chosen: local, demo, openai, anthropic, bench (benchmarks only).
-    providers: tuple[str, ...] = ("local", "demo")
+    providers: Annotated[tuple[str, ...], NoDecode] = ("local", "demo")
     demo_delay: float = 0.03  # seconds between the demo model's chunks
     local_threads: int = 1  # on a loaded 2-core machine one thread beat two by 10x
     local_max_tokens: int = 512
@@ -82,6 +85,17 @@ class Settings(BaseSettings):
             settings_cls, toml_file=os.environ.get("GAPLESS_CONFIG", "gapless.toml")
         )
         return (init_settings, env_settings, dotenv_settings, toml)
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        """`demo,bench` or `["demo", "bench"]`: both read as the list they mean."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return tuple(json.loads(text))
+            return tuple(name.strip() for name in text.split(",") if name.strip())
+        return value
 
     def resolved_database_url(self) -> str:
         if self.database_url:
