@@ -14,8 +14,6 @@ import pytest
 
 from tests.support import server as live
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
 
 def _pg(statement: str) -> None:
     import asyncpg

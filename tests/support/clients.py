@@ -59,16 +59,6 @@ class Tab:
             assert final["content"].startswith(content), (content, final["content"])
             assert final["thinking"].startswith(thinking), (thinking, final["thinking"])
 
-    def assert_delta_seqs_applied_once(self, message_id: str) -> None:
-        applied = [
-            d["seq"]
-            for t, d, _ in self.events
-            if t == "message.delta" and d["message_id"] == message_id
-        ]
-        # every seq that arrived more than once was dropped (the text check proves it);
-        # here: seqs never go backwards within one subscription's replay.
-        assert applied == sorted(applied) or self.refetches or self.resets
-
 
 async def fetch_state(http: httpx.AsyncClient, chat_id: str) -> dict[str, Any]:
     response = await http.get(f"/api/chats/{chat_id}")

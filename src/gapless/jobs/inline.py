@@ -46,9 +46,6 @@ class InlineRunner:
             await asyncio.shield(task)
         return True
 
-    def running(self) -> list[str]:
-        return list(self._runs)
-
     async def drain(self) -> None:
         """Wait until every submitted job has ended (tests, and graceful shutdown)."""
         while self._runs:
