@@ -74,18 +74,19 @@ class Chats:
         }
 
     async def message(self, caller: Caller, message_id: str) -> dict[str, Any]:
-        chat_id = await self._chat_of(caller, message_id)
-        head = await self.log.head(chat_stream(chat_id))
+        chat_id = (await self._visible(caller, message_id))["chat_id"]
+        head = await self.log.head(chat_stream(chat_id))  # before the read that is served
         message, position = await db.get_message(self.engine, message_id)
         return {"message": message, "cursor": oldest([head] + ([position] if position else []))}
 
-    async def _chat_of(self, caller: Caller, message_id: str) -> str:
+    async def _visible(self, caller: Caller, message_id: str) -> dict[str, Any]:
+        """The message, when the caller may see its chat (404 otherwise)."""
         try:
             message, _ = await db.get_message(self.engine, message_id)
         except KeyError:
             raise NotFoundError("message not found") from None
         await self.chat(caller, message["chat_id"])
-        return str(message["chat_id"])
+        return message
 
     # ---- chats ---------------------------------------------------------------
 
@@ -152,8 +153,8 @@ class Chats:
         return {"user_message": user, "assistant_message": reply}
 
     async def retry(self, caller: Caller, message_id: str) -> dict[str, Any]:
-        chat_id = await self._chat_of(caller, message_id)
-        original, _ = await db.get_message(self.engine, message_id)
+        original = await self._visible(caller, message_id)
+        chat_id = original["chat_id"]
         if original["role"] != "assistant":
             raise ConflictError("only an assistant reply can be retried", code="not_a_reply")
         chat = await self.chat(caller, chat_id)
@@ -167,8 +168,7 @@ class Chats:
 
     async def stop(self, caller: Caller, message_id: str) -> dict[str, Any]:
         """End a pending or streaming reply as `cancelled`; idempotent."""
-        await self._chat_of(caller, message_id)
-        message, _ = await db.get_message(self.engine, message_id)
+        message = await self._visible(caller, message_id)
         if message["role"] != "assistant":
             raise ConflictError("only an assistant reply can be stopped", code="not_a_reply")
         if message["status"] in db.UNFINISHED and not await self.runner.stop(message_id):
@@ -177,7 +177,7 @@ class Chats:
         return ended
 
     async def delete_message(self, caller: Caller, message_id: str) -> None:
-        chat_id = await self._chat_of(caller, message_id)
+        chat_id = (await self._visible(caller, message_id))["chat_id"]
         doomed = await db.subtree(self.engine, message_id)
         for doomed_id in doomed:
             await self.runner.stop(doomed_id)  # no delta of theirs may follow the deletion
