@@ -52,7 +52,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(
-        1, help="API processes on this one port (more than 1 needs the Redis log and queue)."
+        1, help="API processes on this one port (more than 1 needs the Redis log, a shared queue)."
     ),
 ) -> None:
     """Run the service: web app and API (and, with the in-process queue, generation)."""
@@ -83,7 +83,10 @@ def _scale_problem(settings: Settings) -> str:
     if settings.events_url.startswith("memory://"):
         return "needs a shared event log: set GAPLESS_EVENTS_URL=redis://..."
     if settings.queue_url.startswith("memory://"):
-        return "needs a shared job queue: set GAPLESS_QUEUE_URL=redis://... (run `gapless worker`)"
+        return (
+            "needs a shared job queue: set GAPLESS_QUEUE_URL=redis://... or postgresql://..."
+            " (and run `gapless worker`)"
+        )
     return ""
 
 
@@ -157,7 +160,7 @@ def worker(
     concurrency: int = typer.Option(4, help="Generations run at once by this process."),
     grace: float = typer.Option(10.0, help="Seconds runs may finish in after SIGTERM."),
 ) -> None:
-    """Run generations from the job queue (GAPLESS_QUEUE_URL=redis://...)."""
+    """Run generations from the job queue (GAPLESS_QUEUE_URL=redis://... or postgresql://...)."""
     from gapless.worker import run
 
     try:

@@ -203,7 +203,8 @@ def build_log(url: str, retention: float) -> EventLog:
 
 
 def build_runner(url: str, job: Job, engine: Engine) -> Runner:
-    """`memory://`: generations run in this process; `redis://`: in `gapless worker` processes."""
+    """`memory://`: generations run in this process; `redis://` or `postgresql://` (a SAQ
+    queue there): in `gapless worker` processes."""
     if url.startswith("memory://"):
         return InlineRunner(job)
 

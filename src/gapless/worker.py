@@ -34,7 +34,9 @@ ORPHAN_EVERY = 5.0
 
 async def run(settings: Settings, concurrency: int, grace: float = 10.0) -> None:
     if settings.queue_url.startswith("memory://"):
-        raise ValueError("a worker needs a shared queue: set GAPLESS_QUEUE_URL=redis://...")
+        raise ValueError(
+            "a worker needs a shared queue: set GAPLESS_QUEUE_URL=redis://... or postgresql://..."
+        )
     if settings.events_url.startswith("memory://"):
         raise ValueError("a worker needs a shared event log: set GAPLESS_EVENTS_URL=redis://...")
     runtime = build(settings)

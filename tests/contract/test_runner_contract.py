@@ -1,5 +1,6 @@
-"""The `Runner` contract, run against every runner: in-process (`InlineRunner`) and the
-SAQ queue on the real Redis (`SaqRunner` with an `SaqWorker` in this process).
+"""The `Runner` contract, run against every runner: in-process (`InlineRunner`), and the
+SAQ queue on the real Redis and on the real PostgreSQL (`SaqRunner` with an `SaqWorker`
+in this process, each on its engine's queue and stop channel).
 
 The job is a probe that counts its runs and, for ids starting with "hold", waits for
 its stop event: no test sleeps hoping for timing.
@@ -11,6 +12,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -26,6 +28,7 @@ class Probe:
     def __init__(self) -> None:
         self.runs: Counter[str] = Counter()
         self.ended: set[str] = set()
+        self.abandoned: set[str] = set()  # ended by a cancel, not by its stop event
         self.changed = asyncio.Event()
 
     async def job(self, reply_id: str, stop: asyncio.Event) -> None:
@@ -40,7 +43,9 @@ class Probe:
         return reply_id in self.ended
 
     async def abandon(self, reply_id: str) -> None:
+        self.abandoned.add(reply_id)
         self.ended.add(reply_id)
+        self._wake()
 
     def _wake(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
@@ -55,25 +60,34 @@ class Probe:
         await asyncio.wait_for(reached(), DEADLINE)
 
 
-@pytest.fixture(params=["inline", "saq"])
+@asynccontextmanager
+async def saq_on(url: str, probe: Probe) -> AsyncIterator[SaqRunner]:
+    """A runner and a worker (in this process) on the SAQ queue at `url`."""
+    runner = SaqRunner(url, probe.is_ended)
+    worker = SaqWorker(url, probe.job, probe.abandon, concurrency=4, grace=1)
+    stopping = asyncio.Event()
+    working = asyncio.create_task(worker.run(stopping))
+    try:
+        yield runner
+    finally:
+        stopping.set()
+        await asyncio.wait_for(working, DEADLINE)
+        await runner.close()
+
+
+@pytest.fixture(params=["inline", "saq-redis", "saq-postgresql"])
 async def engine(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Runner, Probe]]:
     probe = Probe()
     if request.param == "inline":
         inline = InlineRunner(probe.job)
         yield inline, probe
         await inline.close()
-        return
-    async with claimed_redis() as url:
-        runner = SaqRunner(url, probe.is_ended)
-        worker = SaqWorker(url, probe.job, probe.abandon, concurrency=4, grace=1)
-        stopping = asyncio.Event()
-        working = asyncio.create_task(worker.run(stopping))
-        try:
+    elif request.param == "saq-redis":
+        async with claimed_redis() as url, saq_on(url, probe) as runner:
             yield runner, probe
-        finally:
-            stopping.set()
-            await asyncio.wait_for(working, DEADLINE)
-            await runner.close()
+    else:
+        async with saq_on(request.getfixturevalue("pg_url"), probe) as runner:
+            yield runner, probe
 
 
 async def test_submit_runs_the_job_once(engine: tuple[Runner, Probe]) -> None:

@@ -1,5 +1,6 @@
 """A scaled-out Gapless as real processes: `gapless serve` and `gapless worker` subprocesses
-over the machine's PostgreSQL (a fresh database) and Redis (a database number of its own).
+over the machine's PostgreSQL (a fresh database) and Redis (a database number of its own),
+with the job queue in Redis or, when `queue_url` says so, in the PostgreSQL database.
 
 Tests inject faults from outside, as an operator's bad day would: SIGKILL a
 worker, flush Redis, lock a table. Every wait is for a condition, with a deadline.
@@ -109,10 +110,16 @@ class Cluster:
     database_url: str
     redis_url: str
     tmp: Path
+    queue_url: str = ""  # default: the Redis database
     settings: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
     token: str = ""
     engine: Any = None
+
+    @property
+    def queue(self) -> str:
+        """The job queue's URL as every process of the cluster is given it."""
+        return self.queue_url or self.redis_url
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GAPLESS_")}
@@ -121,7 +128,7 @@ class Cluster:
                 "GAPLESS_DATA_DIR": str(self.tmp / "data"),
                 "GAPLESS_DATABASE_URL": self.database_url,
                 "GAPLESS_EVENTS_URL": self.redis_url,
-                "GAPLESS_QUEUE_URL": self.redis_url,
+                "GAPLESS_QUEUE_URL": self.queue,
                 "GAPLESS_PROVIDERS": '["demo","bench"]',
                 "GAPLESS_DEFAULT_MODEL": "demo:default",
                 "GAPLESS_DEMO_DELAY": "0.05",
@@ -193,6 +200,9 @@ class Cluster:
         return found
 
     async def close(self) -> None:
+        for process in self.processes:  # all at once: each may take its grace to exit
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
         for process in reversed(self.processes):
             process.terminate()
         if self.engine is not None:

@@ -17,9 +17,9 @@ import httpx
 import sqlalchemy as sa
 from redis.asyncio import Redis
 from saq import Job as SaqJob
-from saq import Queue
 
 from gapless.db.tables import generations
+from gapless.jobs.saq import queue_from_url
 from gapless.providers.demo import answer_for, thinking_for
 from gapless.stream import FINAL_EVENTS
 from tests.providers.wire import Wire
@@ -141,8 +141,9 @@ def check_model_output(stored: dict[str, Any]) -> None:
 
 
 async def test_a_worker_killed_mid_stream_is_ended_interrupted_by_another_process(
-    cluster: Cluster,
+    any_queue_cluster: Cluster,
 ) -> None:
+    cluster = any_queue_cluster
     a, b = await cluster.api(), await cluster.api()
     victim = await cluster.worker()
     async with cluster.client(a) as http:
@@ -165,8 +166,9 @@ async def test_a_worker_killed_mid_stream_is_ended_interrupted_by_another_proces
 
 
 async def test_stop_from_another_api_process_reaches_the_worker_within_a_second(
-    cluster: Cluster,
+    any_queue_cluster: Cluster,
 ) -> None:
+    cluster = any_queue_cluster
     a, b = await cluster.api(), await cluster.api()
     await cluster.worker()
     async with cluster.client(a) as http_a, cluster.client(b) as http_b:
@@ -217,11 +219,12 @@ async def test_flushing_redis_mid_stream_resets_clients_and_they_converge(
     assert all(tab.resets or tab.refetches for tab in watchers.tabs)  # told, never a silent gap
 
 
-async def test_a_job_delivered_twice_runs_one_generation(cluster: Cluster) -> None:
+async def test_a_job_delivered_twice_runs_one_generation(any_queue_cluster: Cluster) -> None:
+    cluster = any_queue_cluster
     a, b = await cluster.api(), await cluster.api()
     await cluster.worker()
     await cluster.worker()
-    queue = Queue.from_url(cluster.redis_url, name="gapless")
+    queue = queue_from_url(cluster.queue)
     await queue.connect()
     async with cluster.client(a) as http:
         chat_id = await start_chat(http)

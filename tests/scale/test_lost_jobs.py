@@ -4,8 +4,8 @@ stays `pending` forever: a worker that died just after dequeuing, a queue Redis 
 from __future__ import annotations
 
 from redis.asyncio import Redis
-from saq import Queue
 
+from gapless.jobs.saq import queue_from_url
 from tests.scale.cluster import Cluster, until
 from tests.scale.test_faults import Watchers, check_clients, check_model_output, send, start_chat
 
@@ -13,15 +13,16 @@ SWEPT = 45.0  # SAQ's job heartbeat (15 s), its sweep, and the machine's load
 
 
 async def test_a_job_whose_worker_died_right_after_dequeuing_it_runs_again(
-    cluster: Cluster,
+    any_queue_cluster: Cluster,
 ) -> None:
+    cluster = any_queue_cluster
     url = await cluster.api()
     async with cluster.client(url) as http:
         chat_id = await start_chat(http)
         watchers = Watchers(cluster, url, url, chat_id)
         await watchers.load()
         reply_id = await send(http, chat_id)
-    queue = Queue.from_url(cluster.redis_url, name="gapless")
+    queue = queue_from_url(cluster.queue)
     await queue.connect()
     try:  # a "worker" takes the job and dies before running it
         job = await queue.dequeue(timeout=10)

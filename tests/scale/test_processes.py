@@ -41,7 +41,8 @@ async def test_api_processes_sharing_one_port_keep_the_guarantee(cluster: Cluste
     check_clients(watchers.tabs, reply_id, stored)
 
 
-async def test_a_worker_asked_to_stop_lets_its_run_finish(cluster: Cluster) -> None:
+async def test_a_worker_asked_to_stop_lets_its_run_finish(any_queue_cluster: Cluster) -> None:
+    cluster = any_queue_cluster
     url = await cluster.api()
     worker = await cluster.worker()
     async with cluster.client(url) as http:
@@ -61,8 +62,9 @@ async def test_a_worker_asked_to_stop_lets_its_run_finish(cluster: Cluster) -> N
 
 
 async def test_a_worker_whose_grace_runs_out_ends_its_run_interrupted_at_once(
-    cluster: Cluster,
+    any_queue_cluster: Cluster,
 ) -> None:
+    cluster = any_queue_cluster
     cluster.settings["GAPLESS_LEASE_TTL"] = "30"  # so only the worker can end it this fast
     url = await cluster.api()
     worker = await cluster.worker(4, "--grace", "0.5")

@@ -1,20 +1,21 @@
-"""Generations as jobs of a SAQ queue in Redis: `SaqRunner` enqueues and stops, `SaqWorker` runs.
+"""Generations as jobs of a SAQ queue: `SaqRunner` enqueues and stops, `SaqWorker` runs.
 
-Why SAQ: asyncio-native, a Redis queue, keyed jobs, heartbeats and sweeps.
+Why SAQ: asyncio-native, a Redis or a PostgreSQL queue (`jobs/redis.py`,
+`jobs/postgres.py`, chosen by the URL's scheme), keyed jobs, heartbeats, sweeps.
 - **Submit** enqueues a `generate` job keyed by the reply id: while that job is
   unfinished, enqueueing it again is a no-op, and a second run of a reply
   (a retry after a sweep, a double delivery) finds it taken: its lease makes it
   a no-op.
-- **Stop** is cooperative across processes: the reply id is published on a
-  control channel every worker listens to, and kept a minute under a key for a
-  run that registers just after. The worker running it sets that run's `stop`
-  event (never a hard cancel: it could cut an append in half); the asking side
-  waits, bounded, until the reply has ended, and answers False when no worker
-  is running it (queued, or its worker died), so the caller ends it itself.
+- **Stop** is cooperative across processes: the reply id goes out on the queue
+  engine's control channel (`jobs/control.py`), which every worker listens to.
+  The worker running it sets that run's `stop` event (never a hard cancel: it
+  could cut an append in half); the asking side waits, bounded, until the reply
+  has ended, and answers False when no worker is running it (queued, or its
+  worker died), so the caller ends it itself.
 - **Lost jobs**: a running job heartbeats to SAQ, so a job dequeued by a worker
   that died before taking the reply's lease is swept and delivered again.
   A run that dies after taking it is ended by the lease reaper instead.
-Imports `jobs.base`; `saq` and `redis` are imported only here.
+Imports `jobs.base`, `jobs.control`, and an engine module; `saq` is imported only in `jobs/`.
 """
 
 from __future__ import annotations
@@ -24,42 +25,48 @@ import contextlib
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from saq import Job as SaqJob
 from saq import Queue, Worker
 from saq.job import Status
 from saq.types import Context
 
 from gapless.jobs.base import Job
+from gapless.jobs.control import Control
 
 logger = logging.getLogger("gapless.jobs")
 
-NAME = "gapless"  # the SAQ queue name; its keys live under `saq:job:gapless:` etc.
+NAME = "gapless"  # the SAQ queue name; its Redis keys live under `saq:gapless:` etc.
 FUNCTION = "generate"
 HEARTBEAT = 15  # seconds without a job heartbeat after which SAQ sweeps and redelivers it
 RETRIES = 3  # deliveries of one job; later ones are no-ops once the reply is taken
 STOP_WAIT = 3.0  # longest a stop waits for the running worker to end the reply
 POLL = 0.05
-RETRY = 1.0  # seconds between reconnects of the control channel listener
+SCHEMES = ("redis://", "rediss://", "postgresql://", "postgres://", "postgresql+")
 
 Ended = Callable[[str], Awaitable[bool]]
 
 
-def stop_channel(name: str) -> str:
-    return f"gapless:{name}:stop"
+def engine(
+    url: str, name: str = NAME, queue: Queue | None = None, connections: int = 4
+) -> tuple[Queue, Control]:
+    """The SAQ queue at `url` and its stop channel (`queue`: a prepared one, for tests)."""
+    if url.startswith(("redis://", "rediss://")):
+        from gapless.jobs import redis
 
+        return redis.engine(url, name, queue)
+    if url.startswith(SCHEMES):
+        from gapless.jobs import postgres  # lazy: psycopg is only needed when chosen
 
-def stop_key(name: str, reply_id: str) -> str:
-    return f"gapless:{name}:stop:{reply_id}"
+        return postgres.engine(url, name, queue, connections)
+    raise ValueError(f"the job queue must be redis://... or postgresql://..., not {url!r}")
 
 
 def queue_from_url(url: str, name: str = NAME) -> Queue:
-    if not url.startswith(("redis://", "rediss://")):
-        raise ValueError(f"the job queue must be redis://..., not {url!r}")
-    return Queue.from_url(url, name=name)
+    """The bare SAQ queue at `url` (tests enqueue and dequeue on it as a foreign process)."""
+    return engine(url, name)[0]
 
 
 class SaqRunner:
@@ -69,9 +76,8 @@ class SaqRunner:
     """
 
     def __init__(self, url: str, ended: Ended, *, name: str = NAME, wait: float = STOP_WAIT):
-        self.queue = queue_from_url(url, name)
-        self._redis: Redis = Redis.from_url(url)
-        self._name, self._ended, self._wait = name, ended, wait
+        self.queue, self.control = engine(url, name)
+        self._ended, self._wait = ended, wait
         self._connected = False
 
     async def _connect(self) -> None:
@@ -94,10 +100,7 @@ class SaqRunner:
     async def stop(self, reply_id: str) -> bool:
         """Ask the worker running `reply_id` to stop; True once the reply has ended."""
         await self._connect()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(stop_key(self._name, reply_id), "1", ex=60)
-            pipe.publish(stop_channel(self._name), reply_id)
-            await pipe.execute()
+        await self.control.ask(reply_id)
         deadline = time.monotonic() + self._wait
         while True:
             if await self._ended(reply_id):
@@ -112,16 +115,45 @@ class SaqRunner:
         return job is not None and job.status in (Status.ACTIVE, Status.ABORTING)
 
     async def close(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(Exception):
+            await self.control.close()
+        with contextlib.suppress(Exception):
             await self.queue.disconnect()
-        await self._redis.aclose()
+
+
+class _Worker(Worker):  # type: ignore[type-arg]
+    """SAQ's worker, except that a shutdown ends the upkeep loops' sleep."""
+
+    async def upkeep(self) -> list[asyncio.Task[None]]:
+        """SAQ's upkeep loops, but SAQ's sleep their whole period (the sweep's 10 s) before
+        they see a shutdown, so an idle worker took that long to exit; these wake with it."""
+
+        async def every(work: Callable[[int], Awaitable[object]], seconds: int) -> None:
+            while not self.event.is_set():
+                try:
+                    await work(seconds)
+                except Exception:
+                    logger.exception("upkeep %s failed", getattr(work, "__name__", work))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.event.wait(), seconds)
+
+        timers = self.timers
+        return [
+            asyncio.create_task(every(self.abort, timers["abort"])),
+            asyncio.create_task(every(self.schedule, timers["schedule"])),
+            asyncio.create_task(every(self.queue.sweep, timers["sweep"])),
+            asyncio.create_task(
+                every(lambda _: self.worker_info(timers["worker_info"] + 1), timers["worker_info"])
+            ),
+        ]
 
 
 class SaqWorker:
     """The worker side: runs `job(reply_id, stop)` for each dequeued reply, `concurrency` at once.
 
     `abandon(reply_id)` is awaited for a run that was cancelled (shutdown past
-    its grace period, or an abort): it ends the reply with its partial text.
+    its grace period): it ends the reply with its partial text. `queue`: a
+    prepared SAQ queue for `url` (tests gate its methods to force interleavings).
     """
 
     def __init__(
@@ -133,18 +165,19 @@ class SaqWorker:
         concurrency: int = 4,
         name: str = NAME,
         grace: float = 10.0,
+        queue: Queue | None = None,
     ) -> None:
-        self.queue = queue_from_url(url, name)
-        self._redis: Redis = Redis.from_url(url)
-        self._name, self._job, self._abandon = name, job, abandon
+        # Pooled connections (PostgreSQL): a heartbeat and a final update per run, plus
+        # SAQ's dequeue, sweep and notifications.
+        self.queue, self.control = engine(url, name, queue, connections=concurrency + 4)
+        self._job, self._abandon = job, abandon
         self.runs: dict[str, asyncio.Event] = {}
-        self.worker = Worker(
+        self._holders: Counter[str] = Counter()  # runs of each reply here (a redelivery)
+        self.worker = _Worker(
             self.queue,
             functions=[(FUNCTION, self._generate)],
             concurrency=concurrency,
             dequeue_timeout=1.0,  # idle loops notice a shutdown within a second
-            # A sweep that reads a job just dequeued (before SAQ marks it active) aborts it:
-            # rare sweeps keep that race rare; lost jobs are rare too.
             timers={"schedule": 1, "worker_info": 5, "sweep": 10, "abort": 1},
             shutdown_grace_period_s=math.ceil(grace),
         )
@@ -152,9 +185,10 @@ class SaqWorker:
 
     async def _generate(self, ctx: Context, *, reply_id: str) -> None:
         stop = self.runs.setdefault(reply_id, asyncio.Event())
+        self._holders[reply_id] += 1
         beat = asyncio.create_task(_heartbeat(ctx["job"]))
         try:
-            if await self._redis.exists(stop_key(self._name, reply_id)):
+            if await self.control.asked(reply_id):
                 stop.set()  # stopped before this run listened
             await self._job(reply_id, stop)
         except asyncio.CancelledError:
@@ -162,31 +196,25 @@ class SaqWorker:
             raise
         finally:
             beat.cancel()
-            self.runs.pop(reply_id, None)
+            self._holders[reply_id] -= 1
+            if not self._holders[reply_id]:
+                del self._holders[reply_id], self.runs[reply_id]
 
-    async def listen(self) -> None:
-        """Set the stop event of each run named on the control channel; reconnects forever."""
-        while True:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(stop_channel(self._name))
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            self._stop(message["data"])
-            except (RedisError, OSError) as exc:
-                logger.warning("stop channel lost (%s); reconnecting", exc)
-                await asyncio.sleep(RETRY)
-
-    def _stop(self, data: bytes | str) -> None:
-        reply_id = data.decode() if isinstance(data, bytes) else data
+    def _stop(self, reply_id: str) -> None:
         run = self.runs.get(reply_id)
         if run is not None:
             run.set()
 
+    async def _recheck(self) -> None:
+        """After the channel (re)subscribed: stop the runs asked while it was not listening."""
+        for reply_id in list(self.runs):
+            if await self.control.asked(reply_id):
+                self._stop(reply_id)
+
     async def run(self, stopping: asyncio.Event) -> None:
         """Work until `stopping` is set, then let runs finish for `grace` seconds, then cancel."""
         await self.queue.connect()
-        listener = asyncio.create_task(self.listen())
+        listener = asyncio.create_task(self.control.listen(self._stop, self._recheck))
         working = asyncio.create_task(self.worker.start())
         asked = asyncio.create_task(stopping.wait())
         try:
@@ -198,9 +226,10 @@ class SaqWorker:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(Exception):
+                await self.control.close()
+            with contextlib.suppress(Exception):
                 await self.queue.disconnect()
-            await self._redis.aclose()
 
 
 async def _heartbeat(job: SaqJob) -> None:
@@ -208,5 +237,5 @@ async def _heartbeat(job: SaqJob) -> None:
         await asyncio.sleep(HEARTBEAT / 3)
         try:
             await job.update()
-        except (RedisError, OSError):
+        except Exception:  # the queue's engine is away for a moment: the next beat may pass
             logger.warning("job heartbeat of %s failed", job.key, exc_info=True)

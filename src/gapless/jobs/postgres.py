@@ -1,0 +1,140 @@
+"""The PostgreSQL engine of the SAQ runner: SAQ's Postgres queue, and a stop channel over
+LISTEN/NOTIFY, so a deployment on PostgreSQL needs Redis only for its event log.
+
+SAQ keeps its jobs in tables of its own (`saq_jobs`, `saq_stats`, `saq_versions`)
+in the queue's database, created on first connect. An ask is one transaction: a
+row in `gapless_stops` and a `pg_notify` on the channel every worker LISTENs on,
+delivered at commit, so a run registering at any moment hears it or finds the row.
+Three repairs of SAQ's queue: processes set up its tables one at a time; its
+listener of enqueue notifications reconnects (SAQ's ends for good when its
+connection is lost, and the worker then spins); a URL with a driver
+(`postgresql+asyncpg://`, as in GAPLESS_DATABASE_URL) is accepted.
+Imports `jobs.control`; `psycopg` is imported only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+from saq import Queue
+from saq.queue.postgres import ENQUEUE, ListenMultiplexer, PostgresQueue
+
+from gapless.jobs.control import KEEP, RETRY, Control, Ready, Stop
+
+logger = logging.getLogger("gapless.jobs")
+CHECK = 5.0  # seconds between liveness checks of an idle LISTEN connection
+
+_TABLE = """
+CREATE TABLE IF NOT EXISTS gapless_stops (
+  queue text NOT NULL,
+  reply_id text NOT NULL,
+  asked_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (queue, reply_id)
+)
+"""
+_ASK = """
+INSERT INTO gapless_stops (queue, reply_id) VALUES (%s, %s)
+ON CONFLICT (queue, reply_id) DO UPDATE SET asked_at = now()
+"""
+_FORGET = "DELETE FROM gapless_stops WHERE asked_at < now() - make_interval(secs => %s)"
+_ASKED = """
+SELECT 1 FROM gapless_stops
+WHERE queue = %s AND reply_id = %s AND asked_at > now() - make_interval(secs => %s)
+"""
+
+
+def conninfo(url: str) -> str:
+    """libpq's form of `url`: `postgresql+asyncpg://...` names a driver libpq does not know."""
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+
+
+def engine(
+    url: str, name: str, queue: Queue | None = None, connections: int = 4
+) -> tuple[Queue, Control]:
+    """SAQ's Postgres queue `name` in the database at `url` (at most `connections` pooled
+    connections, besides the listeners), or `queue`, and its stop channel."""
+    if queue is None:
+        queue = _PostgresQueue(url=conninfo(url), name=name, min_size=1, max_size=connections)
+    assert isinstance(queue, PostgresQueue)
+    return queue, PostgresControl(conninfo(url), name, queue.pool)
+
+
+class _Wakeups(ListenMultiplexer):
+    """SAQ's listener of enqueue notifications, reconnecting when its connection is lost."""
+
+    async def _start(self) -> None:
+        while not self.pool.closed:
+            try:
+                await super()._start()
+            except (psycopg.Error, OSError) as exc:
+                logger.warning("queue notifications lost (%s); reconnecting", exc)
+            self.publish(ENQUEUE, ENQUEUE)  # jobs may have come meanwhile: look
+            await asyncio.sleep(RETRY)
+
+
+class _PostgresQueue(PostgresQueue):
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._listener = _Wakeups(self.pool, self._channel)
+
+    async def init_db(self) -> None:
+        """SAQ's table set-up, one process at a time: SAQ's own returns at once when another
+        process holds its (never released) lock, even while that one is still creating the
+        tables, and the first enqueue then finds no `saq_jobs`."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('saq_init_db'))")
+            await super().init_db()
+
+
+class PostgresControl:
+    def __init__(self, conninfo: str, name: str, pool: AsyncConnectionPool[Any]) -> None:
+        self._conninfo, self._name, self._pool = conninfo, name, pool
+        self._channel = f"gapless:{name}:stop"
+        self._table = False
+
+    async def _ensure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if self._table:
+            return
+        async with conn.transaction():  # concurrent CREATE ... IF NOT EXISTS can collide
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('gapless_stops'))")
+            await conn.execute(_TABLE)
+        self._table = True
+
+    async def ask(self, reply_id: str) -> None:
+        async with self._pool.connection() as conn:
+            await self._ensure(conn)
+            async with conn.transaction():
+                await conn.execute(_ASK, (self._name, reply_id))
+                await conn.execute(_FORGET, (KEEP,))
+                await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, reply_id))
+
+    async def asked(self, reply_id: str) -> bool:
+        async with self._pool.connection() as conn:
+            await self._ensure(conn)
+            found = await conn.execute(_ASKED, (self._name, reply_id, KEEP))
+            return await found.fetchone() is not None
+
+    async def listen(self, stop: Stop, ready: Ready) -> None:
+        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(listen)
+                    await ready()
+                    while True:
+                        async for notify in conn.notifies(timeout=CHECK):
+                            stop(notify.payload)
+                        await conn.execute("SELECT 1")  # a dead connection fails here
+            except (psycopg.Error, OSError) as exc:
+                logger.warning("stop channel lost (%s); reconnecting", exc)
+                await asyncio.sleep(RETRY)
+
+    async def close(self) -> None:
+        return None  # the pool is the queue's; the listener's connection ends with its task
