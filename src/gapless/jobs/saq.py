@@ -15,6 +15,15 @@ Why SAQ: asyncio-native, a Redis or a PostgreSQL queue (`jobs/redis.py`,
 - **Lost jobs**: a running job heartbeats to SAQ, so a job dequeued by a worker
   that died before taking the reply's lease is swept and delivered again.
   A run that dies after taking it is ended by the lease reaper instead.
+- **Sweeps never cancel a run.** SAQ's Redis queue moves a job to its active list
+  (BLMOVE) and marks it active in a second step (`Worker.process` ->
+  `job.update(status=ACTIVE)`); a sweep reading the job in between finds it
+  "queued" while active and aborts it (tobymao/saq#277). When the worker's write
+  lands between the sweep's read and its abort, the record says `aborting` and
+  SAQ's worker cancels the task of a healthy run. Here `_Worker.abort` never
+  cancels: the only aborts are sweeps, which can misjudge a live run, and a run's
+  life is decided by its lease and the stop channel. The sweep's redelivery of a
+  run that goes on is a no-op (the reply is taken).
 Imports `jobs.base`, `jobs.control`, and an engine module; `saq` is imported only in `jobs/`.
 """
 
@@ -32,6 +41,7 @@ from saq import Job as SaqJob
 from saq import Queue, Worker
 from saq.job import Status
 from saq.types import Context
+from saq.utils import millis
 
 from gapless.jobs.base import Job
 from gapless.jobs.control import Control
@@ -122,7 +132,8 @@ class SaqRunner:
 
 
 class _Worker(Worker):  # type: ignore[type-arg]
-    """SAQ's worker, except that a shutdown ends the upkeep loops' sleep."""
+    """SAQ's worker, except that an abort never cancels a run (see the module's docstring),
+    and a shutdown ends the upkeep loops' sleep."""
 
     async def upkeep(self) -> list[asyncio.Task[None]]:
         """SAQ's upkeep loops, but SAQ's sleep their whole period (the sweep's 10 s) before
@@ -146,6 +157,19 @@ class _Worker(Worker):  # type: ignore[type-arg]
                 every(lambda _: self.worker_info(timers["worker_info"] + 1), timers["worker_info"])
             ),
         ]
+
+    async def abort(self, abort_threshold: float) -> None:
+        # SAQ's selection, so a swept run is noticed (and logged) when SAQ would cancel it.
+        running = [
+            job
+            for job in self.job_task_contexts
+            if (job.duration("running") or 0) >= millis(abort_threshold)
+        ]
+        if not running:
+            return
+        for job in await self.queue.jobs(job.key for job in running):
+            if job is not None and job.status in (Status.ABORTING, Status.ABORTED):
+                logger.warning("SAQ swept %s while it runs here: the run goes on", job.key)
 
 
 class SaqWorker:
