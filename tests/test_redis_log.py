@@ -7,10 +7,14 @@ since the server may be shared. Nothing sleeps: tests await the events themselve
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import time
 import uuid
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gapless import events
 from gapless.errors import FencedError
@@ -238,3 +242,85 @@ async def test_a_fence_revoked_by_one_process_refuses_the_appends_of_another() -
         await runner.append(stream, events.make("test", {"i": 1}), fence=fence)
     await stopper.close()
     await runner.close()
+
+
+class Proxy:
+    """A TCP proxy to the real Redis that can lose one reply in flight, as a network would:
+    the next bytes Redis sends back are dropped with the connection, after Redis ran it."""
+
+    def __init__(self) -> None:
+        self.dropping = False
+        self.dropped = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = URL.removeprefix("redis://").split("/")[0].split(":")
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, back: bool
+        ) -> None:
+            while data := await source.read(65536):
+                if back and self.dropping:
+                    self.dropping = False
+                    self.dropped += 1
+                    break
+                sink.write(data)
+                await sink.drain()
+            for end in (writer, up_writer):
+                end.close()
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.mark.parametrize("fence", [None, "msg_fenced"])
+async def test_an_append_whose_reply_was_lost_is_retried_and_stored_once(
+    fence: str | None,
+) -> None:
+    proxy = Proxy()
+    await proxy.start()
+    log = scoped(f"redis://127.0.0.1:{proxy.port}/0")
+    stream = fresh()
+    try:
+        await append_n(log, stream, 1)
+        proxy.dropping = True  # Redis appends the next one; its answer never arrives
+        stored = await log.append(stream, events.make("test", {"i": 1}), fence=fence)
+        assert proxy.dropped == 1
+        admin = Redis.from_url(URL, decode_responses=True)
+        entries = await admin.xrange(f"{log.prefix}s:{stream}")
+        await admin.aclose()
+        assert [json.loads(fields["data"])["i"] for _, fields in entries] == [0, 1]
+        assert stored.cursor.endswith(f".{entries[-1][0]}")  # the retry answered that entry
+        sub = await log.subscribe(stream, None)
+        await append_n(log, stream, 1, start=2)  # and the log goes on, counting right
+        assert [e.payload()["i"] for e in await drain(sub, 1)] == [2]
+        await sub.close()
+    finally:
+        await log.close()
+        await proxy.close()
+
+
+async def test_an_append_to_a_redis_gone_for_longer_than_retry_for_fails() -> None:
+    proxy = Proxy()
+    await proxy.start()
+    log = scoped(f"redis://127.0.0.1:{proxy.port}/0", retry_for=0.3)
+    stream = fresh()
+    await append_n(log, stream, 1)
+    await proxy.close()  # nothing listens on that port any more
+    proxy.dropping = True  # and the pooled connection loses its next answer
+    asked = time.monotonic()
+    with pytest.raises(RedisConnectionError):
+        await log.append(stream, events.make("test", {"i": 1}))
+    assert time.monotonic() - asked < 3.0  # bounded: the caller decides what to do
+    await log.close()

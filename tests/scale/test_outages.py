@@ -1,5 +1,6 @@
-"""Outages of the engines themselves, mid-stream: Redis restarted empty, PostgreSQL refusing
-connections for a few seconds, or for longer than a run's final write can wait.
+"""Outages of the engines themselves, mid-stream: Redis restarted empty, Redis down for a moment
+(and back with its data), PostgreSQL refusing connections for a few seconds, or for longer
+than a run's final write can wait.
 
 Clients retry while a service is down, as a browser would (`patient`), and still end
 showing the database's final text byte for byte.
@@ -8,6 +9,7 @@ showing the database's final text byte for byte.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
-from tests.scale.cluster import Cluster, free_port
+from tests.scale.cluster import Cluster, free_port, until
 from tests.scale.test_faults import (
     Watchers,
     check_clients,
@@ -32,17 +35,19 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class PrivateRedis:
-    """A redis-server of the test's own (no persistence), so it can be killed and restarted."""
+    """A redis-server of the test's own, so it can be killed and restarted: without
+    persistence, or `durable` (an AOF fsynced before every answer: it restarts with its data)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.port, self.directory = free_port(), directory
+    def __init__(self, directory: Path, durable: bool = False) -> None:
+        self.port, self.directory, self.durable = free_port(), directory, durable
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.popen = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
+             "--appendonly", "yes" if self.durable else "no", "--appendfsync", "always",
+             "--dir", str(self.directory)],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -60,6 +65,18 @@ class PrivateRedis:
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = PrivateRedis(directory, durable=True)
     server.start()
     try:
         yield server
@@ -117,6 +134,44 @@ async def test_redis_restarted_empty_mid_stream_resets_clients_and_they_converge
         assert stored["status"] == "complete"
         check_model_output(stored)
         check_clients(later.tabs, next_id, stored)
+    finally:
+        await cluster.close()
+
+
+async def test_redis_down_for_a_moment_mid_stream_is_ridden_out_and_no_delta_is_doubled(
+    pg_url: str, durable_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    cluster = Cluster(database_url=pg_url, redis_url=durable_redis.url, tmp=tmp_path)
+    try:
+        a, b = await cluster.api(), await cluster.api()
+        worker = await cluster.worker()
+        async with cluster.client(a) as http:
+            chat_id = await start_chat(http)
+            watchers = Watchers(cluster, a, b, chat_id, patient=True)
+            await watchers.load()
+            reply_id = await send(http, chat_id)
+        watchers.follow(reply_id)
+        await shown(watchers.sse, reply_id, 10)
+        durable_redis.kill()  # mid-stream: the worker appends a delta every 50 ms
+
+        async def retrying() -> bool:
+            return "Redis unreachable during an append" in worker.output()
+
+        await until(retrying, bool, 10)  # an append met the outage and is being retried
+        durable_redis.start()  # back with everything it had answered (AOF)
+        await watchers.done(60)
+        stored = await cluster.message(reply_id)
+        assert stored["status"] == "complete", cluster.logs()
+        check_model_output(stored)
+        check_clients(watchers.tabs, reply_id, stored)
+        redis = Redis.from_url(durable_redis.url, decode_responses=True)
+        try:
+            entries = await redis.xrange(f"gapless:log:s:chat:{chat_id}")
+        finally:
+            await redis.aclose()
+        deltas = [json.loads(f["data"]) for _, f in entries if f["type"] == "message.delta"]
+        seqs = [d["seq"] for d in deltas if d["message_id"] == reply_id]
+        assert seqs == list(range(1, stored["seq"] + 1))  # each once, in order, none lost
     finally:
         await cluster.close()
 

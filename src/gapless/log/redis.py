@@ -15,87 +15,46 @@ behind the ring replays from Redis with `XRANGE` until it reaches the ring.
 A stream and its hash expire together `expire` seconds after their last append
 (`from_url`), so idle chats cost Redis nothing and their cursors reset. A
 revoked fence is a key (`<prefix>fence:<id>`) that the append's script checks.
-Imports `log.base`, `events`, `stream`, `errors`; `redis` is imported only here.
+Appends, revokes and state reads ride out a short Redis outage (`retry_for`
+seconds, less than a lease's TTL); an append carries a token, so its retry after
+a reply lost in flight never appends twice. The scripts are in `redis_lua.py`.
+Imports `log.base`, `log.redis_lua`, `events`, `stream`, `errors`; `redis` only here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gapless import events
 from gapless.errors import CursorError, FencedError
 from gapless.events import Event
+from gapless.log import redis_lua
 from gapless.log.base import BATCH, Subscription
 from gapless.stream import Cursor, Position, parse_cursor
 
 BLOCK_MS = 5000  # longest XREAD wait; between waits the reader re-checks epochs and floors
 CHECK = 5.0  # seconds between those checks, so idle streams learn of lost history too
 RETRY = 1.0  # seconds to wait after a Redis error before reading again
-
-# A stream whose entries are gone while its hash says it had some lost its history
-# (or the hash was lost): draw a new epoch and start over, so old cursors reset.
-_ENSURE = """
-local epoch = redis.call('HGET', KEYS[2], 'epoch')
-if (not epoch) or (redis.call('HGET', KEYS[2], 'n') ~= '0'
-                   and redis.call('EXISTS', KEYS[1]) == 0) then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('HSET', KEYS[2], 'epoch', epoch, 'n', 0, 'last', '0-0', 'floor', '0-0')
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-end
-"""
-# Also whether the entry at ARGV[3] (a cursor's id) is still there: see `_judge`.
-_STATE = (
-    _ENSURE
-    + """
-local state = redis.call('HMGET', KEYS[2], 'epoch', 'last', 'floor', 'n')
-state[5] = ARGV[3] ~= '' and #redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3]) or 0
-return state
-"""
-)
-# A revoked fence (KEYS[4], when ARGV[6] says there is one) refuses the append in the
-# same step, so a revoked run can never publish after whoever revoked it.
-_APPEND = (
-    "if ARGV[6] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return false end"
-    + _ENSURE
-    + """
-local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
-local id = redis.call('XADD', KEYS[1], '*',
-                      'type', ARGV[3], 'data', ARGV[4], 'epoch', epoch, 'n', n)
-redis.call('HSET', KEYS[2], 'last', id)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[5])
-return {epoch, id}
-"""
-)
-# The floor is the newest entry actually trimmed, recorded in the same step as the trim.
-_TRIM = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[4]) end
-  return false
-end
-local epoch = redis.call('HGET', KEYS[2], 'epoch')
-local minid = ARGV[1]
-if ARGV[2] == epoch then minid = ARGV[3] end
-if minid == '0-0' then return false end
-local before = redis.call('XREVRANGE', KEYS[1], '(' .. minid, '-', 'COUNT', 1)
-if #before == 0 then return false end
-redis.call('XTRIM', KEYS[1], 'MINID', minid)
-redis.call('HSET', KEYS[2], 'floor', before[1][1])
-return {epoch, before[1][1]}
-"""
-
+# Seconds a command retries a Redis it cannot reach (a restart, a failover, a dropped
+# connection) before the error reaches the caller: shorter than a lease's TTL.
+RETRY_FOR = 4.0
+ONCE_MS = "60000"  # how long an append's token is kept for its retries
+T = TypeVar("T")
+logger = logging.getLogger("gapless.log")
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 def _position(redis_id: str | None) -> Position:
     major, _, minor = (redis_id or "0-0").partition("-")
@@ -210,9 +169,16 @@ class RedisSubscription:
 
 class RedisLog:
     def __init__(
-        self, commands: Redis, reader: Redis, prefix: str, expire: float, ring: int
+        self,
+        commands: Redis,
+        reader: Redis,
+        prefix: str,
+        expire: float,
+        ring: int,
+        retry_for: float = RETRY_FOR,
     ) -> None:
         self._redis = commands
+        self._retry_for = retry_for
         self._reader = reader
         self._prefix = prefix
         self._expire_ms = str(int(expire * 1000))
@@ -221,9 +187,9 @@ class RedisLog:
         self._wake = f"{prefix}wake:{_epoch()}"
         self._follows: dict[str, _Follow] = {}
         self._task: asyncio.Task[None] | None = None
-        self._append = commands.register_script(_APPEND)
-        self._state = commands.register_script(_STATE)
-        self._trim = commands.register_script(_TRIM)
+        self._append = commands.register_script(redis_lua.APPEND)
+        self._state = commands.register_script(redis_lua.STATE)
+        self._trim = commands.register_script(redis_lua.TRIM)
 
     @classmethod
     def from_url(
@@ -234,28 +200,57 @@ class RedisLog:
         expire: float = 7 * 86400,
         ring: int = 4 * BATCH,
         connections: int = 8,
+        retry_for: float = RETRY_FOR,
     ) -> RedisLog:
         """`expire`: seconds without an append after which a stream and its epoch are dropped
         (twice the trim retention is a good value); `ring`: recent events kept per followed
-        stream; `connections`: the most command connections (the reader has its own)."""
+        stream; `connections`: the most command connections (the reader has its own);
+        `retry_for`: seconds an append, a revoke or a state read retries an unreachable Redis."""
         pool = BlockingConnectionPool.from_url(
             url, max_connections=connections, decode_responses=True
         )
         reader = Redis.from_url(url, decode_responses=True, single_connection_client=True)
-        return cls(Redis.from_pool(pool), reader, prefix, expire, ring)
+        return cls(Redis.from_pool(pool), reader, prefix, expire, ring, retry_for)
 
     def _keys(self, stream: str) -> list[str]:
         return [f"{self._prefix}s:{stream}", f"{self._prefix}m:{stream}", self._names]
 
+    async def _retrying(self, what: str, command: Callable[[], Awaitable[T]]) -> T:
+        """`command()`, again with backoff while Redis is unreachable, for `retry_for` seconds.
+
+        Only for commands that are safe to repeat: a reply lost after Redis ran the
+        command looks like any other connection error.
+        """
+        deadline = time.monotonic() + self._retry_for
+        delay = 0.02
+        while True:
+            try:
+                return await command()
+            except _UNREACHABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning("Redis unreachable during %s (%s); retrying", what, exc)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 0.5)
+
     async def _get_state(self, stream: str, at: Position | None = None) -> _State:
+        # A retry may find the epoch its lost first attempt drew: the same state.
         args = [_epoch(), self._expire_ms, "" if at is None else _id(at)]
-        epoch, last, floor, n, seen = await self._state(self._keys(stream), args)
+        epoch, last, floor, n, seen = await self._retrying(
+            "a state read", lambda: self._state(self._keys(stream), args)
+        )
         return _State(epoch, _position(last), _position(floor), int(n), bool(seen))
 
     async def append(self, stream: str, event: Event, fence: str | None = None) -> Event:
-        keys = [*self._keys(stream), f"{self._prefix}fence:{fence or ''}"]
-        args = [_epoch(), self._expire_ms, event.type, event.data, stream, "1" if fence else ""]
-        stored = await self._append(keys, args)
+        """Appends once, even when retried after a lost reply: see `redis_lua.APPEND`."""
+        token = secrets.token_hex(8)
+        once = f"{self._prefix}once:{fence or token}"
+        keys = [*self._keys(stream), f"{self._prefix}fence:{fence or ''}", once]
+        args = [
+            _epoch(), self._expire_ms, event.type, event.data, stream, "1" if fence else "",
+            token, ONCE_MS,
+        ]  # fmt: skip
+        stored = await self._retrying("an append", lambda: self._append(keys, args))
         if stored is None:
             raise FencedError(f"appends for {fence} were revoked")
         epoch, redis_id = stored
@@ -263,7 +258,8 @@ class RedisLog:
 
     async def revoke(self, fence: str) -> None:
         # Kept as long as an idle stream (`expire`), which outlives the trim retention.
-        await self._redis.set(f"{self._prefix}fence:{fence}", "1", px=int(self._expire_ms))
+        key, ttl = f"{self._prefix}fence:{fence}", int(self._expire_ms)
+        await self._retrying("a revoke", lambda: self._redis.set(key, "1", px=ttl))
 
     async def head(self, stream: str) -> str:
         state = await self._get_state(stream)
