@@ -7,7 +7,8 @@ core 1, run the workloads W1-W7 against each through the public API only,
 interleaving Gapless and the ceiling inside every run so they share the same
 noise, and print every figure as median [min-max] of the runs with the ratio
 Gapless / ceiling. Writes everything, runs included, to
-`benchmarks/results/<timestamp>.json`. See `benchmarks/README.md`.
+`benchmarks/results/<timestamp>.json`. With `--scaled`, the Gapless under test
+is the scaled-out set (`benchmarks/scaled.py`). See `benchmarks/README.md`.
 """
 
 from __future__ import annotations
@@ -155,10 +156,17 @@ class Fleet:
 
     launcher: str = ""
     profile: Path | None = None  # pyinstrument output folder (forces the serve_bench launcher)
+    scaled: str = ""  # the job queue's engine when Gapless runs scaled out, else ""
+    concurrency: int = 256  # the scaled-out worker's runs at once
+    finalizers: list[Callable[[], None]] = field(default_factory=list)
 
     def start_gapless(self, debounce: float | None = None) -> None:
         """`gapless serve` with the bench provider on; falls back to the stop-gap launcher."""
         self.stop("gapless")
+        if self.scaled:
+            from benchmarks.scaled import start_scaled
+
+            return start_scaled(self, debounce, self.scaled, self.concurrency)
         gapless = shutil.which("gapless", path=str(Path(sys.executable).parent)) or "gapless"
         launchers = [
             ([gapless], "demo,bench"),
@@ -278,6 +286,8 @@ class Fleet:
 
     def cleanup(self) -> None:
         self.stop()
+        for finalize in self.finalizers:
+            finalize()
         for data in self.data_dirs:
             shutil.rmtree(data, ignore_errors=True)
 
@@ -815,6 +825,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server/generator cores")
     parser.add_argument(
+        "--scaled",
+        action="store_true",
+        help="Gapless scaled out: scripts/scaled.sh, 2 API processes + 1 worker on PostgreSQL "
+        "and Redis, all pinned like the one-process service",
+    )
+    parser.add_argument("--queue", default="redis", choices=["redis", "postgresql"])
+    parser.add_argument("--concurrency", type=int, default=256, help="scaled worker's runs")
+    parser.add_argument(
         "--out", default="", help="JSON path (default: benchmarks/results/<UTC time>.json)"
     )
     args = parser.parse_args(argv)
@@ -848,6 +866,9 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     fleet = Fleet(logdir, server_cores, debounce=args.debounce)
+    if args.scaled:
+        fleet.scaled, fleet.concurrency = args.queue, args.concurrency
+        meta["scaled"] = {"queue": args.queue, "concurrency": args.concurrency}
     if args.profile:
         fleet.profile = Path(args.profile).resolve()
         meta["profiled"] = str(fleet.profile)
