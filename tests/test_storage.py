@@ -71,8 +71,10 @@ async def test_writes_to_a_reply_need_its_lease_and_stop_once_it_ended(engine: E
     rid = reply["id"]
     assert await db.start_reply(engine, rid, "e.1-0", "lease-a")
     assert not await db.start_reply(engine, rid, "e.1-0", "lease-b")  # delivered twice: no
-    assert not await db.flush_reply(engine, rid, "lease-b", "x", "", 1, "e.2-0")
-    assert await db.flush_reply(engine, rid, "lease-a", "ab", "t", 2, "e.3-0")
+    stolen = db.Flush(rid, "lease-b", "x", "", 1, "e.2-0")
+    assert await db.write_replies(engine, [stolen], []) == set()
+    owned = db.Flush(rid, "lease-a", "ab", "t", 2, "e.3-0")
+    assert await db.write_replies(engine, [owned], []) == {rid}
     state = await db.chat_state(engine, chat_id)
     assert state is not None and state.positions == ["e.3-0"]
     streaming = next(m for m in state.messages if m["id"] == rid)
@@ -94,10 +96,33 @@ async def test_writes_to_a_reply_need_its_lease_and_stop_once_it_ended(engine: E
         "reasoning_tokens": 0,
     }
     assert await db.finish_reply(engine, rid, None, "cancelled") is None  # already ended
-    assert not await db.flush_reply(engine, rid, "lease-a", "zzz", "", 9, "e.9-0")
-    assert not await db.touch_reply(engine, rid, "lease-a")
+    late = db.Flush(rid, "lease-a", "zzz", "", 9, "e.9-0")
+    assert await db.write_replies(engine, [late], [(rid, "lease-a")]) == set()
     message, position = await db.get_message(engine, rid)
     assert (message["content"], message["status"], position) == ("abc", "complete", None)
+
+
+async def test_one_batched_write_stores_each_owned_reply_and_only_those(engine: Engine) -> None:
+    chat_id = await new_chat(engine)
+    replies = []
+    for i in range(3):
+        _, reply = await db.create_exchange(engine, chat_id, db.MISSING, f"q{i}", "demo:default")
+        assert await db.start_reply(engine, reply["id"], "e.1-0", f"lease-{i}")
+        replies.append(reply["id"])
+    flushes = [
+        db.Flush(replies[0], "lease-0", "zero", "", 1, "e.5-0"),
+        db.Flush(replies[1], "stolen", "one", "", 1, "e.6-0"),  # not its lease: refused
+    ]
+    owned = await db.write_replies(engine, flushes, [(replies[2], "lease-2")])
+    assert owned == {replies[0], replies[2]}
+    state = await db.chat_state(engine, chat_id)
+    assert state is not None
+    rows = {m["id"]: m for m in state.messages}
+    assert (rows[replies[0]]["content"], rows[replies[0]]["seq"]) == ("zero", 1)
+    assert rows[replies[0]]["status"] == "streaming"
+    assert (rows[replies[1]]["content"], rows[replies[1]]["seq"]) == ("", 0)
+    assert rows[replies[2]]["status"] == "pending"  # a heartbeat changes nothing it shows
+    assert sorted(state.positions) == ["e.1-0", "e.1-0", "e.5-0"]
 
 
 async def test_stale_leased_replies_are_found_and_live_ones_are_not(engine: Engine) -> None:

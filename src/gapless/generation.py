@@ -5,7 +5,7 @@ Order is the guarantee, so it is spelled out here:
 2. take the reply (a lease) and store the log head as its position, *before* any delta;
 3. each chunk becomes the next numbered `message.delta`, appended at once;
 4. a debounced writer stores text, seq and the position of the last delta it
-   reflects, in one write, a few times a second at most (`writer.Writer`);
+   reflects, in one write, a few times a second at most (`writer.Flusher`);
 5. the last write (final status, text, usage) happens before the final event,
    and no delta follows the final event.
 Providers only yield; this module numbers, persists, times and prices. It
@@ -31,7 +31,7 @@ from gapless.errors import FencedError, GaplessError, ProviderError
 from gapless.log.base import EventLog, chat_stream
 from gapless.providers.base import Chunk, Prompt, Provider, Text, Thinking, Turn, Usage, split_model
 from gapless.stream import FINAL_EVENTS, Delta
-from gapless.writer import Hook, Progress, Writer
+from gapless.writer import Flusher, Hook, Progress
 
 logger = logging.getLogger("gapless.generation")
 
@@ -53,8 +53,7 @@ class Context:
     engine: Engine
     log: EventLog
     providers: Mapping[str, Provider]
-    debounce: float = 0.2
-    lease_ttl: float = 6.0  # a run not heard from for this long is presumed dead
+    flusher: Flusher  # this process's debounced writer of every streaming reply
     cost: Callable[[str, Usage], float | None] = lambda model, usage: None
     hooks: Hooks = field(default_factory=Hooks)
 
@@ -98,24 +97,19 @@ async def _generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
     progress = Progress()
     status, error = "complete", None
     lost = asyncio.Event()  # set when this run's lease or fence was taken: end quietly
-    writer = Writer(
-        ctx.engine,
-        reply_id,
-        lease,
-        progress,
-        lost,
-        stop,
-        debounce=ctx.debounce,
-        lease_ttl=ctx.lease_ttl,
-        before_flush=ctx.hooks.before_flush,
-    )
+
+    def taken() -> None:
+        lost.set()
+        stop.set()
+
+    ctx.flusher.track(reply_id, lease, progress, taken)
     try:
         provider = ctx.providers.get(provider_name)
         if provider is None:
             raise ProviderError(f"model {model_id} is not enabled here", code="model_unavailable")
         prompt = build_prompt(chat, path[:-1])
         async for chunk in until_stopped(provider.stream(model, prompt), stop):
-            await _publish(ctx, stream, reply_id, chunk, progress, writer)
+            await _publish(ctx, stream, reply_id, chunk, progress)
         if stop.is_set():
             status = "cancelled"
     except FencedError:
@@ -126,7 +120,7 @@ async def _generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
         logger.exception("generation %s crashed", reply_id)
         status, error = "failed", {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
     finally:
-        await writer.close()
+        await ctx.flusher.untrack(reply_id)  # no debounced write follows: the final one is next
     if lost.is_set():
         logger.warning("run of %s lost its lease; whoever took it ended the reply", reply_id)
         status, error = "failed", {"code": "interrupted", "message": "The run lost its lease."}
@@ -146,7 +140,7 @@ async def _generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
 
 
 async def _publish(
-    ctx: Context, stream: str, reply_id: str, chunk: Chunk, progress: Progress, writer: Writer
+    ctx: Context, stream: str, reply_id: str, chunk: Chunk, progress: Progress
 ) -> None:
     if isinstance(chunk, Usage):
         progress.usage = chunk
@@ -167,10 +161,10 @@ async def _publish(
     if epoch_changed:
         # The log lost its history (a Redis flush): the row's stored position names the
         # old log, so bring the row up to this delta now, or late joiners would see a gap.
-        await writer.write_now()
+        await ctx.flusher.write_now(reply_id)
     if progress.first_token_at is None:
         progress.first_token_at = now()
-    writer.mark()
+    ctx.flusher.mark()
     await ctx.hooks.after_delta(reply_id, delta.seq)
 
 
@@ -350,7 +344,10 @@ async def _ended(subscription: Any, blocking: set[str], stop: asyncio.Event) -> 
 
 
 async def first_of(work: Awaitable[Any], stop: asyncio.Event) -> Any:
-    """`work`'s result, or None when `stop` is set first (then `work` is cancelled)."""
+    """`work`'s result, or None when `stop` is set first (then `work` is cancelled).
+
+    Two tasks per call: for rare waits only (a reply waiting for its path), never per chunk.
+    """
     task = asyncio.ensure_future(work)
     stopper = asyncio.ensure_future(stop.wait())
     try:
@@ -365,18 +362,46 @@ async def first_of(work: Awaitable[Any], stop: asyncio.Event) -> Any:
     return None
 
 
-_END = object()
-
-
 async def until_stopped(chunks: AsyncIterator[Chunk], stop: asyncio.Event) -> AsyncIterator[Chunk]:
-    """The provider's chunks until it ends or `stop` is set; closing it then stops its work."""
+    """The provider's chunks until it ends or `stop` is set; closing it then stops its work.
+
+    One watcher per run, not a task per chunk (the benchmark's profile): when
+    `stop` is set while the job waits for the provider, the watcher cancels that
+    wait, and only that. A stop that arrives while a chunk is being appended is
+    seen before the next one is asked for, so an append is never cut in half.
+    """
     iterator = aiter(chunks)
+    job = asyncio.current_task()
+    assert job is not None
+    asking = interrupted = False
+
+    def interrupt(_: object) -> None:
+        nonlocal interrupted
+        if asking and not interrupted:
+            interrupted = True
+            job.cancel()
+
+    watcher = asyncio.ensure_future(stop.wait())
+    watcher.add_done_callback(interrupt)
     try:
         while not stop.is_set():
-            chunk = await first_of(anext(iterator, _END), stop)
-            if chunk is None or chunk is _END:
+            asking = True
+            try:
+                chunk = await anext(iterator)
+            except StopAsyncIteration:
                 return
+            except asyncio.CancelledError:
+                if not interrupted or job.uncancel() > 0:
+                    raise  # cancelled from outside too (shutdown): not ours to swallow
+                interrupted = False
+                return
+            finally:
+                asking = False
             yield chunk
     finally:
+        watcher.remove_done_callback(interrupt)
+        watcher.cancel()
+        if interrupted:  # the provider swallowed our cancellation: take it back all the same
+            job.uncancel()
         with contextlib.suppress(Exception):
             await iterator.aclose()  # type: ignore[attr-defined]

@@ -33,6 +33,7 @@ from gapless.log.memory import MemoryLog
 from gapless.prices import Price, cost, with_overrides
 from gapless.providers.base import Provider
 from gapless.providers.demo import DemoProvider
+from gapless.writer import Flusher
 
 logger = logging.getLogger("gapless")
 INTERRUPTED = {
@@ -106,6 +107,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.runner.close()
+        await self.context.flusher.close()
         await self.log.close()
         await self.engine.dispose()
 
@@ -234,8 +236,12 @@ def build(
         engine=engine,
         log=log,
         providers=chosen,
-        debounce=settings.debounce,
-        lease_ttl=settings.lease_ttl,
+        flusher=Flusher(
+            engine,
+            debounce=settings.debounce,
+            beat=settings.lease_ttl / 3,
+            before_flush=(hooks or Hooks()).before_flush,
+        ),
         hooks=hooks or Hooks(),
         cost=lambda model, usage: cost(model, usage, table),
     )

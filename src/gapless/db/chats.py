@@ -8,11 +8,11 @@ superseded run can never overwrite the final state. Imports `db.tables`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -283,30 +283,67 @@ async def start_reply(engine: AsyncEngine, message_id: str, position: str, lease
     return result.rowcount == 1
 
 
-async def flush_reply(
-    engine: AsyncEngine,
-    message_id: str,
-    lease: str,
-    content: str,
-    thinking: str,
-    seq: int,
-    position: str,
-) -> bool:
-    """The debounced write: text, seq and the position of the last delta it reflects, at once."""
+class Flush(NamedTuple):
+    """One reply's debounced write: text, seq and the position of the last delta it reflects."""
+
+    reply_id: str
+    lease: str
+    content: str
+    thinking: str
+    seq: int
+    position: str
+
+
+BATCH = 500  # rows per statement: well under SQLite's limit on bound parameters
+
+
+async def write_replies(
+    engine: AsyncEngine, flushes: list[Flush], touches: list[tuple[str, str]]
+) -> set[str]:
+    """The debounced writes of many replies, and the heartbeats (`updated_at` only) of others,
+    in one transaction; answers the ids whose row was written (still unfinished and
+    leased to the writer). One statement per kind, whatever the number of replies."""
+    owned: set[str] = set()
+    stamp = now()
     async with engine.begin() as conn:
-        result = await conn.execute(
-            messages.update()
-            .where(_owned(message_id, lease))
-            .values(
-                content=content,
-                thinking=thinking,
-                seq=seq,
-                position=position,
-                status="streaming",
-                updated_at=now(),
+        for start in range(0, len(flushes), BATCH):
+            rows = flushes[start : start + BATCH]
+            v = _values("id", "lease", "content", "thinking", "seq", "position", rows=rows)
+            statement = (
+                messages.update()
+                .where(messages.c.id == v.c.id, messages.c.lease == v.c.lease)
+                .where(messages.c.status.in_(UNFINISHED))
+                .values(
+                    content=v.c.content,
+                    thinking=v.c.thinking,
+                    seq=v.c.seq,
+                    position=v.c.position,
+                    status="streaming",
+                    updated_at=stamp,
+                )
+                .returning(messages.c.id)
             )
-        )
-    return result.rowcount == 1
+            owned.update(await conn.scalars(statement))
+        for start in range(0, len(touches), BATCH):
+            v = _values("id", "lease", rows=touches[start : start + BATCH])
+            statement = (
+                messages.update()
+                .where(messages.c.id == v.c.id, messages.c.lease == v.c.lease)
+                .where(messages.c.status.in_(UNFINISHED))
+                .values(updated_at=stamp)
+                .returning(messages.c.id)
+            )
+            owned.update(await conn.scalars(statement))
+    return owned
+
+
+_TYPES: dict[str, Any] = {"seq": sa.Integer, "content": sa.Text, "thinking": sa.Text}
+
+
+def _values(*names: str, rows: Sequence[Sequence[Any]]) -> Any:
+    """`WITH v(names...) AS (VALUES ...)`: a CTE, since SQLite takes no `AS v(columns)`."""
+    columns = [sa.column(name, _TYPES.get(name, sa.String)) for name in names]
+    return sa.values(*columns, name="v").data([tuple(row) for row in rows]).cte("v")
 
 
 async def finish_reply(
@@ -323,15 +360,6 @@ async def finish_reply(
             return None
         row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).one()
     return message_json(row)
-
-
-async def touch_reply(engine: AsyncEngine, message_id: str, lease: str) -> bool:
-    """The run's heartbeat when nothing was flushed lately; False when the lease is lost."""
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            messages.update().where(_owned(message_id, lease)).values(updated_at=now())
-        )
-    return result.rowcount == 1
 
 
 async def stale_replies(engine: AsyncEngine, before: datetime) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from gapless import events
 from gapless.errors import CursorError, FencedError
@@ -83,7 +83,7 @@ class MemoryLog:
         if fence is not None and fence in self._revoked:
             raise FencedError(f"appends for {fence} were revoked")
         s = self._get(stream)
-        stored = replace(event, cursor=s.cursor(s.last + 1))
+        stored = Event(event.type, event.data, s.cursor(s.last + 1))
         s.events.append(stored)
         s.times.append(self._clock())
         changed, s.changed = s.changed, asyncio.Event()

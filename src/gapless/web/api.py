@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gapless.db import generations as db_generations
@@ -142,7 +142,7 @@ async def generations(
     return {"generations": items, "next": items[-1]["id"] if len(items) == limit else None}
 
 
-@router.get("/chats/{chat_id}/events", response_class=StreamingResponse)
+@router.get("/chats/{chat_id}/events", response_class=sse.EventStream, status_code=200)
 async def chat_events(
     chat_id: str,
     request: Request,
@@ -150,7 +150,7 @@ async def chat_events(
     caller: CallerDep,
     accounts: AccountsDep,
     cursor: str | None = None,
-) -> StreamingResponse:
+) -> sse.EventStream:
     chat = await runtime.chats.chat(caller, chat_id)
 
     async def allowed() -> bool:
@@ -165,7 +165,7 @@ async def chat_events(
     )
 
 
-@router.get("/events", response_class=StreamingResponse)
+@router.get("/events", response_class=sse.EventStream, status_code=200)
 async def account_events(
     request: Request,
     runtime: RuntimeDep,
@@ -173,7 +173,7 @@ async def account_events(
     accounts: AccountsDep,
     cursor: str | None = None,
     account_id: str | None = None,
-) -> StreamingResponse:
+) -> sse.EventStream:
     """The account stream (`chat.*` events). A member of several accounts names one."""
     chosen = account_id or next(iter(sorted(caller.account_ids)), None)
     if chosen is None or not caller.sees(chosen):

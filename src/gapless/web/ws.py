@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -29,10 +30,20 @@ MAX_FRAME = 64 * 1024
 router = APIRouter()
 
 
-def frame(chat_id: str, event: Event) -> str:
-    cursor = encode(event.cursor) if event.cursor else "null"
-    head = f'{{"chat_id":{encode(chat_id)},"cursor":{cursor},'
-    return f'{head}"type":"{event.type}","data":{event.data}}}'
+def framing(chat_id: str) -> Callable[[Event], str]:
+    """The frame maker of one chat's subscription: the chat id is encoded once, not per event.
+
+    Cursors and event types are URL-safe ASCII by construction (PROTOCOL.md), so
+    they go between quotes as they are; `data` is the event's JSON, encoded once
+    by the log for every subscriber.
+    """
+    head = f'{{"chat_id":{encode(chat_id)},"cursor":'
+
+    def frame(event: Event) -> str:
+        cursor = f'"{event.cursor}"' if event.cursor else "null"
+        return f'{head}{cursor},"type":"{event.type}","data":{event.data}}}'
+
+    return frame
 
 
 def error_frame(code: str, message: str, chat_id: str | None = None) -> str:
@@ -43,17 +54,19 @@ def error_frame(code: str, message: str, chat_id: str | None = None) -> str:
 
 
 class Socket:
-    """The per-connection state: who is calling, and one pump task per followed chat."""
+    """The per-connection state: who is calling, and one pump task per followed chat.
+
+    Pumps send without a lock: the server writes each frame whole, in one call,
+    so frames of different chats never mix, and one chat's frames come from one pump.
+    """
 
     def __init__(self, websocket: WebSocket, runtime: Runtime, caller: Caller) -> None:
         self.websocket, self.runtime, self.caller = websocket, runtime, caller
         self.accounts = Accounts(runtime.engine)
         self.pumps: dict[str, asyncio.Task[None]] = {}
-        self.lock = asyncio.Lock()
 
     async def send(self, text: str) -> None:
-        async with self.lock:
-            await self.websocket.send_text(text)
+        await self.websocket.send_text(text)
 
     async def handle(self, text: str) -> None:
         if len(text) > MAX_FRAME:
@@ -90,12 +103,14 @@ class Socket:
         async def allowed() -> bool:
             return await self.accounts.still_sees(self.caller, chat["account_id"])
 
+        frame = framing(chat_id)
+
         async def pump() -> None:
             async for batch in follow(
                 subscription, heartbeat=self.runtime.settings.heartbeat, allowed=allowed
             ):
                 for event in batch:
-                    await self.send(frame(chat_id, event))
+                    await self.send(frame(event))
             self.pumps.pop(chat_id, None)
 
         self.pumps[chat_id] = asyncio.create_task(pump())
