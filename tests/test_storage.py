@@ -41,13 +41,13 @@ async def test_an_exchange_commits_both_messages_and_appends_to_the_default_leaf
     engine: Engine,
 ) -> None:
     chat_id = await new_chat(engine)
-    user, reply = await db.create_exchange(engine, chat_id, db.MISSING, "one", "demo:default")
+    user, reply, _ = await db.create_exchange(engine, chat_id, db.MISSING, "one", "demo:default")
     assert (user["parent_id"], reply["parent_id"]) == (None, user["id"])
-    second_user, _ = await db.create_exchange(engine, chat_id, db.MISSING, "two", "demo:default")
+    second_user, _, _ = await db.create_exchange(engine, chat_id, db.MISSING, "two", "demo:default")
     assert second_user["parent_id"] == reply["id"]
-    root, _ = await db.create_exchange(engine, chat_id, None, "new root", "demo:default")
+    root, _, _ = await db.create_exchange(engine, chat_id, None, "new root", "demo:default")
     assert root["parent_id"] is None
-    leaf_user, _ = await db.create_exchange(engine, chat_id, db.MISSING, "x", "demo:default")
+    leaf_user, _, _ = await db.create_exchange(engine, chat_id, db.MISSING, "x", "demo:default")
     assert leaf_user["parent_id"] is not None  # follows the newest root's branch
     path = await db.path(engine, leaf_user["id"])
     assert [m["content"] for m in path] == ["new root", "", "x"]
@@ -56,8 +56,8 @@ async def test_an_exchange_commits_both_messages_and_appends_to_the_default_leaf
 async def test_a_user_message_cannot_follow_a_user_message_or_another_chat(engine: Engine) -> None:
     chat_id = await new_chat(engine)
     other = await new_chat(engine)
-    user, _ = await db.create_exchange(engine, chat_id, db.MISSING, "one", "demo:default")
-    _, foreign = await db.create_exchange(engine, other, db.MISSING, "hi", "demo:default")
+    user, _, _ = await db.create_exchange(engine, chat_id, db.MISSING, "one", "demo:default")
+    _, foreign, _ = await db.create_exchange(engine, other, db.MISSING, "hi", "demo:default")
     for parent in (user["id"], foreign["id"], "msg_missing"):
         with pytest.raises(db.ParentError):
             await db.create_exchange(engine, chat_id, parent, "no", "demo:default")
@@ -67,7 +67,7 @@ async def test_a_user_message_cannot_follow_a_user_message_or_another_chat(engin
 
 async def test_writes_to_a_reply_need_its_lease_and_stop_once_it_ended(engine: Engine) -> None:
     chat_id = await new_chat(engine)
-    _, reply = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
+    _, reply, _ = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
     rid = reply["id"]
     assert await db.start_reply(engine, rid, "e.1-0", "lease-a")
     assert not await db.start_reply(engine, rid, "e.1-0", "lease-b")  # delivered twice: no
@@ -106,7 +106,7 @@ async def test_one_batched_write_stores_each_owned_reply_and_only_those(engine: 
     chat_id = await new_chat(engine)
     replies = []
     for i in range(3):
-        _, reply = await db.create_exchange(engine, chat_id, db.MISSING, f"q{i}", "demo:default")
+        _, reply, _ = await db.create_exchange(engine, chat_id, db.MISSING, f"q{i}", "demo:default")
         assert await db.start_reply(engine, reply["id"], "e.1-0", f"lease-{i}")
         replies.append(reply["id"])
     flushes = [
@@ -127,7 +127,7 @@ async def test_one_batched_write_stores_each_owned_reply_and_only_those(engine: 
 
 async def test_stale_leased_replies_are_found_and_live_ones_are_not(engine: Engine) -> None:
     chat_id = await new_chat(engine)
-    _, reply = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
+    _, reply, _ = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
     assert await db.start_reply(engine, reply["id"], "e.1-0", "lease")
     future = datetime.now(UTC) + timedelta(seconds=60)
     assert await db.stale_replies(engine, future) == [(reply["id"], "lease")]
@@ -138,7 +138,7 @@ async def test_stale_leased_replies_are_found_and_live_ones_are_not(engine: Engi
 
 async def test_deleting_a_message_takes_its_descendants(engine: Engine) -> None:
     chat_id = await new_chat(engine)
-    first, _ = await db.create_exchange(engine, chat_id, db.MISSING, "a", "demo:default")
+    first, _, _ = await db.create_exchange(engine, chat_id, db.MISSING, "a", "demo:default")
     await db.create_exchange(engine, chat_id, db.MISSING, "b", "demo:default")
     doomed = await db.subtree(engine, first["id"])
     assert len(doomed) == 4 and doomed[0] == first["id"]
@@ -153,10 +153,12 @@ async def test_generations_are_listed_newest_first_per_account(engine: Engine) -
     assert chat is not None
     ids = []
     for _ in range(3):
-        _, reply = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
-        gid = await records.start_generation(
-            engine, reply["id"], chat_id, chat["account_id"], "demo", "demo:default"
+        _, reply, _ = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
+        record = records.new_generation(
+            reply["id"], chat_id, chat["account_id"], "demo", "demo:default"
         )
+        assert await db.start_reply(engine, reply["id"], "e.1-0", "lease", record)
+        gid = str(record["id"])
         await records.finish_generation(
             engine,
             gid,

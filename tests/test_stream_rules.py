@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gapless import events
 from gapless.errors import CursorError
 from gapless.stream import (
     Cursor,
@@ -259,3 +260,16 @@ def test_any_schedule_keeps_prefix_and_converges_exactly_once(
     assert replica.messages["a"]["thinking"] == final["thinking"]
     assert replica.messages["a"]["seq"] == final["seq"]
     assert replica.messages["a"]["status"] == "complete"
+
+
+@given(
+    st.text(),
+    st.integers(min_value=1, max_value=10**9),
+    st.text(),
+    st.text(),
+)
+def test_a_hand_encoded_delta_is_byte_for_byte_the_json_encoding(
+    message_id: str, seq: int, content: str, thinking: str
+) -> None:
+    value = Delta(message_id, seq, content=content, thinking=thinking)
+    assert events.delta(value).data == events.encode(value.to_json())

@@ -142,14 +142,16 @@ class Chats:
         model = self.check_model(fields.get("model") or chat["model"])
         parent = fields.get("parent_id", db.MISSING)
         try:
-            user, reply = await db.create_exchange(self.engine, chat_id, parent, content, model)
+            user, reply, touched = await db.create_exchange(
+                self.engine, chat_id, parent, content, model
+            )
         except db.ParentError as exc:
             raise InvalidError(str(exc), code="bad_parent") from None
         stream = chat_stream(chat_id)
         await self.log.append(stream, events.message("message.created", user))
         await self.log.append(stream, events.message("message.created", reply))
-        await self._touch(chat_id)
         await self.runner.submit(reply["id"])
+        await self._touched(touched)
         return {"user_message": user, "assistant_message": reply}
 
     async def retry(self, caller: Caller, message_id: str) -> dict[str, Any]:
@@ -160,10 +162,10 @@ class Chats:
         chat = await self.chat(caller, chat_id)
         self.check_rate(caller)
         model = original["model"] or chat["model"]
-        reply = await db.create_reply(self.engine, chat_id, original["parent_id"], model)
+        reply, touched = await db.create_reply(self.engine, chat_id, original["parent_id"], model)
         await self.log.append(chat_stream(chat_id), events.message("message.created", reply))
-        await self._touch(chat_id)
         await self.runner.submit(reply["id"])
+        await self._touched(touched)
         return reply
 
     async def stop(self, caller: Caller, message_id: str) -> dict[str, Any]:
@@ -186,12 +188,9 @@ class Chats:
             chat_stream(chat_id), events.make("message.deleted", {"id": message_id})
         )
 
-    async def _touch(self, chat_id: str) -> None:
-        chat = await db.update_chat(self.engine, chat_id)
-        if chat is not None:
-            await self.log.append(
-                account_stream(chat["account_id"]), events.make("chat.updated", chat)
-            )
+    async def _touched(self, chat: dict[str, Any]) -> None:
+        """Live chat lists move this chat to the top (it was written with its new message)."""
+        await self.log.append(account_stream(chat["account_id"]), events.make("chat.updated", chat))
 
     # ---- checks --------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _string  # what dumps uses for a str, in C
 from typing import Any
 
 from gapless.stream import Delta
@@ -35,7 +36,14 @@ def make(type: str, payload: Any) -> Event:
 
 
 def delta(value: Delta) -> Event:
-    return make("message.delta", value.to_json())
+    """`message.delta`, encoded by hand: the hottest JSON of the service (one per token), and
+    byte for byte what `encode(value.to_json())` gives, at a third of the cost."""
+    data = f'{{"message_id":{_string(value.message_id)},"seq":{value.seq}'
+    if value.content:
+        data += f',"content":{_string(value.content)}'
+    if value.thinking:
+        data += f',"thinking":{_string(value.thinking)}'
+    return Event("message.delta", data + "}")
 
 
 def message(type: str, message: dict[str, Any]) -> Event:

@@ -74,26 +74,26 @@ async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
 
 
 async def _generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
-    path = await db.path(ctx.engine, reply_id)
-    if not path or path[-1]["status"] != "pending":
+    found = await db.reply_context(ctx.engine, reply_id)
+    if found is None or found[1][-1]["status"] != "pending":
         return
+    chat, path = found
     reply = path[-1]
-    chat = await db.get_chat(ctx.engine, reply["chat_id"])
-    if chat is None:
-        return
     stream = chat_stream(chat["id"])
-    if not await _wait_for_path(ctx, stream, reply, stop):
-        await end_unstarted(ctx, reply_id, "cancelled", None)
-        return
+    if _blocking(path[:-1]):  # rare: most replies follow finished ones, and need no wait
+        if not await _wait_for_path(ctx, stream, reply, stop):
+            await end_unstarted(ctx, reply_id, "cancelled", None)
+            return
+        path = await db.path(ctx.engine, reply_id)  # those replies have their text now
     lease = secrets.token_hex(8)
-    if not await db.start_reply(ctx.engine, reply_id, await ctx.log.head(stream), lease):
-        return  # stopped or taken by another run meanwhile
-    path = await db.path(ctx.engine, reply_id)  # the replies it waited for have their text now
     model_id = reply["model"] or chat["model"]
     provider_name, model = split_model(model_id)
-    generation_id = await records.start_generation(
-        ctx.engine, reply_id, chat["id"], chat["account_id"], provider_name, model_id
+    record = records.new_generation(
+        reply_id, chat["id"], chat["account_id"], provider_name, model_id
     )
+    if not await db.start_reply(ctx.engine, reply_id, await ctx.log.head(stream), lease, record):
+        return  # stopped or taken by another run meanwhile
+    generation_id = str(record["id"])
     progress = Progress()
     status, error = "complete", None
     lost = asyncio.Event()  # set when this run's lease or fence was taken: end quietly
@@ -318,9 +318,7 @@ async def _wait_for_path(
     while not stop.is_set():
         head = await ctx.log.head(stream)  # read before the database, so no final event slips by
         ancestors = await db.path(ctx.engine, reply["parent_id"]) if reply["parent_id"] else []
-        blocking = {
-            m["id"] for m in ancestors if m["role"] == "assistant" and m["status"] in db.UNFINISHED
-        }
+        blocking = _blocking(ancestors)
         if not blocking:
             return True
         subscription = await ctx.log.subscribe(stream, head)
@@ -330,6 +328,11 @@ async def _wait_for_path(
         finally:
             await subscription.close()
     return False
+
+
+def _blocking(ancestors: list[dict[str, Any]]) -> set[str]:
+    """The replies on a path that are still unfinished (a reply below them must wait)."""
+    return {m["id"] for m in ancestors if m["role"] == "assistant" and m["status"] in db.UNFINISHED}
 
 
 async def _ended(subscription: Any, blocking: set[str], stop: asyncio.Event) -> bool:

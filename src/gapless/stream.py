@@ -41,8 +41,12 @@ class Cursor:
     position: Position
 
     def __str__(self) -> str:
-        major, minor = self.position
-        return f"{self.epoch}.{major}-{minor}"
+        return cursor_text(self.epoch, *self.position)
+
+
+def cursor_text(epoch: str, major: int, minor: int = 0) -> str:
+    """`str(Cursor(epoch, (major, minor)))` without building the Cursor (once per append)."""
+    return f"{epoch}.{major}-{minor}"
 
 
 def parse_cursor(text: str) -> Cursor:

@@ -8,7 +8,7 @@ superseded run can never overwrite the final state. Imports `db.tables`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gapless.db.rows import chat_json, message_json, new_id, now
-from gapless.db.tables import chats, messages
+from gapless.db.tables import chats, generations, messages
 
 UNFINISHED = ("pending", "streaming")
 MISSING = object()  # "no parent_id key": append to the default path's leaf
@@ -150,9 +150,15 @@ class ParentError(ValueError):
     """The parent is not a message of this chat that may take this child."""
 
 
+class Exchange(NamedTuple):
+    user: dict[str, Any]
+    reply: dict[str, Any]
+    chat: dict[str, Any]  # with its new `updated_at`, for the account stream's `chat.updated`
+
+
 async def create_exchange(
     engine: AsyncEngine, chat_id: str, parent: object, content: str, model: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> Exchange:
     """The user's message and a pending reply to it, committed together."""
     async with engine.begin() as conn:
         tree = await _tree(conn, chat_id)
@@ -173,18 +179,24 @@ async def create_exchange(
         reply = _message_values(chat_id, user["id"], "assistant", model=model)
         reply["created_at"] = user["created_at"]
         await conn.execute(messages.insert(), [user, reply])
-        await conn.execute(chats.update().where(chats.c.id == chat_id).values(updated_at=now()))
-    return _message_dict(user), _message_dict(reply)
+        chat = await _touched(conn, chat_id)
+    return Exchange(_message_dict(user), _message_dict(reply), chat)
 
 
 async def create_reply(
     engine: AsyncEngine, chat_id: str, parent_id: str, model: str
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new pending reply to `parent_id`, and the chat with its new `updated_at`."""
     reply = _message_values(chat_id, parent_id, "assistant", model=model)
     async with engine.begin() as conn:
         await conn.execute(messages.insert().values(**reply))
-        await conn.execute(chats.update().where(chats.c.id == chat_id).values(updated_at=now()))
-    return _message_dict(reply)
+        chat = await _touched(conn, chat_id)
+    return _message_dict(reply), chat
+
+
+async def _touched(conn: AsyncConnection, chat_id: str) -> dict[str, Any]:
+    touched = chats.update().where(chats.c.id == chat_id).values(updated_at=now())
+    return chat_json((await conn.execute(touched.returning(*chats.c))).one())
 
 
 def _message_dict(values: dict[str, Any]) -> dict[str, Any]:
@@ -223,15 +235,26 @@ async def delete_messages(engine: AsyncEngine, ids: list[str]) -> None:
 async def path(engine: AsyncEngine, message_id: str) -> list[dict[str, Any]]:
     """The messages from the root down to `message_id`, inclusive."""
     async with engine.connect() as conn:
-        chat_id = await conn.scalar(
-            sa.select(messages.c.chat_id).where(messages.c.id == message_id)
-        )
-        if chat_id is None:
-            return []
-        rows = {
-            r.id: r
-            for r in await conn.execute(sa.select(messages).where(messages.c.chat_id == chat_id))
-        }
+        return await _path(conn, message_id)
+
+
+async def reply_context(
+    engine: AsyncEngine, reply_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """A reply's chat and its path from the root (the reply last), read together."""
+    async with engine.connect() as conn:
+        chain = await _path(conn, reply_id)
+        if not chain:
+            return None
+        query = sa.select(chats).where(chats.c.id == chain[-1]["chat_id"])
+        chat = (await conn.execute(query)).first()
+    return (chat_json(chat), chain) if chat else None
+
+
+async def _path(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]]:
+    chat_of = sa.select(messages.c.chat_id).where(messages.c.id == message_id).scalar_subquery()
+    siblings = await conn.execute(sa.select(messages).where(messages.c.chat_id == chat_of))
+    rows = {r.id: r for r in siblings}
     chain: list[dict[str, Any]] = []
     current: str | None = message_id
     while current is not None and current in rows:
@@ -268,8 +291,15 @@ def _owned(message_id: str, lease: str | None) -> sa.ColumnElement[bool]:
     return clause
 
 
-async def start_reply(engine: AsyncEngine, message_id: str, position: str, lease: str) -> bool:
-    """Take the reply for one run, storing the log position it starts from (before any delta)."""
+async def start_reply(
+    engine: AsyncEngine,
+    message_id: str,
+    position: str,
+    lease: str,
+    record: Mapping[str, Any] | None = None,
+) -> bool:
+    """Take the reply for one run, storing the log position it starts from (before any delta),
+    and insert its generation `record` in the same transaction when it was taken."""
     async with engine.begin() as conn:
         result = await conn.execute(
             messages.update()
@@ -280,6 +310,8 @@ async def start_reply(engine: AsyncEngine, message_id: str, position: str, lease
             )
             .values(lease=lease, position=position, updated_at=now())
         )
+        if result.rowcount == 1 and record is not None:
+            await conn.execute(generations.insert().values(**record))
     return result.rowcount == 1
 
 

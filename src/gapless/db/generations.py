@@ -16,26 +16,22 @@ from gapless.db.rows import generation_json, new_id, now
 from gapless.db.tables import generations
 
 
-async def start_generation(
-    engine: AsyncEngine, message_id: str, chat_id: str, account_id: str, provider: str, model: str
-) -> str:
-    generation_id = new_id("gen")
-    async with engine.begin() as conn:
-        await conn.execute(
-            generations.insert().values(
-                id=generation_id,
-                message_id=message_id,
-                chat_id=chat_id,
-                account_id=account_id,
-                provider=provider,
-                model=model,
-                status="streaming",
-                started_at=now(),
-                deltas=0,
-                flushes=0,
-            )
-        )
-    return generation_id
+def new_generation(
+    message_id: str, chat_id: str, account_id: str, provider: str, model: str
+) -> dict[str, Any]:
+    """The record of a call that starts now (stored with the reply's start, `chats.start_reply`)."""
+    return dict(
+        id=new_id("gen"),
+        message_id=message_id,
+        chat_id=chat_id,
+        account_id=account_id,
+        provider=provider,
+        model=model,
+        status="streaming",
+        started_at=now(),
+        deltas=0,
+        flushes=0,
+    )
 
 
 async def finish_generation(

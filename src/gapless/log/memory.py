@@ -18,7 +18,7 @@ from gapless import events
 from gapless.errors import CursorError, FencedError
 from gapless.events import Event
 from gapless.log.base import BATCH, Subscription
-from gapless.stream import Cursor, parse_cursor
+from gapless.stream import cursor_text, parse_cursor
 
 
 @dataclass(eq=False)
@@ -35,7 +35,7 @@ class _Stream:
         return self.base + len(self.events)
 
     def cursor(self, position: int) -> str:
-        return str(Cursor(self.epoch, (position, 0)))
+        return cursor_text(self.epoch, position)
 
 
 class MemorySubscription:
