@@ -54,6 +54,7 @@ HEARTBEAT = 15  # seconds without a job heartbeat after which SAQ sweeps and red
 RETRIES = 3  # deliveries of one job; later ones are no-ops once the reply is taken
 STOP_WAIT = 3.0  # longest a stop waits for the running worker to end the reply
 POLL = 0.05
+POOL = 12  # a worker's pooled connections to a PostgreSQL queue, besides its listeners
 SCHEMES = ("redis://", "rediss://", "postgresql://", "postgres://", "postgresql+")
 
 Ended = Callable[[str], Awaitable[bool]]
@@ -191,9 +192,10 @@ class SaqWorker:
         grace: float = 10.0,
         queue: Queue | None = None,
     ) -> None:
-        # Pooled connections (PostgreSQL): a heartbeat and a final update per run, plus
-        # SAQ's dequeue, sweep and notifications.
-        self.queue, self.control = engine(url, name, queue, connections=concurrency + 4)
+        # Pooled connections (PostgreSQL): each run holds one only for a moment (a heartbeat,
+        # its final update), so a few serve many runs; the server's limit (100 by default)
+        # is shared with every process's own database pool.
+        self.queue, self.control = engine(url, name, queue, connections=POOL)
         self._job, self._abandon = job, abandon
         self.runs: dict[str, asyncio.Event] = {}
         self._holders: Counter[str] = Counter()  # runs of each reply here (a redelivery)
