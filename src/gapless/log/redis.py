@@ -30,7 +30,7 @@ import secrets
 import time
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -254,7 +254,7 @@ class RedisLog:
         if stored is None:
             raise FencedError(f"appends for {fence} were revoked")
         epoch, redis_id = stored
-        return replace(event, cursor=str(Cursor(epoch, _position(redis_id))))
+        return Event(event.type, event.data, str(Cursor(epoch, _position(redis_id))))
 
     async def revoke(self, fence: str) -> None:
         # Kept as long as an idle stream (`expire`), which outlives the trim retention.
