@@ -8,13 +8,14 @@ The response is plain ASGI, not a `StreamingResponse`: that one runs each
 connection in a task group with a second task and re-encodes every chunk,
 which cost more CPU per delivered event and memory per idle subscriber than
 the rest of the fan-out together (the benchmark's profile). Here one task
-sends, and the request's own task waits for it to end or the client to leave.
+sends, and the request's own task waits for the client to leave.
 Imports `feed`, `events`, `log`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
@@ -56,15 +57,29 @@ class EventStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The events go out from a task of their own: every wake-up of this one resumes
         # the whole middleware stack's coroutines (a dozen frames), once per delivered
-        # batch. This one only waits for the pump to end or the client to leave.
+        # batch. This one waits for the client to leave; a pump that ends first completes
+        # the response, which ends that wait too (or cancels it, when the pump failed).
+        here = asyncio.current_task()
+        assert here is not None
+
+        def ended(pump: asyncio.Future[None]) -> None:
+            if not pump.cancelled() and pump.exception() is not None:
+                here.cancel()
+
         pump = asyncio.ensure_future(self._pump(send))
-        gone = asyncio.ensure_future(_disconnected(receive))
+        pump.add_done_callback(ended)
         try:
-            await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except asyncio.CancelledError:
+            if not pump.done() or pump.cancelled() or here.uncancel() > 0:
+                raise  # the server cancelled us (shutdown): not the pump's failure
         finally:
-            for task in (pump, gone):
-                task.cancel()
-            await asyncio.gather(pump, gone, return_exceptions=True)
+            pump.remove_done_callback(ended)
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            await self.subscription.close()  # also when the pump never ran (closing is idempotent)
         if not pump.cancelled():
             pump.result()  # raises what the pump raised
 
@@ -77,11 +92,6 @@ class EventStream(Response):
             body = "".join(map(frame, batch)).encode() if batch else PING
             await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 async def respond(
