@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import load
+from benchmarks import load, profiler
 from benchmarks.load import Target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,21 +259,29 @@ class Fleet:
 
     @contextlib.contextmanager
     def profiled(self, target: str, name: str) -> Iterator[None]:
-        """Profile the Gapless server while the block runs (with `--profile` only)."""
+        """Profile every Gapless process while the block runs (with `--profile` only): the
+        one-process server, or scaled out each API process and the worker."""
         server = self.servers.get("gapless")
         if self.profile is None or target != "gapless" or server is None:
             yield
             return
-        os.kill(server.pid, signal.SIGUSR1)
+        pids = profiler.registered(self.profile, load.family(server.pid))
+        if not pids:
+            raise RuntimeError(f"no Gapless process registered a profiler in {self.profile}")
+        for pid in pids:
+            (self.profile / "done" / str(pid)).unlink(missing_ok=True)
+            os.kill(pid, signal.SIGUSR1)
         try:
             yield
         finally:
-            self.profile.mkdir(parents=True, exist_ok=True)
             (self.profile / "name").write_text(name)
-            os.kill(server.pid, signal.SIGUSR2)
-            end = time.monotonic() + 120
-            while (self.profile / "name").exists() and time.monotonic() < end:
+            for pid in pids:
+                os.kill(pid, signal.SIGUSR2)
+            end = time.monotonic() + profiler.STOP_WITHIN
+            done = self.profile / "done"
+            while time.monotonic() < end and not all((done / str(p)).exists() for p in pids):
                 time.sleep(0.2)  # blocking on purpose: nothing else should run meanwhile
+            (self.profile / "name").unlink(missing_ok=True)
 
     def restart(self, target: str) -> None:
         self.start_gapless() if target == "gapless" else self.start_ceiling()
@@ -363,6 +371,11 @@ SHOW = (
     "mismatch_detail",
     "ttft_p50_ms",
     "ttft_p99_ms",
+    "post_p50_ms",
+    "start_p50_ms",
+    "start_p99_ms",
+    "deliver_p50_ms",
+    "deliver_p99_ms",
     "chunks_per_s",
     "p50_ms",
     "p99_ms",
@@ -694,7 +707,15 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
 # --- the table -----------------------------------------------------------------------------
 
 COLUMNS = {
-    "W1": ["ttft_p50_ms", "ttft_p99_ms"],
+    "W1": [
+        "ttft_p50_ms",
+        "ttft_p99_ms",
+        "post_p50_ms",
+        "start_p50_ms",
+        "start_p99_ms",
+        "deliver_p50_ms",
+        "deliver_p99_ms",
+    ],
     "W2": [
         "chunks_per_s",
         "p50_ms",

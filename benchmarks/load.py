@@ -836,21 +836,38 @@ def _reconnector(
 
 
 async def first_token(target: Target, transport: str, samples: int) -> dict[str, Any]:
-    """W1: POST -> first delta received, one subscriber, a zero-latency model."""
+    """W1: POST -> first delta received, one subscriber, a zero-latency model.
+
+    Split at the model's first yield (the bench chunk is its clock reading):
+    `start` is POST -> first yield (the POST, the job's way to a worker and its
+    start), `deliver` first yield -> received (the append, the log's reader, the
+    transport); `post` is the POST's own round trip.
+    """
     values: list[int] = []
+    starts: list[int] = []
+    posts: list[int] = []
     async with Api(target) as api:
         chat = await api.chat("bench:r0-n3")
         (sub,) = await open_subscribers(target, transport, [chat], 1, [])
         for _ in range(samples + 2):
             t0 = time.time_ns()
             reply = await api.post(chat)
+            posts.append(time.time_ns() - t0)
             await asyncio.wait_for(sub.wait_final(reply), 30)
-            values.append(sub.tracks[reply].first_ns - t0)
+            track = sub.tracks[reply]
+            values.append(track.first_ns - t0)
+            starts.append(int(track.parts[0].split()[0]) - t0)
         close_all([sub])
-    values = values[2:]  # warm-up
+    values, starts, posts = values[2:], starts[2:], posts[2:]  # warm-up
+    delivers = [v - s for v, s in zip(values, starts, strict=True)]
     return {
         "ttft_p50_ms": percentile(values, 0.5) / 1e6,
         "ttft_p99_ms": percentile(values, 0.99) / 1e6,
+        "post_p50_ms": percentile(posts, 0.5) / 1e6,
+        "start_p50_ms": percentile(starts, 0.5) / 1e6,
+        "start_p99_ms": percentile(starts, 0.99) / 1e6,
+        "deliver_p50_ms": percentile(delivers, 0.5) / 1e6,
+        "deliver_p99_ms": percentile(delivers, 0.99) / 1e6,
         "samples": len(values),
     }
 

@@ -10,10 +10,13 @@ API processes, the worker) shares core 0 with nothing else, as the one-process
 service and the ceilings do; the load generator keeps core 1. PostgreSQL and Redis
 are the machine's services and are not pinned: "server CPU" sums the Gapless
 processes only, and the engines may use core 1 too (the JSON's meta says so).
+With `--profile`, `profiling/sitecustomize.py` gives each API process and the
+worker a profiler, and the runner switches them all on and off together.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import uuid
@@ -29,6 +32,7 @@ REDIS = "redis://127.0.0.1:6379"
 POSTGRES = "postgres@127.0.0.1:5432"
 CLAIM = "gapless:scale:claimed"  # the scaled tests' claim: neither takes the other's database
 ROOT = Path(__file__).resolve().parent.parent
+PYTHONPATH = os.environ.get("PYTHONPATH", "")
 NOTE = (
     "scaled.sh under taskset with the server cores (2 API processes + 1 worker); "
     "PostgreSQL and Redis unpinned, their CPU not in server CPU"
@@ -93,6 +97,10 @@ def start_scaled(fleet: Fleet, debounce: float | None, queue: str, concurrency: 
         "GAPLESS_RATE_LIMIT": "1000000",  # one user posting hundreds of messages at once
         "GAPLESS_RATE_BURST": "1000000",
     }
+    if fleet.profile is not None:  # every API process and the worker register a profiler
+        hook = ROOT / "benchmarks" / "profiling"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), str(ROOT), PYTHONPATH]))
+        env["GAPLESS_BENCH_PROFILE"] = str(fleet.profile)
     server = Server(
         "gapless", ["bash", str(ROOT / "scripts" / "scaled.sh")], env, "scaled out:",
         fleet.logdir, fleet.server_cores,
