@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gapless.db import Connection, Engine
 from gapless.db.rows import aware, new_id, now
 from gapless.db.tables import accounts, memberships, tokens, users
 
@@ -64,14 +64,14 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_account(engine: AsyncEngine, name: str) -> str:
+async def create_account(engine: Engine, name: str) -> str:
     account_id = new_id("acc")
     async with engine.begin() as conn:
         await conn.execute(accounts.insert().values(id=account_id, name=name, created_at=now()))
     return account_id
 
 
-async def find_account(engine: AsyncEngine, name_or_id: str) -> str | None:
+async def find_account(engine: Engine, name_or_id: str) -> str | None:
     async with engine.connect() as conn:
         return await conn.scalar(
             sa.select(accounts.c.id)
@@ -82,7 +82,7 @@ async def find_account(engine: AsyncEngine, name_or_id: str) -> str | None:
 
 
 async def create_user(
-    engine: AsyncEngine, email: str, name: str, password: str | None, site_admin: bool = False
+    engine: Engine, email: str, name: str, password: str | None, site_admin: bool = False
 ) -> str:
     user_id = new_id("usr")
     async with engine.begin() as conn:
@@ -99,12 +99,12 @@ async def create_user(
     return user_id
 
 
-async def find_user(engine: AsyncEngine, email: str) -> str | None:
+async def find_user(engine: Engine, email: str) -> str | None:
     async with engine.connect() as conn:
         return await conn.scalar(sa.select(users.c.id).where(users.c.email == email.lower()))
 
 
-async def first_admin(engine: AsyncEngine) -> str | None:
+async def first_admin(engine: Engine) -> str | None:
     async with engine.connect() as conn:
         return await conn.scalar(
             sa.select(users.c.id).where(users.c.site_admin).order_by(users.c.created_at).limit(1)
@@ -112,7 +112,7 @@ async def first_admin(engine: AsyncEngine) -> str | None:
 
 
 async def add_member(
-    engine: AsyncEngine, account_id: str, user_id: str, role: str = "member"
+    engine: Engine, account_id: str, user_id: str, role: str = "member"
 ) -> None:
     async with engine.begin() as conn:
         await conn.execute(
@@ -120,7 +120,7 @@ async def add_member(
         )
 
 
-async def remove_member(engine: AsyncEngine, account_id: str, user_id: str) -> None:
+async def remove_member(engine: Engine, account_id: str, user_id: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(
             memberships.delete().where(
@@ -130,7 +130,7 @@ async def remove_member(engine: AsyncEngine, account_id: str, user_id: str) -> N
 
 
 async def issue_token(
-    engine: AsyncEngine, user_id: str, kind: str = "api", ttl: timedelta | None = None
+    engine: Engine, user_id: str, kind: str = "api", ttl: timedelta | None = None
 ) -> tuple[str, str]:
     """A new secret (shown once) and, for sessions, its CSRF token."""
     secret = ("gl_" if kind == "api" else "gs_") + secrets.token_urlsafe(32)
@@ -150,12 +150,12 @@ async def issue_token(
     return secret, csrf or ""
 
 
-async def revoke_token(engine: AsyncEngine, secret: str) -> None:
+async def revoke_token(engine: Engine, secret: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(tokens.delete().where(tokens.c.hash == _digest(secret)))
 
 
-async def caller_for_token(engine: AsyncEngine, secret: str, kind: str) -> Caller | None:
+async def caller_for_token(engine: Engine, secret: str, kind: str) -> Caller | None:
     """Who holds this token, in one statement (every request pays for it, so no more)."""
     query = (
         sa.select(
@@ -193,7 +193,7 @@ async def caller_for_token(engine: AsyncEngine, secret: str, kind: str) -> Calle
     )
 
 
-async def caller_for_password(engine: AsyncEngine, email: str, password: str) -> Caller | None:
+async def caller_for_password(engine: Engine, email: str, password: str) -> Caller | None:
     async with engine.connect() as conn:
         row = (
             await conn.execute(
@@ -205,12 +205,12 @@ async def caller_for_password(engine: AsyncEngine, email: str, password: str) ->
         return await _caller(conn, row.id)
 
 
-async def caller_for_user(engine: AsyncEngine, user_id: str) -> Caller | None:
+async def caller_for_user(engine: Engine, user_id: str) -> Caller | None:
     async with engine.connect() as conn:
         return await _caller(conn, user_id)
 
 
-async def _caller(conn: AsyncConnection, user_id: str) -> Caller | None:
+async def _caller(conn: Connection, user_id: str) -> Caller | None:
     user = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
     if user is None:
         return None

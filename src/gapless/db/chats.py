@@ -15,8 +15,8 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gapless.db import Connection, Engine
 from gapless.db.rows import chat_json, message_json, new_id, now
 from gapless.db.tables import chats, generations, messages
 
@@ -32,7 +32,7 @@ class State:
 
 
 async def create_chat(
-    engine: AsyncEngine, account_id: str, title: str, model: str, system_prompt: str
+    engine: Engine, account_id: str, title: str, model: str, system_prompt: str
 ) -> dict[str, Any]:
     values = dict(
         id=new_id("chat"),
@@ -49,7 +49,7 @@ async def create_chat(
 
 
 async def list_chats(
-    engine: AsyncEngine, account_ids: Iterable[str] | None, limit: int = 200
+    engine: Engine, account_ids: Iterable[str] | None, limit: int = 200
 ) -> list[dict[str, Any]]:
     query = sa.select(chats).order_by(chats.c.updated_at.desc(), chats.c.id.desc()).limit(limit)
     if account_ids is not None:
@@ -58,13 +58,13 @@ async def list_chats(
         return [chat_json(row) for row in await conn.execute(query)]
 
 
-async def get_chat(engine: AsyncEngine, chat_id: str) -> dict[str, Any] | None:
+async def get_chat(engine: Engine, chat_id: str) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(chats).where(chats.c.id == chat_id))).first()
     return chat_json(row) if row else None
 
 
-async def update_chat(engine: AsyncEngine, chat_id: str, **fields: Any) -> dict[str, Any] | None:
+async def update_chat(engine: Engine, chat_id: str, **fields: Any) -> dict[str, Any] | None:
     async with engine.begin() as conn:
         await conn.execute(
             chats.update().where(chats.c.id == chat_id).values(**fields, updated_at=now())
@@ -73,14 +73,14 @@ async def update_chat(engine: AsyncEngine, chat_id: str, **fields: Any) -> dict[
     return chat_json(row) if row else None
 
 
-async def delete_chat(engine: AsyncEngine, chat_id: str) -> None:
+async def delete_chat(engine: Engine, chat_id: str) -> None:
     async with engine.begin() as conn:
         # Children first: SQLite's cascade on a self-reference needs no help, but be explicit.
         await conn.execute(messages.delete().where(messages.c.chat_id == chat_id))
         await conn.execute(chats.delete().where(chats.c.id == chat_id))
 
 
-async def chat_state(engine: AsyncEngine, chat_id: str) -> State | None:
+async def chat_state(engine: Engine, chat_id: str) -> State | None:
     """The chat and all its messages, read in one statement (one consistent snapshot)."""
     async with engine.connect() as conn:
         chat = (await conn.execute(sa.select(chats).where(chats.c.id == chat_id))).first()
@@ -97,7 +97,7 @@ async def chat_state(engine: AsyncEngine, chat_id: str) -> State | None:
     return State(chat_json(chat), [message_json(r) for r in rows], positions)
 
 
-async def get_message(engine: AsyncEngine, message_id: str) -> tuple[dict[str, Any], str | None]:
+async def get_message(engine: Engine, message_id: str) -> tuple[dict[str, Any], str | None]:
     """A message and its stored position (when unfinished); KeyError when missing."""
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
@@ -117,7 +117,7 @@ def default_leaf(rows: list[Any]) -> str | None:
     return leaf
 
 
-async def _tree(conn: AsyncConnection, chat_id: str) -> list[Any]:
+async def _tree(conn: Connection, chat_id: str) -> list[Any]:
     return list(
         await conn.execute(
             sa.select(messages.c.id, messages.c.parent_id, messages.c.role).where(
@@ -157,7 +157,7 @@ class Exchange(NamedTuple):
 
 
 async def create_exchange(
-    engine: AsyncEngine, chat_id: str, parent: object, content: str, model: str
+    engine: Engine, chat_id: str, parent: object, content: str, model: str
 ) -> Exchange:
     """The user's message and a pending reply to it, committed together."""
     async with engine.begin() as conn:
@@ -184,7 +184,7 @@ async def create_exchange(
 
 
 async def create_reply(
-    engine: AsyncEngine, chat_id: str, parent_id: str, model: str
+    engine: Engine, chat_id: str, parent_id: str, model: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A new pending reply to `parent_id`, and the chat with its new `updated_at`."""
     reply = _message_values(chat_id, parent_id, "assistant", model=model)
@@ -194,7 +194,7 @@ async def create_reply(
     return _message_dict(reply), chat
 
 
-async def _touched(conn: AsyncConnection, chat_id: str) -> dict[str, Any]:
+async def _touched(conn: Connection, chat_id: str) -> dict[str, Any]:
     touched = chats.update().where(chats.c.id == chat_id).values(updated_at=now())
     return chat_json((await conn.execute(touched.returning(*chats.c))).one())
 
@@ -211,7 +211,7 @@ def _message_dict(values: dict[str, Any]) -> dict[str, Any]:
     return message_json(SimpleNamespace(**full))
 
 
-async def subtree(engine: AsyncEngine, message_id: str) -> list[str]:
+async def subtree(engine: Engine, message_id: str) -> list[str]:
     """The message and all its descendants, parents first."""
     async with engine.connect() as conn:
         chat_id = await conn.scalar(
@@ -226,20 +226,20 @@ async def subtree(engine: AsyncEngine, message_id: str) -> list[str]:
     return found
 
 
-async def delete_messages(engine: AsyncEngine, ids: list[str]) -> None:
+async def delete_messages(engine: Engine, ids: list[str]) -> None:
     async with engine.begin() as conn:
         for message_id in reversed(ids):  # children before parents
             await conn.execute(messages.delete().where(messages.c.id == message_id))
 
 
-async def path(engine: AsyncEngine, message_id: str) -> list[dict[str, Any]]:
+async def path(engine: Engine, message_id: str) -> list[dict[str, Any]]:
     """The messages from the root down to `message_id`, inclusive."""
     async with engine.connect() as conn:
         return await _path(conn, message_id)
 
 
 async def reply_context(
-    engine: AsyncEngine, reply_id: str
+    engine: Engine, reply_id: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """A reply's chat and its path from the root (the reply last), read together."""
     async with engine.connect() as conn:
@@ -251,7 +251,7 @@ async def reply_context(
     return (chat_json(chat), chain) if chat else None
 
 
-async def _path(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]]:
+async def _path(conn: Connection, message_id: str) -> list[dict[str, Any]]:
     chat_of = sa.select(messages.c.chat_id).where(messages.c.id == message_id).scalar_subquery()
     siblings = await conn.execute(sa.select(messages).where(messages.c.chat_id == chat_of))
     rows = {r.id: r for r in siblings}
@@ -263,14 +263,14 @@ async def _path(conn: AsyncConnection, message_id: str) -> list[dict[str, Any]]:
     return chain[::-1]
 
 
-async def unfinished(engine: AsyncEngine) -> list[dict[str, Any]]:
+async def unfinished(engine: Engine) -> list[dict[str, Any]]:
     """Every reply that is still pending or streaming (to end after a crash or restart)."""
     async with engine.connect() as conn:
         rows = await conn.execute(sa.select(messages).where(messages.c.status.in_(UNFINISHED)))
         return [message_json(r) for r in rows]
 
 
-async def unfinished_positions(engine: AsyncEngine) -> dict[str, list[str]]:
+async def unfinished_positions(engine: Engine) -> dict[str, list[str]]:
     """chat id -> stored positions of its unfinished replies (what the log must keep)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
@@ -292,7 +292,7 @@ def _owned(message_id: str, lease: str | None) -> sa.ColumnElement[bool]:
 
 
 async def start_reply(
-    engine: AsyncEngine,
+    engine: Engine,
     message_id: str,
     position: str,
     lease: str,
@@ -330,7 +330,7 @@ BATCH = 500  # rows per statement: well under SQLite's limit on bound parameters
 
 
 async def write_replies(
-    engine: AsyncEngine, flushes: list[Flush], touches: list[tuple[str, str]]
+    engine: Engine, flushes: list[Flush], touches: list[tuple[str, str]]
 ) -> set[str]:
     """The debounced writes of many replies, and the heartbeats (`updated_at` only) of others,
     in one transaction; answers the ids whose row was written (still unfinished and
@@ -379,7 +379,7 @@ def _values(*names: str, rows: Sequence[Sequence[Any]]) -> Any:
 
 
 async def finish_reply(
-    engine: AsyncEngine, message_id: str, lease: str | None, status: str, **values: Any
+    engine: Engine, message_id: str, lease: str | None, status: str, **values: Any
 ) -> dict[str, Any] | None:
     """End an unfinished reply (the last write before its final event); None when it had ended."""
     async with engine.begin() as conn:
@@ -394,7 +394,7 @@ async def finish_reply(
     return message_json(row)
 
 
-async def stale_replies(engine: AsyncEngine, before: datetime) -> list[tuple[str, str]]:
+async def stale_replies(engine: Engine, before: datetime) -> list[tuple[str, str]]:
     """Leased, unfinished replies whose run has not written since `before`: presumed dead."""
     async with engine.connect() as conn:
         rows = await conn.execute(

@@ -1,7 +1,9 @@
 """Opening the database and bringing its schema up to date (Alembic, applied on start).
 
-SQLite gets the PRAGMAs that make it a good single-process store: WAL (readers
-never block the one writer), a busy timeout, foreign keys. Imports `db.tables`.
+SQLite runs on the event loop's thread (`db.inline`, which says why) with the
+PRAGMAs that make it a good single-process store: WAL (readers never block the
+one writer), a busy timeout, foreign keys. PostgreSQL uses SQLAlchemy's async
+engine over asyncpg. Imports `db.tables`, `db.inline`.
 """
 
 from __future__ import annotations
@@ -12,24 +14,35 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from gapless.db import Engine
+from gapless.db.inline import InlineEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create(url: str) -> AsyncEngine:
+def create(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # One connection: SQLite has one writer anyway, and queueing here instead of in
-        # SQLite's busy loop means no "database is locked" under load, and fair turns.
-        engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
-        )
-        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
+        return _sqlite(url)
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _sqlite(url: str) -> InlineEngine:
+    """SQLite on the loop's thread (`db.inline`), one connection for everyone, in turn."""
+    location = sa.make_url(url).set(drivername="sqlite+pysqlite")
+    path = location.database or ""
+    on_disk = bool(path) and path != ":memory:"
+    if on_disk:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        location,
+        poolclass=sa.pool.StaticPool,
+        # A lock held by another process (a CLI command) stalls the loop: not for long.
+        connect_args={"timeout": 5, "check_same_thread": False},
+    )
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return InlineEngine(engine, path if on_disk else None)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -39,6 +52,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         "busy_timeout=5000",
         "synchronous=NORMAL",
         "foreign_keys=ON",
+        "wal_autocheckpoint=0",  # checkpoints wait for the disk: `inline.Checkpointer` does them
     ):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
@@ -50,7 +64,7 @@ def alembic_config() -> Config:
     return config
 
 
-async def migrate(engine: AsyncEngine) -> None:
+async def migrate(engine: Engine) -> None:
     """Apply every pending migration; concurrent starters on PostgreSQL take turns."""
 
     def upgrade(connection: sa.Connection) -> None:

@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gapless.db import Engine
 from gapless.db.rows import generation_json, new_id, now
 from gapless.db.tables import generations
 
@@ -35,7 +35,7 @@ def new_generation(
 
 
 async def finish_generation(
-    engine: AsyncEngine,
+    engine: Engine,
     generation_id: str,
     *,
     status: str,
@@ -68,7 +68,7 @@ async def finish_generation(
 
 
 async def list_generations(
-    engine: AsyncEngine,
+    engine: Engine,
     account_ids: list[str] | None,
     *,
     chat_id: str | None = None,

@@ -1,5 +1,7 @@
 """FastAPI dependencies: the runtime, and the authenticated caller (CSRF checked).
 
+All are `async def`, even those that never wait: FastAPI runs a plain `def`
+dependency in a worker thread, which cost every request two thread hops.
 Imports `runtime`, `accounts`, `web.auth`.
 """
 
@@ -15,17 +17,17 @@ from gapless.runtime import Runtime
 from gapless.web.auth import check_csrf, identify
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
     found: Runtime = request.app.state.runtime
     return found
 
 
-def accounts(request: Request) -> Accounts:
-    return Accounts(runtime(request).engine)
+async def accounts(request: Request) -> Accounts:
+    return Accounts((await runtime(request)).engine)
 
 
 async def caller(request: Request) -> Caller:
-    found = await identify(request, accounts(request))
+    found = await identify(request, await accounts(request))
     check_csrf(request, found)
     return found
 
