@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gapless import generation
+from gapless.leases import Watch
 from gapless.runtime import INTERRUPTED
 from tests.conftest import client_for
 from tests.support.clients import Tab, converge_sse, fetch_state, read_events
@@ -67,3 +68,34 @@ async def test_a_zombie_run_cannot_publish_after_the_final_event(make_live_serve
         assert types.count("message.delta") == 1
         assert types[-1] == "message.failed"
         assert tab.replica.messages[reply_id] == ended
+
+
+def test_a_beat_unchanged_for_the_ttl_of_regular_looks_is_presumed_dead() -> None:
+    watch: Watch[str] = Watch(ttl=6.0, gap=4.0)
+    for now in (0.0, 2.0, 4.0):
+        assert watch.look(now, ["run a @1"]) == []
+    assert watch.look(6.0, ["run a @1"]) == ["run a @1"]
+
+
+def test_a_beat_that_moves_is_alive_however_long_it_runs() -> None:
+    watch: Watch[str] = Watch(ttl=6.0, gap=4.0)
+    for step in range(20):
+        assert watch.look(step * 2.0, [f"run a @{step}"]) == []
+
+
+def test_a_stall_longer_than_half_the_ttl_between_looks_starts_the_watch_over() -> None:
+    # The database (or this process) stalled for 10 s: nobody could write, so the
+    # unchanged beat says nothing; the run gets a whole ttl from the next look.
+    # (A look every 2 s; one late look, up to `gap`, is still watching.)
+    watch: Watch[str] = Watch(ttl=6.0, gap=4.0)
+    assert watch.look(0.0, ["run a @1"]) == []
+    assert watch.look(10.0, ["run a @1"]) == []
+    assert watch.look(13.0, ["run a @1"]) == []
+    assert watch.look(16.0, ["run a @1"]) == ["run a @1"]
+
+
+def test_runs_that_ended_are_forgotten() -> None:
+    watch: Watch[str] = Watch(ttl=6.0, gap=4.0)
+    watch.look(0.0, ["run a @1", "run b @1"])
+    watch.look(3.0, ["run b @1"])
+    assert watch.look(6.0, ["run a @1", "run b @1"]) == ["run b @1"]  # a came back: new watch

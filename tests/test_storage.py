@@ -4,7 +4,7 @@ the message tree, conditional (leased) writes, and what the state read returns."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -125,14 +125,18 @@ async def test_one_batched_write_stores_each_owned_reply_and_only_those(engine: 
     assert sorted(state.positions) == ["e.1-0", "e.1-0", "e.5-0"]
 
 
-async def test_stale_leased_replies_are_found_and_live_ones_are_not(engine: Engine) -> None:
+async def test_leased_replies_carry_a_stamp_that_each_write_of_their_run_moves(
+    engine: Engine,
+) -> None:
     chat_id = await new_chat(engine)
     _, reply, _ = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
+    assert await db.leased_replies(engine) == []  # pending, not taken: no run to watch
     assert await db.start_reply(engine, reply["id"], "e.1-0", "lease")
-    future = datetime.now(UTC) + timedelta(seconds=60)
-    assert await db.stale_replies(engine, future) == [(reply["id"], "lease")]
-    past = datetime.now(UTC) - timedelta(seconds=60)
-    assert await db.stale_replies(engine, past) == []
+    [(found, lease, stamp)] = await db.leased_replies(engine)
+    assert (found, lease) == (reply["id"], "lease")
+    assert await db.write_replies(engine, [], [(reply["id"], "lease")]) == {reply["id"]}
+    [(_, _, beaten)] = await db.leased_replies(engine)
+    assert beaten != stamp
     assert await db.unfinished_positions(engine) == {chat_id: ["e.1-0"]}
 
 

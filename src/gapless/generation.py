@@ -401,6 +401,9 @@ async def until_stopped(chunks: AsyncIterator[Chunk], stop: asyncio.Event) -> As
             finally:
                 asking = False
             yield chunk
+            # One loop turn per chunk: subscribers get each chunk as it comes, and a model
+            # that yields without ever waiting (a burst parsed from one read) starves nobody.
+            await asyncio.sleep(0)
     finally:
         watcher.remove_done_callback(interrupt)
         watcher.cancel()

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gapless import generation
 from gapless.chats import Chats, oldest
@@ -27,6 +27,7 @@ from gapless.db import engine as db_engine
 from gapless.generation import Context, Hooks
 from gapless.jobs.base import Job, Runner
 from gapless.jobs.inline import InlineRunner
+from gapless.leases import Watch
 from gapless.limits import Limiter
 from gapless.log.base import EventLog, chat_stream
 from gapless.log.memory import MemoryLog
@@ -60,6 +61,15 @@ class Runtime:
     context: Context
     chats: Chats
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    watch: Watch[tuple[str, str, Any]] = field(init=False)  # which runs still heart-beat
+
+    def __post_init__(self) -> None:
+        # A look every `_every` seconds; one late look is still watching, two are not.
+        self.watch = Watch(self.settings.lease_ttl, gap=2 * self._every)
+
+    @property
+    def _every(self) -> float:
+        return max(0.5, self.settings.lease_ttl / 3)
 
     async def start(self) -> Bootstrap | None:
         await db_engine.migrate(self.engine)
@@ -70,8 +80,8 @@ class Runtime:
 
     async def reap(self) -> None:
         """End replies whose run stopped heart-beating (its worker died): `failed`/`interrupted`."""
-        before = datetime.now(UTC) - timedelta(seconds=self.settings.lease_ttl)
-        for reply_id, lease in await db_chats.stale_replies(self.engine, before):
+        leased = await db_chats.leased_replies(self.engine)
+        for reply_id, lease, _ in self.watch.look(time.monotonic(), leased):
             logger.warning("reply %s: its run stopped heart-beating; ending it", reply_id)
             await generation.end_unstarted(self.context, reply_id, "failed", INTERRUPTED, lease)
 
@@ -89,7 +99,7 @@ class Runtime:
         await self.log.trim(time.time() - self.settings.retention, keep)
 
     async def _janitor(self) -> None:
-        every = max(0.5, self.settings.lease_ttl / 3)
+        every = self._every
         trimmed = time.monotonic()
         while True:
             await asyncio.sleep(every)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -394,14 +393,13 @@ async def finish_reply(
     return message_json(row)
 
 
-async def stale_replies(engine: Engine, before: datetime) -> list[tuple[str, str]]:
-    """Leased, unfinished replies whose run has not written since `before`: presumed dead."""
+async def leased_replies(engine: Engine) -> list[tuple[str, str, Any]]:
+    """Every unfinished reply a run holds: (id, lease, stamp of the run's last write).
+    Whether the stamp still moves is for the reaper to judge on its own clock (`leases`)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            sa.select(messages.c.id, messages.c.lease).where(
-                messages.c.status.in_(UNFINISHED),
-                messages.c.lease.is_not(None),
-                messages.c.updated_at < before,
+            sa.select(messages.c.id, messages.c.lease, messages.c.updated_at).where(
+                messages.c.status.in_(UNFINISHED), messages.c.lease.is_not(None)
             )
         )
-        return [(row.id, row.lease) for row in rows]
+        return [(row.id, row.lease, row.updated_at) for row in rows]
