@@ -8,7 +8,7 @@ superseded run can never overwrite the final state. Imports `db.tables`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, NamedTuple
@@ -57,9 +57,48 @@ async def list_chats(
         return [chat_json(row) for row in await conn.execute(query)]
 
 
+# The statements of every request and every reply are built once, with bound parameters:
+# building one costs SQLAlchemy more than SQLite takes to run it.
+_CHAT = sa.select(chats).where(chats.c.id == sa.bindparam("b_chat"))
+_MESSAGE = sa.select(messages).where(messages.c.id == sa.bindparam("b_message"))
+_MESSAGES = (
+    sa.select(messages)
+    .where(messages.c.chat_id == sa.bindparam("b_chat"))
+    .order_by(messages.c.created_at, messages.c.id)
+)
+_TREE = sa.select(messages.c.id, messages.c.parent_id, messages.c.role).where(
+    messages.c.chat_id == sa.bindparam("b_chat")
+)
+_SIBLINGS = sa.select(messages).where(
+    messages.c.chat_id
+    == sa.select(messages.c.chat_id)
+    .where(messages.c.id == sa.bindparam("b_message"))
+    .scalar_subquery()
+)
+_TOUCHED = (
+    chats.update()
+    .where(chats.c.id == sa.bindparam("b_chat"))
+    .values(updated_at=sa.bindparam("b_stamp"))
+    .returning(*chats.c)
+)
+_START = (
+    messages.update()
+    .where(
+        messages.c.id == sa.bindparam("b_message"),
+        messages.c.status == "pending",
+        messages.c.lease.is_(None),
+    )
+    .values(
+        lease=sa.bindparam("b_lease"),
+        position=sa.bindparam("b_position"),
+        updated_at=sa.bindparam("b_stamp"),
+    )
+)
+
+
 async def get_chat(engine: Engine, chat_id: str) -> dict[str, Any] | None:
     async with engine.connect() as conn:
-        row = (await conn.execute(sa.select(chats).where(chats.c.id == chat_id))).first()
+        row = (await conn.execute(_CHAT, {"b_chat": chat_id})).first()
     return chat_json(row) if row else None
 
 
@@ -82,16 +121,10 @@ async def delete_chat(engine: Engine, chat_id: str) -> None:
 async def chat_state(engine: Engine, chat_id: str) -> State | None:
     """The chat and all its messages, read in one statement (one consistent snapshot)."""
     async with engine.connect() as conn:
-        chat = (await conn.execute(sa.select(chats).where(chats.c.id == chat_id))).first()
+        chat = (await conn.execute(_CHAT, {"b_chat": chat_id})).first()
         if chat is None:
             return None
-        rows = (
-            await conn.execute(
-                sa.select(messages)
-                .where(messages.c.chat_id == chat_id)
-                .order_by(messages.c.created_at, messages.c.id)
-            )
-        ).all()
+        rows = (await conn.execute(_MESSAGES, {"b_chat": chat_id})).all()
     positions = [r.position for r in rows if r.status in UNFINISHED and r.position]
     return State(chat_json(chat), [message_json(r) for r in rows], positions)
 
@@ -99,7 +132,7 @@ async def chat_state(engine: Engine, chat_id: str) -> State | None:
 async def get_message(engine: Engine, message_id: str) -> tuple[dict[str, Any], str | None]:
     """A message and its stored position (when unfinished); KeyError when missing."""
     async with engine.connect() as conn:
-        row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
+        row = (await conn.execute(_MESSAGE, {"b_message": message_id})).first()
     if row is None:
         raise KeyError(message_id)
     return message_json(row), (row.position if row.status in UNFINISHED else None)
@@ -117,13 +150,7 @@ def default_leaf(rows: list[Any]) -> str | None:
 
 
 async def _tree(conn: Connection, chat_id: str) -> list[Any]:
-    return list(
-        await conn.execute(
-            sa.select(messages.c.id, messages.c.parent_id, messages.c.role).where(
-                messages.c.chat_id == chat_id
-            )
-        )
-    )
+    return list(await conn.execute(_TREE, {"b_chat": chat_id}))
 
 
 def _message_values(chat_id: str, parent_id: str | None, role: str, **extra: Any) -> dict[str, Any]:
@@ -194,8 +221,7 @@ async def create_reply(
 
 
 async def _touched(conn: Connection, chat_id: str) -> dict[str, Any]:
-    touched = chats.update().where(chats.c.id == chat_id).values(updated_at=now())
-    return chat_json((await conn.execute(touched.returning(*chats.c))).one())
+    return chat_json((await conn.execute(_TOUCHED, {"b_chat": chat_id, "b_stamp": now()})).one())
 
 
 def _message_dict(values: dict[str, Any]) -> dict[str, Any]:
@@ -245,15 +271,12 @@ async def reply_context(
         chain = await _path(conn, reply_id)
         if not chain:
             return None
-        query = sa.select(chats).where(chats.c.id == chain[-1]["chat_id"])
-        chat = (await conn.execute(query)).first()
+        chat = (await conn.execute(_CHAT, {"b_chat": chain[-1]["chat_id"]})).first()
     return (chat_json(chat), chain) if chat else None
 
 
 async def _path(conn: Connection, message_id: str) -> list[dict[str, Any]]:
-    chat_of = sa.select(messages.c.chat_id).where(messages.c.id == message_id).scalar_subquery()
-    siblings = await conn.execute(sa.select(messages).where(messages.c.chat_id == chat_of))
-    rows = {r.id: r for r in siblings}
+    rows = {r.id: r for r in await conn.execute(_SIBLINGS, {"b_message": message_id})}
     chain: list[dict[str, Any]] = []
     current: str | None = message_id
     while current is not None and current in rows:
@@ -300,15 +323,8 @@ async def start_reply(
     """Take the reply for one run, storing the log position it starts from (before any delta),
     and insert its generation `record` in the same transaction when it was taken."""
     async with engine.begin() as conn:
-        result = await conn.execute(
-            messages.update()
-            .where(
-                messages.c.id == message_id,
-                messages.c.status == "pending",
-                messages.c.lease.is_(None),
-            )
-            .values(lease=lease, position=position, updated_at=now())
-        )
+        values = {"b_message": message_id, "b_lease": lease, "b_position": position}
+        result = await conn.execute(_START, {**values, "b_stamp": now()})
         if result.rowcount == 1 and record is not None:
             await conn.execute(generations.insert().values(**record))
     return result.rowcount == 1
@@ -325,7 +341,27 @@ class Flush(NamedTuple):
     position: str
 
 
-BATCH = 500  # rows per statement: well under SQLite's limit on bound parameters
+def _leased(statement: Any) -> Any:
+    """`WHERE id = :b_id AND lease = :b_lease AND status IN unfinished`, for one row of many."""
+    return statement.where(
+        messages.c.id == sa.bindparam("b_id"),
+        messages.c.lease == sa.bindparam("b_lease"),
+        sa.or_(*(messages.c.status == status for status in UNFINISHED)),  # no IN: executemany
+    )
+
+
+_FLUSH = _leased(messages.update()).values(
+    content=sa.bindparam("b_content"),
+    thinking=sa.bindparam("b_thinking"),
+    seq=sa.bindparam("b_seq"),
+    position=sa.bindparam("b_position"),
+    status="streaming",
+    updated_at=sa.bindparam("b_stamp"),
+)
+_TOUCH = _leased(messages.update()).values(updated_at=sa.bindparam("b_stamp"))
+_HOLDERS = sa.select(messages.c.id, messages.c.lease).where(
+    messages.c.id.in_(sa.bindparam("ids", expanding=True)), messages.c.status.in_(UNFINISHED)
+)
 
 
 async def write_replies(
@@ -333,48 +369,36 @@ async def write_replies(
 ) -> set[str]:
     """The debounced writes of many replies, and the heartbeats (`updated_at` only) of others,
     in one transaction; answers the ids whose row was written (still unfinished and
-    leased to the writer). One statement per kind, whatever the number of replies."""
-    owned: set[str] = set()
+    leased to the writer). One statement per kind, executed for many rows at once."""
     stamp = now()
+    wanted = {(f.reply_id, f.lease) for f in flushes} | set(touches)
+    if not wanted:
+        return set()
     async with engine.begin() as conn:
-        for start in range(0, len(flushes), BATCH):
-            rows = flushes[start : start + BATCH]
-            v = _values("id", "lease", "content", "thinking", "seq", "position", rows=rows)
-            statement = (
-                messages.update()
-                .where(messages.c.id == v.c.id, messages.c.lease == v.c.lease)
-                .where(messages.c.status.in_(UNFINISHED))
-                .values(
-                    content=v.c.content,
-                    thinking=v.c.thinking,
-                    seq=v.c.seq,
-                    position=v.c.position,
-                    status="streaming",
-                    updated_at=stamp,
-                )
-                .returning(messages.c.id)
+        if flushes:
+            await conn.execute(
+                _FLUSH,
+                [
+                    {
+                        "b_id": f.reply_id,
+                        "b_lease": f.lease,
+                        "b_content": f.content,
+                        "b_thinking": f.thinking,
+                        "b_seq": f.seq,
+                        "b_position": f.position,
+                        "b_stamp": stamp,
+                    }
+                    for f in flushes
+                ],
             )
-            owned.update(await conn.scalars(statement))
-        for start in range(0, len(touches), BATCH):
-            v = _values("id", "lease", rows=touches[start : start + BATCH])
-            statement = (
-                messages.update()
-                .where(messages.c.id == v.c.id, messages.c.lease == v.c.lease)
-                .where(messages.c.status.in_(UNFINISHED))
-                .values(updated_at=stamp)
-                .returning(messages.c.id)
+        if touches:
+            await conn.execute(
+                _TOUCH, [{"b_id": i, "b_lease": lease, "b_stamp": stamp} for i, lease in touches]
             )
-            owned.update(await conn.scalars(statement))
-    return owned
-
-
-_TYPES: dict[str, Any] = {"seq": sa.Integer, "content": sa.Text, "thinking": sa.Text}
-
-
-def _values(*names: str, rows: Sequence[Sequence[Any]]) -> Any:
-    """`WITH v(names...) AS (VALUES ...)`: a CTE, since SQLite takes no `AS v(columns)`."""
-    columns = [sa.column(name, _TYPES.get(name, sa.String)) for name in names]
-    return sa.values(*columns, name="v").data([tuple(row) for row in rows]).cte("v")
+        # Which rows those were (an executemany tells no row apart): read in the same
+        # transaction, after the writes, so the answer is what the writes met.
+        held = await conn.execute(_HOLDERS, {"ids": sorted({i for i, _ in wanted})})
+        return {row.id for row in held if (row.id, row.lease) in wanted}
 
 
 async def finish_reply(
@@ -389,7 +413,7 @@ async def finish_reply(
         )
         if result.rowcount != 1:
             return None
-        row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).one()
+        row = (await conn.execute(_MESSAGE, {"b_message": message_id})).one()
     return message_json(row)
 
 
