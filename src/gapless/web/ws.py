@@ -3,8 +3,15 @@
 A `subscribe` for a chat already followed replaces it: the old pump is
 cancelled and awaited before `subscribed` is sent, so every frame of that chat
 after `subscribed` belongs to the new subscription. Browsers (cookie) must come
-from this service's own Origin; programs send a bearer token. Imports `feed`,
-`chats`, `runtime`, `web.auth`.
+from this service's own Origin; programs send a bearer token.
+
+The endpoint is plain ASGI (a starlette route to an ASGI app), not a FastAPI
+route over starlette's `WebSocket`: an idle socket is a chain of suspended
+coroutines and what they hold, and that layer alone kept about 8 KB per socket
+(two exit stacks, the resolved dependencies, a `WebSocket`, closures); sends
+also skip its state checks. Each followed chat keeps only what its pump needs
+after `subscribe` (the chat's account, not its row). Imports `accounts`,
+`events`, `feed`, `log`, `runtime`, `web.auth`.
 """
 
 from __future__ import annotations
@@ -12,38 +19,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter
+from starlette.requests import HTTPConnection
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from gapless.accounts import Accounts
 from gapless.db.accounts import Caller
-from gapless.errors import GaplessError, NotFoundError
+from gapless.errors import GaplessError
 from gapless.events import Event, encode
 from gapless.feed import follow
-from gapless.log.base import chat_stream
+from gapless.log.base import Subscription, chat_stream
 from gapless.runtime import Runtime
 from gapless.web.auth import identify, same_origin
 
 MAX_FRAME = 64 * 1024
-router = APIRouter()
 
 
-def framing(chat_id: str) -> Callable[[Event], str]:
-    """The frame maker of one chat's subscription: the chat id is encoded once, not per event.
+def head(chat_id: str) -> str:
+    """The start of every event frame of one chat's subscription: the chat id is encoded once."""
+    return f'{{"chat_id":{encode(chat_id)},"cursor":'
 
-    Cursors and event types are URL-safe ASCII by construction (PROTOCOL.md), so
-    they go between quotes as they are; `data` is the event's JSON, encoded once
-    by the log for every subscriber.
-    """
-    head = f'{{"chat_id":{encode(chat_id)},"cursor":'
 
-    def frame(event: Event) -> str:
-        cursor = f'"{event.cursor}"' if event.cursor else "null"
-        return f'{head}{cursor},"type":"{event.type}","data":{event.data}}}'
-
-    return frame
+def frame(start: str, event: Event) -> str:
+    """An event frame. Cursors and event types are URL-safe ASCII by construction
+    (PROTOCOL.md), so they go between quotes as they are; `data` is the event's JSON,
+    encoded once by the log for every subscriber."""
+    cursor = f'"{event.cursor}"' if event.cursor else "null"
+    return f'{start}{cursor},"type":"{event.type}","data":{event.data}}}'
 
 
 def error_frame(code: str, message: str, chat_id: str | None = None) -> str:
@@ -54,19 +59,20 @@ def error_frame(code: str, message: str, chat_id: str | None = None) -> str:
 
 
 class Socket:
-    """The per-connection state: who is calling, and one pump task per followed chat.
+    """The per-connection state: who is calling, and one pump per followed chat.
 
     Pumps send without a lock: the server writes each frame whole, in one call,
     so frames of different chats never mix, and one chat's frames come from one pump.
     """
 
-    def __init__(self, websocket: WebSocket, runtime: Runtime, caller: Caller) -> None:
-        self.websocket, self.runtime, self.caller = websocket, runtime, caller
-        self.accounts = Accounts(runtime.engine)
-        self.pumps: dict[str, asyncio.Task[None]] = {}
+    __slots__ = ("asgi_send", "caller", "followers", "runtime")
+
+    def __init__(self, send: Send, runtime: Runtime, caller: Caller) -> None:
+        self.asgi_send, self.runtime, self.caller = send, runtime, caller
+        self.followers: dict[str, Follower] = {}
 
     async def send(self, text: str) -> None:
-        await self.websocket.send_text(text)
+        await self.asgi_send({"type": "websocket.send", "text": text})
 
     async def handle(self, text: str) -> None:
         if len(text) > MAX_FRAME:
@@ -87,7 +93,9 @@ class Socket:
         if cursor is not None and not isinstance(cursor, str):
             await self.send(error_frame("invalid", "cursor must be a string", chat_id))
             return
-        await self.stop_pump(chat_id)
+        follower = self.followers.pop(chat_id, None)
+        if follower is not None:
+            await follower.stop()
         if op == "subscribe":
             await self.subscribe(chat_id, cursor)
 
@@ -99,51 +107,82 @@ class Socket:
             return
         subscription = await self.runtime.log.subscribe(chat_stream(chat_id), cursor)
         await self.send(encode({"op": "subscribed", "chat_id": chat_id}))
-
-        async def allowed() -> bool:
-            return await self.accounts.still_sees(self.caller, chat["account_id"])
-
-        frame = framing(chat_id)
-
-        async def pump() -> None:
-            async for batch in follow(
-                subscription, heartbeat=self.runtime.settings.heartbeat, allowed=allowed
-            ):
-                for event in batch:
-                    await self.send(frame(event))
-            self.pumps.pop(chat_id, None)
-
-        self.pumps[chat_id] = asyncio.create_task(pump())
-
-    async def stop_pump(self, chat_id: str) -> None:
-        task = self.pumps.pop(chat_id, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        self.followers[chat_id] = Follower(self, chat_id, chat["account_id"], subscription)
 
     async def close(self) -> None:
-        for chat_id in list(self.pumps):
-            await self.stop_pump(chat_id)
+        while self.followers:
+            await self.followers.popitem()[1].stop()
 
 
-@router.websocket("/api/ws")
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    runtime: Runtime = websocket.app.state.runtime
-    try:
-        caller = await identify(websocket, Accounts(runtime.engine))
-    except GaplessError:
-        await websocket.close(code=4401)
-        return
-    if caller.session and not same_origin(websocket, runtime.settings.public_url):
-        await websocket.close(code=4403)  # a cookie from another site's page: refused
-        return
-    await websocket.accept()
-    socket = Socket(websocket, runtime, caller)
-    try:
-        while True:
-            await socket.handle(await websocket.receive_text())
-    except (WebSocketDisconnect, NotFoundError):
-        pass
-    finally:
-        await socket.close()
+class Follower:
+    """One followed chat of one socket: its pump, and what the pump needs after
+    `subscribe` (the chat's account, not its row)."""
+
+    __slots__ = ("account_id", "chat_id", "socket", "subscription", "task")
+
+    def __init__(
+        self, socket: Socket, chat_id: str, account_id: str, subscription: Subscription
+    ) -> None:
+        self.socket, self.chat_id, self.account_id = socket, chat_id, account_id
+        self.subscription = subscription
+        self.task = asyncio.create_task(self.pump())
+
+    async def allowed(self) -> bool:
+        socket = self.socket
+        return await Accounts(socket.runtime.engine).still_sees(socket.caller, self.account_id)
+
+    async def pump(self) -> None:
+        socket = self.socket
+        send, start = socket.asgi_send, head(self.chat_id)
+        batches = follow(
+            self.subscription, heartbeat=socket.runtime.settings.heartbeat, allowed=self.allowed
+        )
+        async for batch in batches:
+            for event in batch:
+                await send({"type": "websocket.send", "text": frame(start, event)})
+        if socket.followers.get(self.chat_id) is self:
+            del socket.followers[self.chat_id]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+        # A pump cancelled before its first step never entered `follow`, which closes
+        # the subscription: close it here too (closing twice is harmless).
+        await self.subscription.close()
+
+
+class Endpoint:
+    """`/api/ws` as an ASGI app: authenticate, accept, then one frame at a time."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        runtime: Runtime = scope["app"].state.runtime
+        connection = HTTPConnection(scope)
+        try:
+            caller = await identify(connection, Accounts(runtime.engine))
+        except GaplessError:
+            await send({"type": "websocket.close", "code": 4401})
+            return
+        if caller.session and not same_origin(connection, runtime.settings.public_url):
+            await send({"type": "websocket.close", "code": 4403})  # another site's page
+            return
+        del connection
+        await send({"type": "websocket.accept"})
+        socket = Socket(send, runtime, caller)
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    break  # websocket.disconnect
+                text = message.get("text")
+                if text is None:
+                    await socket.send(error_frame("invalid", "frames must be text"))
+                else:
+                    await socket.handle(text)
+        finally:
+            await socket.close()
+
+
+router = APIRouter(routes=[WebSocketRoute("/api/ws", Endpoint())])
