@@ -496,16 +496,31 @@ def family(pid: int) -> list[int]:
     return out
 
 
-def cpu_ms(pid: int) -> float:
-    total = 0
+def role(pid: int) -> str:
+    """What a server process does, from its command line: scaled out, `api` (a process
+    uvicorn spawned) or `worker` (`gapless worker`); anything else is `other`."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return "other"
+    if b"--multiprocessing-fork" in argv:
+        return "api"
+    return "worker" if b"worker" in argv[1:3] else "other"
+
+
+def cpu_by_role(pid: int) -> dict[str, float]:
+    """CPU ms used so far by `pid` and its descendants, summed per `role`."""
+    totals: dict[str, float] = {}
     for p in family(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
         except OSError:
-            pass
-    return total * 1000 / TICK
+            continue
+        key = role(p)
+        totals[key] = totals.get(key, 0) + (int(fields[11]) + int(fields[12])) * 1000 / TICK
+    return totals
 
 
 def memory_kb(pid: int, field_name: str = "VmRSS") -> int:
@@ -670,7 +685,7 @@ class Probe:
     def __enter__(self) -> Probe:
         if self.pid:
             reset_peak(self.pid)
-            self.cpu0 = cpu_ms(self.pid)
+            self.roles0 = cpu_by_role(self.pid)
         self.own0 = os.times()
         self.stall0 = stalled_us()
         self.t0 = time.monotonic()
@@ -681,7 +696,12 @@ class Probe:
         self.cpu_pressure = (stalled_us() - self.stall0) / 1e6 / self.elapsed
         own = os.times()
         self.client_cpu = (own.user + own.system - self.own0.user - self.own0.system) / self.elapsed
-        self.server_cpu_ms = cpu_ms(self.pid) - self.cpu0 if self.pid else float("nan")
+        # per role (scaled out: the API processes, the worker), from their own counters
+        self.roles_cpu_ms: dict[str, float] = {}
+        if self.pid:
+            for key, ms in cpu_by_role(self.pid).items():
+                self.roles_cpu_ms[key] = ms - self.roles0.get(key, 0)
+        self.server_cpu_ms = sum(self.roles_cpu_ms.values()) if self.pid else float("nan")
         self.peak_rss_mb = memory_kb(self.pid, "VmHWM") / 1024 if self.pid else float("nan")
 
 
@@ -796,6 +816,11 @@ async def steady(
         "max_ms": max(latencies, default=0) / 1e6,
         **faults,
         "cpu_ms_per_1000": probe.server_cpu_ms / delivered * 1000 if delivered else float("nan"),
+        **{
+            f"{key}_cpu_ms_per_1000": ms / delivered * 1000 if delivered else float("nan")
+            for key, ms in probe.roles_cpu_ms.items()
+            if key != "other"  # scaled out only: the API processes', the worker's share
+        },
         "peak_rss_mb": probe.peak_rss_mb,
         "client_cpu": probe.client_cpu,
         "cpu_pressure": probe.cpu_pressure,
