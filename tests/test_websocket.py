@@ -164,3 +164,26 @@ async def test_a_subscription_given_up_at_once_leaves_nothing_open(
         assert await subscribers(live_server, chat_id) == 0
     finally:
         writer.close()
+
+
+async def test_a_client_that_offers_compression_connects_and_gets_plain_frames(
+    live_server: LiveServer,
+) -> None:
+    """Per-message deflate is off (a compressor per socket costs more than the rest of it);
+    clients offer it, as every browser does, and carry on without it."""
+    live_server.script("plain")
+    async with client_for(live_server) as http:
+        chat_id = await start_chat(http)
+        async with connect(
+            ws_url(live_server), additional_headers=bearer(live_server.token), compression="deflate"
+        ) as ws:
+            assert ws.request is not None and ws.response is not None
+            assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            assert ws.protocol.extensions == []
+            await subscribe(ws, chat_id)
+            await send(http, chat_id, "hi")
+            types = []
+            while not types or types[-1] != "message.completed":
+                types.append((await recv(ws))["type"])
+            assert "message.delta" in types

@@ -109,6 +109,10 @@ def _announce(settings: Settings, runtime: Any, created: Any, host: str, port: i
 _UVICORN: dict[str, Any] = {
     "log_level": "warning",
     "ws_max_size": 64 * 1024,
+    # Per-message deflate off: the compressor of one socket holds about 46 KB (zlib's
+    # window and hash chains) for the socket's life, and compresses every frame once per
+    # subscriber. A client that offers it (every browser does) gets plain frames.
+    "ws_per_message_deflate": False,
     "timeout_graceful_shutdown": 2,
     "lifespan": "on",
 }

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 import uvicorn
 
 from gapless.accounts import Accounts
+from gapless.cli import _UVICORN
 from gapless.config import Settings
 from gapless.db import chats as db_chats
 from gapless.generation import Hooks
@@ -116,9 +117,10 @@ def start(
         uvicorn.Config(
             create_app(runtime),
             log_level="warning",
-            ws_max_size=64 * 1024,
             timeout_graceful_shutdown=1,
             lifespan="on",
+            # the WebSocket protocol and its options of `gapless serve`, whatever they are
+            **{name: value for name, value in _UVICORN.items() if name.startswith("ws")},
         )
     )
     ready = threading.Event()
