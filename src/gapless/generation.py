@@ -346,6 +346,9 @@ async def _ended(subscription: Any, blocking: set[str], stop: asyncio.Event) -> 
     return False
 
 
+ANSWERED_AT_ONCE = 0.0002  # seconds: quicker than any wait for the network or a timer
+
+
 async def first_of(work: Awaitable[Any], stop: asyncio.Event) -> Any:
     """`work`'s result, or None when `stop` is set first (then `work` is cancelled).
 
@@ -387,8 +390,9 @@ async def until_stopped(chunks: AsyncIterator[Chunk], stop: asyncio.Event) -> As
     watcher = asyncio.ensure_future(stop.wait())
     watcher.add_done_callback(interrupt)
     try:
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
-            asking = True
+            asking, asked = True, loop.time()
             try:
                 chunk = await anext(iterator)
             except StopAsyncIteration:
@@ -401,9 +405,11 @@ async def until_stopped(chunks: AsyncIterator[Chunk], stop: asyncio.Event) -> As
             finally:
                 asking = False
             yield chunk
-            # One loop turn per chunk: subscribers get each chunk as it comes, and a model
-            # that yields without ever waiting (a burst parsed from one read) starves nobody.
-            await asyncio.sleep(0)
+            if loop.time() - asked < ANSWERED_AT_ONCE:
+                # The model answered without waiting (a burst parsed from one read): give
+                # the loop a turn, so subscribers get each chunk as it comes and nobody
+                # starves. A model that waits (every real one, mostly) gives turns itself.
+                await asyncio.sleep(0)
     finally:
         watcher.remove_done_callback(interrupt)
         watcher.cancel()
