@@ -15,6 +15,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from gapless import events
 from gapless.errors import FencedError
@@ -93,7 +94,7 @@ async def test_many_subscribers_share_one_reader_and_an_idle_one_blocks_nobody()
         await append_n(log, stream, 50)
     for sub in subs:
         assert [e.payload()["i"] for e in await drain(sub, 50)] == list(range(50))
-    assert await connections(name) == before == 2  # one for commands, one reader
+    assert await connections(name) == before == 3  # commands, pipelined appends, one reader
     assert len(await drain(idle, 50)) == 50
     for sub in [first, idle, *subs]:
         await sub.close()
@@ -309,6 +310,53 @@ async def test_an_append_whose_reply_was_lost_is_retried_and_stored_once(
     finally:
         await log.close()
         await proxy.close()
+
+
+async def test_concurrent_appends_whose_replies_were_lost_together_are_each_stored_once() -> None:
+    """Appends waiting together on the pipelined connection lose their replies together
+    (Redis ran them all): each is retried, and each stream holds its entry once."""
+    proxy = Proxy()
+    await proxy.start()
+    log = scoped(f"redis://127.0.0.1:{proxy.port}/0")
+    streams = [fresh() for _ in range(20)]
+    try:
+        await append_n(log, streams[0], 1)  # connected: the next replies all share one line
+        proxy.dropping = True
+        stored = await asyncio.gather(
+            *(
+                log.append(stream, events.make("test", {"i": i}), fence=f"msg_{i}")
+                for i, stream in enumerate(streams[1:])
+            )
+        )
+        assert proxy.dropped == 1
+        admin = Redis.from_url(URL, decode_responses=True)
+        for stream, event in zip(streams[1:], stored, strict=True):
+            entries = await admin.xrange(f"{log.prefix}s:{stream}")
+            assert len(entries) == 1 and event.cursor.endswith(f".{entries[0][0]}")
+        await admin.aclose()
+    finally:
+        await log.close()
+        await proxy.close()
+
+
+async def test_an_error_reply_fails_only_its_own_append() -> None:
+    log = scoped()
+    broken, fine = fresh(), fresh()
+    admin = Redis.from_url(URL)
+    await admin.set(f"{log.prefix}m:{broken}", "not a hash")  # the script's HGET is refused
+    await admin.aclose()
+    results = await asyncio.gather(
+        log.append(broken, events.make("test", {"i": 0})),
+        log.append(fine, events.make("test", {"i": 0})),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], ResponseError) and "WRONGTYPE" in str(results[0])
+    assert isinstance(results[1], events.Event)
+    sub = await log.subscribe(fine, None)
+    await append_n(log, fine, 1, start=1)  # the connection goes on
+    assert [e.payload()["i"] for e in await drain(sub, 1)] == [1]
+    await sub.close()
+    await log.close()
 
 
 async def test_an_append_to_a_redis_gone_for_longer_than_retry_for_fails() -> None:

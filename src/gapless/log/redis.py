@@ -12,13 +12,18 @@ Each process reads with one connection: a single reader task blocks in one
 `XREAD` over every followed stream and fills a ring of recent events per
 stream, which its local subscribers share (as in `memory.py`). A subscriber
 behind the ring replays from Redis with `XRANGE` until it reaches the ring.
+The reader and the appends each have a connection of their own, spoken raw
+through `redis_pipe.py` (concurrent appends pipelined, one write and one round
+trip for all): redis-py's handling around every command cost more CPU than
+the fan-out it feeds (the scaled benchmark's profile).
 A stream and its hash expire together `expire` seconds after their last append
 (`from_url`), so idle chats cost Redis nothing and their cursors reset. A
 revoked fence is a key (`<prefix>fence:<id>`) that the append's script checks.
 Appends, revokes and state reads ride out a short Redis outage (`retry_for`
 seconds, less than a lease's TTL); an append carries a token, so its retry after
 a reply lost in flight never appends twice. The scripts are in `redis_lua.py`.
-Imports `log.base`, `log.redis_lua`, `events`, `stream`, `errors`; `redis` only here.
+Imports `log.base`, `log.redis_lua`, `log.redis_pipe`, `events`, `stream`, `errors`;
+`redis` only here and in `redis_pipe.py`.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gapless import events
@@ -43,6 +48,7 @@ from gapless.errors import CursorError, FencedError
 from gapless.events import Event
 from gapless.log import redis_lua
 from gapless.log.base import BATCH, Subscription
+from gapless.log.redis_pipe import RedisPipe, pack
 from gapless.stream import Cursor, Position, parse_cursor
 
 BLOCK_MS = 5000  # longest XREAD wait; between waits the reader re-checks epochs and floors
@@ -52,9 +58,11 @@ RETRY = 1.0  # seconds to wait after a Redis error before reading again
 # connection) before the error reaches the caller: shorter than a lease's TTL.
 RETRY_FOR = 4.0
 ONCE_MS = "60000"  # how long an append's token is kept for its retries
+XREAD = b"XREAD", b"COUNT", str(BATCH).encode(), b"BLOCK", str(BLOCK_MS).encode(), b"STREAMS"
 T = TypeVar("T")
 logger = logging.getLogger("gapless.log")
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
 
 def _position(redis_id: str | None) -> Position:
     major, _, minor = (redis_id or "0-0").partition("-")
@@ -63,6 +71,13 @@ def _position(redis_id: str | None) -> Position:
 
 def _id(position: Position) -> str:
     return f"{position[0]}-{position[1]}"
+
+
+def _unpack(fields: list[str] | Mapping[str, str]) -> tuple[int, str, str, str]:
+    """An entry's count, epoch, type and data (raw from XREAD, or as redis-py reads it)."""
+    if isinstance(fields, list):
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    return int(fields.get("n", 0)), fields.get("epoch", ""), fields["type"], fields["data"]
 
 
 def _epoch() -> str:
@@ -171,13 +186,16 @@ class RedisLog:
     def __init__(
         self,
         commands: Redis,
-        reader: Redis,
+        reader: RedisPipe,
         prefix: str,
         expire: float,
         ring: int,
         retry_for: float = RETRY_FOR,
+        *,
+        appends: RedisPipe,
     ) -> None:
         self._redis = commands
+        self._appends = appends
         self._retry_for = retry_for
         self._reader = reader
         self._prefix = prefix
@@ -209,8 +227,8 @@ class RedisLog:
         pool = BlockingConnectionPool.from_url(
             url, max_connections=connections, decode_responses=True
         )
-        reader = Redis.from_url(url, decode_responses=True, single_connection_client=True)
-        return cls(Redis.from_pool(pool), reader, prefix, expire, ring, retry_for)
+        commands, reader = Redis.from_pool(pool), RedisPipe(url)
+        return cls(commands, reader, prefix, expire, ring, retry_for, appends=RedisPipe(url))
 
     def _keys(self, stream: str) -> list[str]:
         return [f"{self._prefix}s:{stream}", f"{self._prefix}m:{stream}", self._names]
@@ -242,7 +260,10 @@ class RedisLog:
         return _State(epoch, _position(last), _position(floor), int(n), bool(seen))
 
     async def append(self, stream: str, event: Event, fence: str | None = None) -> Event:
-        """Appends once, even when retried after a lost reply: see `redis_lua.APPEND`."""
+        """Appends once, even when retried after a lost reply: see `redis_lua.APPEND`.
+
+        Sent on the pipelined connection (`redis_pipe.py`): concurrent appends share
+        one write and one round trip instead of taking a pooled connection each."""
         token = secrets.token_hex(8)
         once = f"{self._prefix}once:{fence or token}"
         keys = [*self._keys(stream), f"{self._prefix}fence:{fence or ''}", once]
@@ -250,11 +271,23 @@ class RedisLog:
             _epoch(), self._expire_ms, event.type, event.data, stream, "1" if fence else "",
             token, ONCE_MS,
         ]  # fmt: skip
-        stored = await self._retrying("an append", lambda: self._append(keys, args))
+        command = pack(
+            b"EVALSHA", self._append.sha.encode(), b"5", *(part.encode() for part in keys + args)
+        )
+        stored = await self._retrying("an append", lambda: self._script(self._append, command))
         if stored is None:
             raise FencedError(f"appends for {fence} were revoked")
         epoch, redis_id = stored
         return Event(event.type, event.data, str(Cursor(epoch, _position(redis_id))))
+
+    async def _script(self, script: Any, command: bytes) -> Any:
+        """`command` (an EVALSHA of `script`) on the pipe, loading the script when Redis
+        lost it (a restart, SCRIPT FLUSH): NOSCRIPT means it did not run, so it is resent."""
+        try:
+            return await self._appends.call(command)
+        except NoScriptError:
+            await self._redis.script_load(script.script)
+            return await self._appends.call(command)
 
     async def revoke(self, fence: str) -> None:
         # Kept as long as an idle stream (`expire`), which outlives the trim retention.
@@ -330,19 +363,24 @@ class RedisLog:
         return [self._event(f.epoch, redis_id, data) for redis_id, data in entries], ""
 
     def _event(self, epoch: str, redis_id: str, fields: Mapping[str, str]) -> Event:
-        return Event(fields["type"], fields["data"], str(Cursor(epoch, _position(redis_id))))
+        _, _, type_, data = _unpack(fields)
+        return Event(type_, data, str(Cursor(epoch, _position(redis_id))))
 
     async def _read(self) -> None:
-        """The process's one reader: a blocking XREAD over every followed stream."""
+        """The process's one reader: a blocking XREAD over every followed stream.
+
+        Sent and parsed raw (`redis_pipe.py`): under load it runs about once per
+        append, and redis-py's per-argument encoding and reply conversion of an
+        XREAD over every followed stream cost more than the entries it returns."""
         wake_id, checked = "0-0", time.monotonic()
         try:
             while True:
                 query = {f.key: f for f in self._follows.values()}
-                ids: dict[Any, Any] = {key: _id(f.last) for key, f in query.items()}
-                ids[self._wake] = wake_id
+                keys = [*query, self._wake]
+                ids = [*(_id(f.last) for f in query.values()), wake_id]
+                command = pack(*XREAD, *(part.encode() for part in keys + ids))
                 try:
-                    reply = await self._reader.xread(ids, count=BATCH, block=BLOCK_MS)
-                    for key, entries in reply or []:
+                    for key, entries in await self._reader.call(command) or []:
                         if key == self._wake:
                             wake_id = entries[-1][0]
                         elif self._follows.get(query[key].name) is query[key]:
@@ -356,16 +394,17 @@ class RedisLog:
             for f in list(self._follows.values()):
                 self._break(f, "closed")  # nobody will feed them: end, never hang
 
-    def _take(self, f: _Follow, entries: list[tuple[str, dict[str, str]]]) -> None:
-        for redis_id, fields in entries:
-            if fields.get("epoch") != f.epoch:
+    def _take(self, f: _Follow, entries: list[list[Any]]) -> None:
+        for redis_id, raw in entries:
+            n, epoch, type_, data = _unpack(raw)
+            if epoch != f.epoch:
                 return self._break(f, "lost")
-            n = int(fields.get("n", 0))
             if n != f.n + 1:  # trimmed before we read it, or Redis went back in time
                 return self._break(f, "behind" if n > f.n else "lost")
             f.n += 1
-            f.ids.append(_position(redis_id))
-            f.events.append(self._event(f.epoch, redis_id, fields))
+            position = _position(redis_id)
+            f.ids.append(position)
+            f.events.append(Event(type_, data, str(Cursor(epoch, position))))
         if len(f.ids) > 2 * self._ring:  # drop in chunks: amortised O(1) per event
             cut = len(f.ids) - self._ring
             f.start = f.ids[cut - 1]
@@ -408,5 +447,6 @@ class RedisLog:
                 await self._task
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._wake)
-        await self._reader.aclose()
+        await self._reader.close()
+        await self._appends.close()
         await self._redis.aclose()
