@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 
 from gapless import events
 from gapless.errors import FencedError
+from gapless.log import redis_lua
 from gapless.log.base import BATCH, Subscription
 from gapless.log.redis import RedisLog
 from tests.contract import test_log_contract as contract
@@ -233,6 +234,33 @@ async def test_a_cursor_that_names_no_entry_is_reset_not_served() -> None:
     await log.close()
 
 
+# What a process of the previous version appended: the entry's four fields.
+FOUR_FIELDS = redis_lua.APPEND.replace(
+    "'e',\n                      n .. ' ' .. epoch .. ' ' .. ARGV[3] .. ' ' .. ARGV[4]",
+    "'type', ARGV[3], 'data', ARGV[4], 'epoch', epoch, 'n', n",
+)
+
+
+async def test_entries_appended_with_four_fields_by_an_older_version_are_still_read() -> None:
+    assert FOUR_FIELDS != redis_lua.APPEND
+    log = scoped()
+    older = scoped(prefix=log.prefix)
+    older._append = older._redis.register_script(FOUR_FIELDS)  # that version's script
+    stream = fresh()
+    start = await log.head(stream)
+    live = await log.subscribe(stream, start)
+    await append_n(older, stream, 2)
+    await append_n(log, stream, 2, start=2)
+    assert [e.payload()["i"] for e in await drain(live, 4)] == [0, 1, 2, 3]  # XREAD
+    another = scoped(prefix=log.prefix)  # its follow starts at the head: replays by XRANGE
+    replay = await another.subscribe(stream, start)
+    assert [e.payload()["i"] for e in await drain(replay, 4)] == [0, 1, 2, 3]
+    for sub in (live, replay):
+        await sub.close()
+    for each in (another, older, log):
+        await each.close()
+
+
 async def test_a_fence_revoked_by_one_process_refuses_the_appends_of_another() -> None:
     runner = scoped()
     stopper = scoped(prefix=runner.prefix)
@@ -301,7 +329,8 @@ async def test_an_append_whose_reply_was_lost_is_retried_and_stored_once(
         admin = Redis.from_url(URL, decode_responses=True)
         entries = await admin.xrange(f"{log.prefix}s:{stream}")
         await admin.aclose()
-        assert [json.loads(fields["data"])["i"] for _, fields in entries] == [0, 1]
+        stored_data = [fields["e"].split(" ", 3)[3] for _, fields in entries]
+        assert [json.loads(data)["i"] for data in stored_data] == [0, 1]
         assert stored.cursor.endswith(f".{entries[-1][0]}")  # the retry answered that entry
         sub = await log.subscribe(stream, None)
         await append_n(log, stream, 1, start=2)  # and the log goes on, counting right

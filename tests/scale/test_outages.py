@@ -169,7 +169,8 @@ async def test_redis_down_for_a_moment_mid_stream_is_ridden_out_and_no_delta_is_
             entries = await redis.xrange(f"gapless:log:s:chat:{chat_id}")
         finally:
             await redis.aclose()
-        deltas = [json.loads(f["data"]) for _, f in entries if f["type"] == "message.delta"]
+        logged = [f["e"].split(" ", 3)[2:] for _, f in entries]  # n epoch type data
+        deltas = [json.loads(data) for type_, data in logged if type_ == "message.delta"]
         seqs = [d["seq"] for d in deltas if d["message_id"] == reply_id]
         assert seqs == list(range(1, stored["seq"] + 1))  # each once, in order, none lost
     finally:

@@ -1,9 +1,10 @@
 """`RedisLog`: the event log in Redis Streams, shared by every process of a deployment.
 
-One Redis stream per log stream (`<prefix>s:<name>`), whose entries carry the
-event's type and its already-encoded JSON, plus the stream's epoch and a count
-`n`. A hash beside it (`<prefix>m:<name>`) holds the epoch, the count, the last
-id ever appended and the trim floor (the highest id trimmed away). A cursor is
+One Redis stream per log stream (`<prefix>s:<name>`), whose entries carry, in
+one field `e` (`n epoch type data`: one field parses in half the time of four),
+a count `n`, the stream's epoch, the event's type and its already-encoded JSON.
+A hash beside it (`<prefix>m:<name>`) holds the epoch, the count, the last id
+ever appended and the trim floor (the highest id trimmed away). A cursor is
 `epoch.<ms>-<seq>`, the Redis id under the epoch: a FLUSHALL, a restart without
 persistence or an expiry loses the hash with the stream, so an old cursor
 carries an unknown epoch and is answered `reset`, never a silent gap.
@@ -74,9 +75,17 @@ def _id(position: Position) -> str:
 
 
 def _unpack(fields: list[str] | Mapping[str, str]) -> tuple[int, str, str, str]:
-    """An entry's count, epoch, type and data (raw from XREAD, or as redis-py reads it)."""
+    """An entry's count, epoch, type and data (raw from XREAD, or as redis-py reads it):
+    from its one field `e` (`n epoch type data`: only the data has spaces), or from
+    the four fields `n`, `epoch`, `type`, `data` of entries appended by older versions."""
     if isinstance(fields, list):
+        if len(fields) == 2:
+            n, epoch, type_, data = fields[1].split(" ", 3)
+            return int(n), epoch, type_, data
         fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    if "e" in fields:
+        n, epoch, type_, data = fields["e"].split(" ", 3)
+        return int(n), epoch, type_, data
     return int(fields.get("n", 0)), fields.get("epoch", ""), fields["type"], fields["data"]
 
 

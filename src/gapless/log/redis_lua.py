@@ -44,8 +44,8 @@ if ARGV[6] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return false end
     + _ENSURE
     + """
 local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
-local id = redis.call('XADD', KEYS[1], '*',
-                      'type', ARGV[3], 'data', ARGV[4], 'epoch', epoch, 'n', n)
+local id = redis.call('XADD', KEYS[1], '*', 'e',
+                      n .. ' ' .. epoch .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
 redis.call('HSET', KEYS[2], 'last', id)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
