@@ -108,6 +108,7 @@ def _announce(settings: Settings, runtime: Any, created: Any, host: str, port: i
 
 _UVICORN: dict[str, Any] = {
     "log_level": "warning",
+    "ws": "gapless.web.wire:WireProtocol",  # uvicorn's websockets-sansio, lighter (web/wire.py)
     "ws_max_size": 64 * 1024,
     # Per-message deflate off: the compressor of one socket holds about 46 KB (zlib's
     # window and hash chains) for the socket's life, and compresses every frame once per
