@@ -13,10 +13,12 @@ Each process reads with one connection: a single reader task blocks in one
 `XREAD` over every followed stream and fills a ring of recent events per
 stream, which its local subscribers share (as in `memory.py`). A subscriber
 behind the ring replays from Redis with `XRANGE` until it reaches the ring.
-The reader and the appends each have a connection of their own, spoken raw
-through `redis_pipe.py` (concurrent appends pipelined, one write and one round
-trip for all): redis-py's handling around every command cost more CPU than
-the fan-out it feeds (the scaled benchmark's profile).
+The reader and the commands on the way of a delta (appends, state reads,
+revokes) each have a connection of their own, spoken raw through
+`redis_pipe.py` (concurrent commands pipelined, one write and one round trip
+for all): redis-py's handling around every command cost more CPU than the
+fan-out it feeds (the scaled benchmark's profile). Transactions (replays, the
+reader's checks, trims) stay on redis-py's pool.
 A stream and its hash expire together `expire` seconds after their last append
 (`from_url`), so idle chats cost Redis nothing and their cursors reset. A
 revoked fence is a key (`<prefix>fence:<id>`) that the append's script checks.
@@ -201,10 +203,10 @@ class RedisLog:
         ring: int,
         retry_for: float = RETRY_FOR,
         *,
-        appends: RedisPipe,
+        pipe: RedisPipe,
     ) -> None:
         self._redis = commands
-        self._appends = appends
+        self._pipe = pipe
         self._retry_for = retry_for
         self._reader = reader
         self._prefix = prefix
@@ -237,7 +239,7 @@ class RedisLog:
             url, max_connections=connections, decode_responses=True
         )
         commands, reader = Redis.from_pool(pool), RedisPipe(url)
-        return cls(commands, reader, prefix, expire, ring, retry_for, appends=RedisPipe(url))
+        return cls(commands, reader, prefix, expire, ring, retry_for, pipe=RedisPipe(url))
 
     def _keys(self, stream: str) -> list[str]:
         return [f"{self._prefix}s:{stream}", f"{self._prefix}m:{stream}", self._names]
@@ -264,15 +266,12 @@ class RedisLog:
         # A retry may find the epoch its lost first attempt drew: the same state.
         args = [_epoch(), self._expire_ms, "" if at is None else _id(at)]
         epoch, last, floor, n, seen = await self._retrying(
-            "a state read", lambda: self._state(self._keys(stream), args)
+            "a state read", lambda: self._script(self._state, self._keys(stream), args)
         )
         return _State(epoch, _position(last), _position(floor), int(n), bool(seen))
 
     async def append(self, stream: str, event: Event, fence: str | None = None) -> Event:
-        """Appends once, even when retried after a lost reply: see `redis_lua.APPEND`.
-
-        Sent on the pipelined connection (`redis_pipe.py`): concurrent appends share
-        one write and one round trip instead of taking a pooled connection each."""
+        """Appends once, even when retried after a lost reply: see `redis_lua.APPEND`."""
         token = secrets.token_hex(8)
         once = f"{self._prefix}once:{fence or token}"
         keys = [*self._keys(stream), f"{self._prefix}fence:{fence or ''}", once]
@@ -280,28 +279,31 @@ class RedisLog:
             _epoch(), self._expire_ms, event.type, event.data, stream, "1" if fence else "",
             token, ONCE_MS,
         ]  # fmt: skip
-        command = pack(
-            b"EVALSHA", self._append.sha.encode(), b"5", *(part.encode() for part in keys + args)
+        stored = await self._retrying(
+            "an append", lambda: self._script(self._append, keys, args)
         )
-        stored = await self._retrying("an append", lambda: self._script(self._append, command))
         if stored is None:
             raise FencedError(f"appends for {fence} were revoked")
         epoch, redis_id = stored
         return Event(event.type, event.data, str(Cursor(epoch, _position(redis_id))))
 
-    async def _script(self, script: Any, command: bytes) -> Any:
-        """`command` (an EVALSHA of `script`) on the pipe, loading the script when Redis
-        lost it (a restart, SCRIPT FLUSH): NOSCRIPT means it did not run, so it is resent."""
+    async def _script(self, script: Any, keys: list[str], args: list[str]) -> Any:
+        """`script` run on the pipelined connection (concurrent calls share one write and
+        one round trip), loaded first when Redis lost it (a restart, SCRIPT FLUSH):
+        NOSCRIPT means it did not run, so it is sent again."""
+        parts = [part.encode() for part in keys + args]
+        command = pack(b"EVALSHA", script.sha.encode(), str(len(keys)).encode(), *parts)
         try:
-            return await self._appends.call(command)
+            return await self._pipe.call(command)
         except NoScriptError:
             await self._redis.script_load(script.script)
-            return await self._appends.call(command)
+            return await self._pipe.call(command)
 
     async def revoke(self, fence: str) -> None:
         # Kept as long as an idle stream (`expire`), which outlives the trim retention.
-        key, ttl = f"{self._prefix}fence:{fence}", int(self._expire_ms)
-        await self._retrying("a revoke", lambda: self._redis.set(key, "1", px=ttl))
+        key, ttl = f"{self._prefix}fence:{fence}".encode(), self._expire_ms.encode()
+        command = pack(b"SET", key, b"1", b"PX", ttl)
+        await self._retrying("a revoke", lambda: self._pipe.call(command))
 
     async def head(self, stream: str) -> str:
         state = await self._get_state(stream)
@@ -457,5 +459,5 @@ class RedisLog:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(self._wake)
         await self._reader.close()
-        await self._appends.close()
+        await self._pipe.close()
         await self._redis.aclose()
