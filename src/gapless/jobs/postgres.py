@@ -5,10 +5,12 @@ SAQ keeps its jobs in tables of its own (`saq_jobs`, `saq_stats`, `saq_versions`
 in the queue's database, created on first connect. An ask is one transaction: a
 row in `gapless_stops` and a `pg_notify` on the channel every worker LISTENs on,
 delivered at commit, so a run registering at any moment hears it or finds the row.
-Three repairs of SAQ's queue: processes set up its tables one at a time; its
+Four repairs of SAQ's queue: processes set up its tables one at a time; its
 listener of enqueue notifications reconnects (SAQ's ends for good when its
 connection is lost, and the worker then spins); a URL with a driver
-(`postgresql+asyncpg://`, as in GAPLESS_DATABASE_URL) is accepted.
+(`postgresql+asyncpg://`, as in GAPLESS_DATABASE_URL) is accepted; its pool
+checks a connection it hands out only when that one idled (`_Checked`), not
+with a round trip before every statement on the way from POST to a worker.
 Imports `jobs.control`; `psycopg` is imported only here.
 """
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
+import weakref
 from typing import Any
 
 import psycopg
@@ -29,6 +33,7 @@ from gapless.jobs.control import KEEP, RETRY, Control, Ready, Stop
 
 logger = logging.getLogger("gapless.jobs")
 CHECK = 5.0  # seconds between liveness checks of an idle LISTEN connection
+FRESH = 1.0  # seconds after a pooled connection was handed out in which it is not re-checked
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS gapless_stops (
@@ -60,9 +65,34 @@ def engine(
     """SAQ's Postgres queue `name` in the database at `url` (at most `connections` pooled
     connections, besides the listeners), or `queue`, and its stop channel."""
     if queue is None:
-        queue = _PostgresQueue(url=conninfo(url), name=name, min_size=1, max_size=connections)
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            conninfo(url),
+            check=_Checked().check,
+            open=False,
+            min_size=1,
+            max_size=connections,
+            kwargs={"autocommit": True},  # as SAQ wants its pool
+        )
+        queue = _PostgresQueue(pool=pool, name=name, manage_pool_lifecycle=True)
     assert isinstance(queue, PostgresQueue)
     return queue, PostgresControl(conninfo(url), name, queue.pool)
+
+
+class _Checked:
+    """The pool's check of a connection it hands out, skipped when that connection was
+    handed out less than `FRESH` seconds ago: SAQ's check is a round trip on every
+    checkout (an enqueue, a dequeue, a job's every update and a stop's look-up each
+    paid one), though a connection in use a moment ago is very likely alive. One that
+    idled longer (the case of a database restarted meanwhile) is checked as before."""
+
+    def __init__(self) -> None:
+        self._given: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        now = time.monotonic()
+        given, self._given[conn] = self._given.get(conn), now
+        if given is None or now - given > FRESH:
+            await AsyncConnectionPool.check_connection(conn)
 
 
 class _Wakeups(ListenMultiplexer):
