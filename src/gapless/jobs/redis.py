@@ -2,8 +2,9 @@
 
 An ask is one MULTI: a key kept `KEEP` seconds and a PUBLISH on the channel
 every worker subscribes to, so a run registering at any moment either hears it
-or finds the key. Imports `jobs.control`; `redis` and SAQ's Redis queue are
-imported only here (and in `log/redis.py`).
+or finds the key. The queue publishes no job status changes (`_RedisQueue`).
+Imports `jobs.control`; `redis` and SAQ's Redis queue are imported only here (and
+in `log/`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from saq import Job as SaqJob
 from saq import Queue
 from saq.queue.redis import RedisQueue
 
@@ -23,7 +25,17 @@ logger = logging.getLogger("gapless.jobs")
 
 def engine(url: str, name: str, queue: Queue | None = None) -> tuple[Queue, Control]:
     """SAQ's Redis queue `name` on `url` (or `queue`, which tests gate), and its stop channel."""
-    return queue or RedisQueue.from_url(url, name=name), RedisControl(url, name)
+    return queue or _RedisQueue.from_url(url, name=name), RedisControl(url, name)
+
+
+class _RedisQueue(RedisQueue):
+    """SAQ's Redis queue, without publishing every change of a job's status: only SAQ's
+    `listen` (`apply`, `map`, `refresh(until_complete=...)`) hears those, and nothing
+    here uses it (stop has its own channel, `SaqRunner.running` reads the record). A
+    run started only after that PUBLISH's round trip, and finished before another."""
+
+    async def notify(self, job: SaqJob) -> None:
+        return None
 
 
 class RedisControl:
