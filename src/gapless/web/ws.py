@@ -185,4 +185,6 @@ class Endpoint:
             await socket.close()
 
 
-router = APIRouter(routes=[WebSocketRoute("/api/ws", Endpoint())])
+PATH = "/api/ws"
+endpoint = Endpoint()  # also reachable without the router, as plain ASGI
+router = APIRouter(routes=[WebSocketRoute(PATH, endpoint)])
