@@ -9,12 +9,14 @@ its stop event: no test sleeps hoping for timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+from saq.job import Status
 
 from gapless.jobs.base import Runner
 from gapless.jobs.inline import InlineRunner
@@ -128,3 +130,53 @@ async def test_a_duplicate_submit_runs_the_job_once(engine: tuple[Runner, Probe]
     await runner.submit("after")
     await probe.until("ended", "after")
     assert probe.runs["hold-2"] == 1
+
+
+@pytest.mark.parametrize("queue", ["redis", "postgresql"])
+async def test_a_stop_asked_while_the_job_waited_in_the_queue_stops_its_run(
+    queue: str, request: pytest.FixtureRequest
+) -> None:
+    """The worker was not listening when the stop was asked: its run finds the ask kept
+    beside the queue and ends by its stop event, never waiting on."""
+    async with contextlib.AsyncExitStack() as stack:
+        if queue == "redis":
+            url = await stack.enter_async_context(claimed_redis())
+        else:
+            url = request.getfixturevalue("pg_url")
+        probe = Probe()
+        runner = SaqRunner(url, probe.is_ended)
+        stack.push_async_callback(runner.close)
+        assert await runner.stop("hold-early") is False  # queued nowhere yet, running nowhere
+        await runner.submit("hold-early")
+        worker = SaqWorker(url, probe.job, probe.abandon, concurrency=2, grace=1)
+        stopping = asyncio.Event()
+        working = asyncio.create_task(worker.run(stopping))
+        try:
+            await probe.until("ended", "hold-early")
+            assert "hold-early" not in probe.abandoned and probe.runs["hold-early"] == 1
+        finally:
+            stopping.set()
+            await asyncio.wait_for(working, DEADLINE)
+
+
+@pytest.mark.parametrize("queue", ["redis", "postgresql"])
+async def test_a_finished_job_records_its_one_attempt_and_ends_complete(
+    queue: str, request: pytest.FixtureRequest
+) -> None:
+    """The worker's writes of a job (active with its attempt, then complete) land in order,
+    even when the run ends before the first is answered."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = (
+            await stack.enter_async_context(claimed_redis())
+            if queue == "redis"
+            else request.getfixturevalue("pg_url")
+        )
+        probe = Probe()
+        runner = await stack.enter_async_context(saq_on(url, probe))
+        await runner.submit("quick")
+        await probe.until("ended", "quick")
+        deadline = time.monotonic() + DEADLINE
+        while (job := await runner.queue.job("quick")) is None or job.status != Status.COMPLETE:
+            assert time.monotonic() < deadline, job
+            await asyncio.sleep(0.01)  # polling SAQ's record until its worker has finished it
+        assert job.attempts == 1 and probe.runs["quick"] == 1

@@ -213,18 +213,28 @@ class SaqWorker:
         stop = self.runs.setdefault(reply_id, asyncio.Event())
         self._holders[reply_id] += 1
         beat = asyncio.create_task(_heartbeat(ctx["job"]))
+        # Asked to stop before this run listened? Looked up beside the run's start (a round
+        # trip less before its first token): the run reads and takes its reply before
+        # asking the model for a chunk, and checks `stop` before every one.
+        asked = asyncio.create_task(self._asked(reply_id, stop))
         try:
-            if await self.control.asked(reply_id):
-                stop.set()  # stopped before this run listened
             await self._job(reply_id, stop)
         except asyncio.CancelledError:
             await asyncio.shield(self._abandon(reply_id))
             raise
         finally:
             beat.cancel()
+            asked.cancel()
             self._holders[reply_id] -= 1
             if not self._holders[reply_id]:
                 del self._holders[reply_id], self.runs[reply_id]
+
+    async def _asked(self, reply_id: str, stop: asyncio.Event) -> None:
+        try:
+            if await self.control.asked(reply_id):
+                stop.set()
+        except Exception:  # the engine away: only a stop asked before this run is missed
+            logger.warning("looking up a stop of %s failed", reply_id, exc_info=True)
 
     def _stop(self, reply_id: str) -> None:
         run = self.runs.get(reply_id)
