@@ -5,18 +5,20 @@ SAQ keeps its jobs in tables of its own (`saq_jobs`, `saq_stats`, `saq_versions`
 in the queue's database, created on first connect. An ask is one transaction: a
 row in `gapless_stops` and a `pg_notify` on the channel every worker LISTENs on,
 delivered at commit, so a run registering at any moment hears it or finds the row.
-Four repairs of SAQ's queue: processes set up its tables one at a time; its
+Five changes to SAQ's queue: processes set up its tables one at a time; its
 listener of enqueue notifications reconnects (SAQ's ends for good when its
 connection is lost, and the worker then spins); a URL with a driver
 (`postgresql+asyncpg://`, as in GAPLESS_DATABASE_URL) is accepted; its pool
 checks a connection it hands out only when that one idled (`_Checked`), not
-with a round trip before every statement on the way from POST to a worker.
+with a round trip before every statement on the way from POST to a worker;
+a run starts without waiting for the worker's ACTIVE write (`update`).
 Imports `jobs.control`; `psycopg` is imported only here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -26,7 +28,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
+from saq import Job as SaqJob
 from saq import Queue
+from saq.job import Status
 from saq.queue.postgres import ENQUEUE, ListenMultiplexer, PostgresQueue
 
 from gapless.jobs.control import KEEP, RETRY, Control, Ready, Stop
@@ -64,18 +68,24 @@ def engine(
 ) -> tuple[Queue, Control]:
     """SAQ's Postgres queue `name` in the database at `url` (at most `connections` pooled
     connections, besides the listeners), or `queue`, and its stop channel."""
-    if queue is None:
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            conninfo(url),
-            check=_Checked().check,
-            open=False,
-            min_size=1,
-            max_size=connections,
-            kwargs={"autocommit": True},  # as SAQ wants its pool
-        )
-        queue = _PostgresQueue(pool=pool, name=name, manage_pool_lifecycle=True)
+    queue = queue or new_queue(url, name, connections)
     assert isinstance(queue, PostgresQueue)
     return queue, PostgresControl(conninfo(url), name, queue.pool)
+
+
+def new_queue(
+    url: str, name: str, connections: int, kind: type[PostgresQueue] | None = None
+) -> PostgresQueue:
+    """SAQ's Postgres queue as changed here (`kind`: a subclass of it, for tests)."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        conninfo(url),
+        check=_Checked().check,
+        open=False,
+        min_size=1,
+        max_size=connections,
+        kwargs={"autocommit": True},  # as SAQ wants its pool
+    )
+    return (kind or _PostgresQueue)(pool=pool, name=name, manage_pool_lifecycle=True)
 
 
 class _Checked:
@@ -112,6 +122,51 @@ class _PostgresQueue(PostgresQueue):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._listener = _Wakeups(self.pool, self._channel)
+        self._activating: dict[str, asyncio.Task[None]] = {}
+
+    async def update(self, job: SaqJob, **kwargs: Any) -> None:
+        """SAQ's worker writes ACTIVE (with the attempt's count) after a dequeue, and only then
+        starts the run; here the dequeue's own transaction has already made the job active,
+        so that write goes on beside the run instead of before it (it waited for the
+        dequeue's commit, then committed itself: 2-3 ms before every first token). Every
+        later write of the job waits for it, so none is overtaken."""
+        if kwargs.get("status") == Status.ACTIVE and "connection" not in kwargs:
+            write = asyncio.create_task(self._activate(job, kwargs))
+            self._activating[job.key] = write
+            write.add_done_callback(lambda _: self._written(job.key, write))
+            return
+        if "connection" not in kwargs:  # one holding a connection waited before taking it
+            await self._activated(job)
+        await super().update(job, **kwargs)
+
+    async def _activate(self, job: SaqJob, kwargs: dict[str, Any]) -> None:
+        try:
+            await super().update(job, **kwargs)
+        except Exception:  # the job is active already; only its attempt count is not stored
+            logger.warning("writing %s active failed", job.key, exc_info=True)
+
+    def _written(self, key: str, write: asyncio.Task[None]) -> None:
+        if self._activating.get(key) is write:
+            del self._activating[key]
+
+    async def _activated(self, job: SaqJob) -> None:
+        write = self._activating.get(job.key)
+        if write is not None:
+            await asyncio.shield(write)
+
+    async def finish(self, job: SaqJob, status: Status, **kwargs: Any) -> None:
+        await self._activated(job)
+        await super().finish(job, status, **kwargs)
+
+    async def retry(self, job: SaqJob, error: str | None) -> None:
+        await self._activated(job)
+        await super().retry(job, error)
+
+    async def disconnect(self) -> None:
+        for write in list(self._activating.values()):
+            with contextlib.suppress(Exception):
+                await write
+        await super().disconnect()
 
     async def init_db(self) -> None:
         """SAQ's table set-up, one process at a time: SAQ's own returns at once when another
