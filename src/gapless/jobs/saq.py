@@ -36,6 +36,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from saq import Job as SaqJob
 from saq import Queue, Worker
@@ -208,6 +209,26 @@ class SaqWorker:
             shutdown_grace_period_s=math.ceil(grace),
         )
         self.worker.SIGNALS = []  # the process installs its own handlers
+        setattr(self.queue, "dequeue", self._in_turn(self.queue.dequeue))  # noqa: B010
+
+    def _in_turn(self, dequeue: Callable[[float, float], Awaitable[SaqJob | None]]) -> Any:
+        """SAQ runs one dequeue loop per free slot, each blocked in the engine: with 256
+        slots, 256 Redis connections in BLMOVE (or 256 waits on the PostgreSQL queue's
+        listener) timing out together every second, a burst of CPU that a reply starting
+        just then waited behind. Here one free slot at a time asks the engine; the others
+        wait their turn in this process, and after a shutdown began they ask nothing."""
+        turn = asyncio.Lock()
+
+        async def dequeue_in_turn(
+            timeout: float = 0.0,  # noqa: ASYNC109 (SAQ's signature)
+            poll_interval: float = 0.0,
+        ) -> SaqJob | None:
+            async with turn:
+                if self.worker.event.is_set():
+                    return None
+                return await dequeue(timeout, poll_interval)
+
+        return dequeue_in_turn
 
     async def _generate(self, ctx: Context, *, reply_id: str) -> None:
         stop = self.runs.setdefault(reply_id, asyncio.Event())
