@@ -15,6 +15,7 @@ import json
 import os
 from typing import Any
 
+import sqlalchemy as sa
 from websockets.asyncio.client import ClientConnection, connect
 
 from gapless.accounts import Accounts
@@ -187,3 +188,30 @@ async def test_a_client_that_offers_compression_connects_and_gets_plain_frames(
             while not types or types[-1] != "message.completed":
                 types.append((await recv(ws))["type"])
             assert "message.delta" in types
+
+
+async def test_a_subscription_that_fails_on_the_server_ends_with_a_reset(
+    make_live_server: Any,
+) -> None:
+    """Loss is always signalled: when following a chat fails (here the access check on a
+    heartbeat, its table gone), the client gets `reset` and refetches, never silence."""
+    server = make_live_server(heartbeat=0.2)
+    async with client_for(server) as http:
+        chat_id = await start_chat(http)
+        async with connect(ws_url(server), additional_headers=bearer(server.token)) as ws:
+            await subscribe(ws, chat_id)
+
+            async def break_users() -> None:
+                async with server.runtime.engine.begin() as conn:
+                    await conn.execute(sa.text("ALTER TABLE users RENAME TO users_gone"))
+
+            await server.arun(break_users())
+            ended = await asyncio.wait_for(recv(ws), 10)
+            assert ended == {
+                "chat_id": chat_id,
+                "cursor": None,
+                "type": "reset",
+                "data": {"reason": "error"},
+            }
+            await until_no_streaming_tasks(server)
+            assert await subscribers(server, chat_id) == 0

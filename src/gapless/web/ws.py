@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
 from fastapi import APIRouter
@@ -29,13 +30,15 @@ from starlette.types import Receive, Scope, Send
 from gapless.accounts import Accounts
 from gapless.db.accounts import Caller
 from gapless.errors import GaplessError
-from gapless.events import Event, encode
+from gapless.events import Event, encode, reset
 from gapless.feed import follow
 from gapless.log.base import Subscription, chat_stream
 from gapless.runtime import Runtime
 from gapless.web.auth import identify, same_origin
 
 MAX_FRAME = 64 * 1024
+FAILED = reset("error")  # what a pump whose follow failed sends last
+logger = logging.getLogger("gapless.web.ws")
 
 
 def head(chat_id: str) -> str:
@@ -137,7 +140,17 @@ class Follower:
         batches = follow(
             self.subscription, heartbeat=socket.runtime.settings.heartbeat, allowed=self.allowed
         )
-        async for batch in batches:
+        while True:
+            try:
+                batch = await anext(batches)
+            except StopAsyncIteration:
+                break
+            except Exception:
+                # Loss is always signalled: the client refetches and subscribes anew.
+                # (A failed send, below, is the client gone: nobody to tell.)
+                logger.exception("following chat %s failed", self.chat_id)
+                await send({"type": "websocket.send", "text": frame(start, FAILED)})
+                break
             for event in batch:
                 await send({"type": "websocket.send", "text": frame(start, event)})
         if socket.followers.get(self.chat_id) is self:
