@@ -5,13 +5,14 @@ SAQ keeps its jobs in tables of its own (`saq_jobs`, `saq_stats`, `saq_versions`
 in the queue's database, created on first connect. An ask is one transaction: a
 row in `gapless_stops` and a `pg_notify` on the channel every worker LISTENs on,
 delivered at commit, so a run registering at any moment hears it or finds the row.
-Five changes to SAQ's queue: processes set up its tables one at a time; its
+Six changes to SAQ's queue: processes set up its tables one at a time; its
 listener of enqueue notifications reconnects (SAQ's ends for good when its
 connection is lost, and the worker then spins); a URL with a driver
 (`postgresql+asyncpg://`, as in GAPLESS_DATABASE_URL) is accepted; its pool
 checks a connection it hands out only when that one idled (`_Checked`), not
 with a round trip before every statement on the way from POST to a worker;
-a run starts without waiting for the worker's ACTIVE write (`update`).
+a run starts without waiting for the worker's ACTIVE write (`update`); an
+enqueue notifies in its own statement (`_enqueue`).
 Imports `jobs.control`; `psycopg` is imported only here.
 """
 
@@ -32,6 +33,7 @@ from saq import Job as SaqJob
 from saq import Queue
 from saq.job import Status
 from saq.queue.postgres import ENQUEUE, ListenMultiplexer, PostgresQueue
+from saq.utils import now_seconds
 
 from gapless.jobs.control import KEEP, RETRY, Control, Ready, Stop
 
@@ -39,6 +41,21 @@ logger = logging.getLogger("gapless.jobs")
 CHECK = 5.0  # seconds between liveness checks of an idle LISTEN connection
 FRESH = 1.0  # seconds after a pooled connection was handed out in which it is not re-checked
 
+# SAQ's enqueue statement (saq/queue/postgres.py, `_enqueue`), then its NOTIFY for the
+# inserted row only, in one statement.
+_ENQUEUE = """
+WITH enqueued AS (
+  INSERT INTO {jobs_table} (key, job, queue, status, priority, group_key, scheduled)
+  VALUES (%(key)s, %(job)s, %(queue)s, %(status)s, %(priority)s, %(group_key)s, %(scheduled)s)
+  ON CONFLICT (key) DO UPDATE
+  SET job = %(job)s, queue = %(queue)s, status = %(status)s, priority = %(priority)s,
+      group_key = %(group_key)s, scheduled = %(scheduled)s, expire_at = null
+  WHERE {jobs_table}.status IN ('aborted', 'complete', 'failed')
+    AND %(scheduled)s > {jobs_table}.scheduled
+  RETURNING 1
+)
+SELECT pg_notify(%(channel)s, %(payload)s) FROM enqueued
+"""
 _TABLE = """
 CREATE TABLE IF NOT EXISTS gapless_stops (
   queue text NOT NULL,
@@ -167,6 +184,28 @@ class _PostgresQueue(PostgresQueue):
             with contextlib.suppress(Exception):
                 await write
         await super().disconnect()
+
+    async def _enqueue(self, job: SaqJob) -> SaqJob | None:
+        """SAQ's enqueue (its statement, same columns and conflict rule) with its NOTIFY in
+        the same statement: one round trip on the way from POST to a worker, not two."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                sql.SQL(_ENQUEUE).format(jobs_table=self.jobs_table),
+                {
+                    "key": job.key,
+                    "job": self.serialize(job),
+                    "queue": self.name,
+                    "status": job.status,
+                    "priority": job.priority,
+                    "group_key": job.group_key,
+                    "scheduled": job.scheduled or int(now_seconds()),
+                    "channel": self._channel,
+                    "payload": ENQUEUE,
+                },
+            )
+            if await cursor.fetchone() is None:
+                return None
+        return job
 
     async def init_db(self) -> None:
         """SAQ's table set-up, one process at a time: SAQ's own returns at once when another
