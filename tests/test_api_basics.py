@@ -120,6 +120,10 @@ async def test_openapi_docs_are_served(live_server: LiveServer) -> None:
         assert (await http.get("/docs")).status_code == 200
         spec = (await http.get("/openapi.json")).json()
         assert "/api/chats/{chat_id}/messages" in spec["paths"]
+        # The streams are served before FastAPI's stack, and described all the same.
+        for stream in ("/api/chats/{chat_id}/events", "/api/events"):
+            answers = spec["paths"][stream]["get"]["responses"]
+            assert "text/event-stream" in answers["200"]["content"]
 
 
 async def test_too_many_messages_answer_429_and_change_nothing(make_live_server: Any) -> None:

@@ -12,9 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gapless.db import generations as db_generations
-from gapless.errors import NotFoundError, UnauthorizedError
-from gapless.log.base import account_stream, chat_stream
-from gapless.web import sse
+from gapless.errors import UnauthorizedError
 from gapless.web.auth import COOKIE
 from gapless.web.deps import AccountsDep, CallerDep, RuntimeDep
 
@@ -140,55 +138,6 @@ async def generations(
         limit=limit,
     )
     return {"generations": items, "next": items[-1]["id"] if len(items) == limit else None}
-
-
-@router.get("/chats/{chat_id}/events", response_class=sse.EventStream, status_code=200)
-async def chat_events(
-    chat_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    caller: CallerDep,
-    accounts: AccountsDep,
-    cursor: str | None = None,
-) -> sse.EventStream:
-    chat = await runtime.chats.chat(caller, chat_id)
-
-    async def allowed() -> bool:
-        return await accounts.still_sees(caller, chat["account_id"])
-
-    return await sse.respond(
-        request,
-        runtime.log,
-        chat_stream(chat_id),
-        heartbeat=runtime.settings.heartbeat,
-        allowed=allowed,
-    )
-
-
-@router.get("/events", response_class=sse.EventStream, status_code=200)
-async def account_events(
-    request: Request,
-    runtime: RuntimeDep,
-    caller: CallerDep,
-    accounts: AccountsDep,
-    cursor: str | None = None,
-    account_id: str | None = None,
-) -> sse.EventStream:
-    """The account stream (`chat.*` events). A member of several accounts names one."""
-    chosen = account_id or next(iter(sorted(caller.account_ids)), None)
-    if chosen is None or not caller.sees(chosen):
-        raise NotFoundError("account not found")
-
-    async def allowed() -> bool:
-        return await accounts.still_sees(caller, chosen)
-
-    return await sse.respond(
-        request,
-        runtime.log,
-        account_stream(chosen),
-        heartbeat=runtime.settings.heartbeat,
-        allowed=allowed,
-    )
 
 
 @router.post("/session")

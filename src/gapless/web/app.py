@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +21,7 @@ from gapless import __version__
 from gapless.config import Settings
 from gapless.errors import GaplessError
 from gapless.runtime import Runtime, build
-from gapless.web import api, ws
+from gapless.web import api, sse, ws
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 256 * 1024
@@ -48,13 +49,51 @@ def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def create_app_from_settings() -> FastAPI:
+class Front:
+    """What is served before FastAPI's stack: the event streams, SSE and WebSocket.
+
+    A stream lives for hours, and every layer it passed stays alive with it (each
+    middleware's coroutine, FastAPI's exit stacks and resolved dependencies): a
+    third of an idle subscriber's memory, and wrappers around every send. So the
+    streams are plain ASGI endpoints, reached here; everything else goes on to
+    FastAPI. They authorise exactly as the HTTP resources do, and their refusals
+    have the same `{"error": ...}` shape.
+    """
+
+    def __init__(self, api: FastAPI, runtime: Runtime) -> None:
+        self.api, self.runtime = api, runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == ws.PATH:
+            await ws.endpoint(self.runtime, scope, receive, send)
+        elif sse.serves(scope):
+            try:
+                stream = await sse.open_stream(self.runtime, scope)
+            except GaplessError as exc:
+                await error(exc.status, exc.code, exc.message)(scope, receive, send)
+                return
+            await stream(receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+class Api(FastAPI):
+    """FastAPI, whose OpenAPI document also describes the streams `Front` serves."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            super().openapi()["paths"].update(sse.OPENAPI)
+        assert self.openapi_schema is not None
+        return self.openapi_schema
+
+
+def create_app_from_settings() -> Front:
     """The app over a runtime built from `GAPLESS_*` settings, which it starts and closes:
     the factory each process of `gapless serve --workers N` imports."""
     return create_app(build(Settings()), manage=True)
 
 
-def create_app(runtime: Runtime, *, manage: bool = False) -> FastAPI:
+def create_app(runtime: Runtime, *, manage: bool = False) -> Front:
     """The app over `runtime`; with `manage`, the app starts and closes the runtime itself."""
 
     @asynccontextmanager
@@ -67,7 +106,7 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> FastAPI:
             if manage:
                 await runtime.close()
 
-    app = FastAPI(
+    app = Api(
         title="Gapless",
         version=__version__,
         lifespan=lifespan,
@@ -76,7 +115,6 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> FastAPI:
     )
     app.state.runtime = runtime
     app.include_router(api.router)
-    app.include_router(ws.router)
 
     app.add_middleware(LimitBody)
 
@@ -110,4 +148,4 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> FastAPI:
 
     for route in ("/", "/login", "/chats/{chat_id}", "/generations"):
         app.add_api_route(route, page, include_in_schema=False)
-    return app
+    return Front(app, runtime)

@@ -1,29 +1,36 @@
-"""Server-Sent Events: a thin adapter over `feed.follow`.
+"""Server-Sent Events: a thin adapter over `feed.follow`, served as plain ASGI.
 
 `id:` is the cursor, so a browser's EventSource resumes by itself with
 `Last-Event-ID` (which wins over `?cursor=`). The subscription is established
 before the response headers are sent, so "no cursor" means "from now".
 
-The response is plain ASGI, not a `StreamingResponse`: that one runs each
-connection in a task group with a second task and re-encodes every chunk,
-which cost more CPU per delivered event and memory per idle subscriber than
-the rest of the fan-out together (the benchmark's profile). Here one task
-sends, and the request's own task waits for the client to leave.
-Imports `feed`, `events`, `log`.
+Plain ASGI, in front of FastAPI (`web.app.Front` hands these paths here): a
+stream lives for hours, and under FastAPI's stack it kept every middleware's
+coroutine and the request's exit stacks and dependency values alive as long,
+a third of an idle subscriber's memory; a `StreamingResponse` added a task
+group and re-encoded every chunk. Here the request's task waits for the
+client to leave, and one task pumps: its wake-ups resume three frames, not the
+whole stack. Imports `feed`, `events`, `log`, `accounts`, `runtime`, `web.auth`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import Request, Response
+from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
+from gapless.accounts import Accounts
+from gapless.errors import NotFoundError
 from gapless.events import Event
 from gapless.feed import follow
-from gapless.log.base import EventLog, Subscription
+from gapless.log.base import Subscription, account_stream, chat_stream
+from gapless.runtime import Runtime
+from gapless.web.auth import identify
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -32,6 +39,8 @@ HEADERS = [
 ]
 OPENING = b"retry: 1000\n: connected\n\n"
 PING = b": ping\n\n"
+CHAT_EVENTS = re.compile(r"/api/chats/([^/]+)/events")
+ACCOUNT_EVENTS = "/api/events"
 
 
 def frame(event: Event) -> str:
@@ -40,10 +49,46 @@ def frame(event: Event) -> str:
     return f"event: {event.type}\ndata: {event.data}\n\n"
 
 
-class EventStream(Response):
-    """The `text/event-stream` of one established subscription, until it ends or the client goes."""
+def serves(scope: Scope) -> bool:
+    """Whether this request is one of the two event streams."""
+    if scope["type"] != "http" or scope["method"] != "GET":
+        return False
+    path: str = scope["path"]
+    return path == ACCOUNT_EVENTS or CHAT_EVENTS.fullmatch(path) is not None
 
-    media_type = "text/event-stream"
+
+async def open_stream(runtime: Runtime, scope: Scope) -> EventStream:
+    """Authorise exactly as the HTTP resources do, then subscribe: the stream to serve.
+
+    Raises `GaplessError` (401, 404) when the caller may not follow it; nothing
+    was sent yet, so the caller answers it.
+    """
+    connection = HTTPConnection(scope)
+    accounts = Accounts(runtime.engine)
+    caller = await identify(connection, accounts)
+    found = CHAT_EVENTS.fullmatch(scope["path"])
+    if found is not None:
+        chat = await runtime.chats.chat(caller, found.group(1))
+        account_id, stream = chat["account_id"], chat_stream(chat["id"])
+    else:  # the account stream; a member of several accounts names one
+        named = connection.query_params.get("account_id")
+        account_id = named or next(iter(sorted(caller.account_ids)), None)
+        if account_id is None or not caller.sees(account_id):
+            raise NotFoundError("account not found")
+        stream = account_stream(account_id)
+    cursor = (
+        connection.headers.get("last-event-id") or connection.query_params.get("cursor") or None
+    )
+
+    async def allowed() -> bool:
+        return await accounts.still_sees(caller, account_id)
+
+    subscription = await runtime.log.subscribe(stream, cursor)
+    return EventStream(subscription, runtime.settings.heartbeat, allowed)
+
+
+class EventStream:
+    """The `text/event-stream` of one established subscription, until it ends or the client goes."""
 
     def __init__(
         self,
@@ -51,14 +96,12 @@ class EventStream(Response):
         heartbeat: float,
         allowed: Callable[[], Awaitable[bool]],
     ) -> None:
-        super().__init__(status_code=200)
         self.subscription, self.heartbeat, self.allowed = subscription, heartbeat, allowed
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The events go out from a task of their own: every wake-up of this one resumes
-        # the whole middleware stack's coroutines (a dozen frames), once per delivered
-        # batch. This one waits for the client to leave; a pump that ends first completes
-        # the response, which ends that wait too (or cancels it, when the pump failed).
+    async def __call__(self, receive: Receive, send: Send) -> None:
+        # The events go out from a task of its own, whose wake-ups resume only its own
+        # frames; this one waits for the client to leave. A pump that ends first
+        # completes the response, which ends that wait too (or cancels it, on failure).
         here = asyncio.current_task()
         assert here is not None
 
@@ -94,13 +137,54 @@ class EventStream(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def respond(
-    request: Request,
-    log: EventLog,
-    stream: str,
-    *,
-    heartbeat: float,
-    allowed: Callable[[], Awaitable[bool]],
-) -> EventStream:
-    cursor = request.headers.get("last-event-id") or request.query_params.get("cursor") or None
-    return EventStream(await log.subscribe(stream, cursor), heartbeat, allowed)
+def _operation(summary: str, description: str, parameters: list[dict[str, Any]]) -> Any:
+    """The OpenAPI description of one stream (served in front of FastAPI, so described here)."""
+    error: dict[str, Any] = {"content": {"application/json": {}}}
+    return {
+        "get": {
+            "tags": ["events"],
+            "summary": summary,
+            "description": description,
+            "parameters": [
+                *parameters,
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "Resume after this cursor; without one, from now.",
+                },
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "Sent by EventSource on reconnect; wins over `cursor`.",
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "`id:` cursor, `event:` type, `data:` JSON; `: ping` "
+                    "heartbeats; `reset` ends the stream (PROTOCOL.md).",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "401": {"description": "Not signed in.", **error},
+                "404": {"description": "Not found, or not yours to see.", **error},
+            },
+        }
+    }
+
+
+OPENAPI = {
+    "/api/chats/{chat_id}/events": _operation(
+        "Chat events",
+        "The chat's ordered events (`message.*`, `chat.updated`, `chat.deleted`, `reset`).",
+        [{"name": "chat_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+    ),
+    ACCOUNT_EVENTS: _operation(
+        "Account events",
+        "`chat.created`, `chat.updated`, `chat.deleted` of every chat of an account, for "
+        "live chat lists. A member of several accounts names one with `account_id`.",
+        [{"name": "account_id", "in": "query", "required": False, "schema": {"type": "string"}}],
+    ),
+}

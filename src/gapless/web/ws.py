@@ -5,12 +5,13 @@ cancelled and awaited before `subscribed` is sent, so every frame of that chat
 after `subscribed` belongs to the new subscription. Browsers (cookie) must come
 from this service's own Origin; programs send a bearer token.
 
-The endpoint is plain ASGI (a starlette route to an ASGI app), not a FastAPI
-route over starlette's `WebSocket`: an idle socket is a chain of suspended
-coroutines and what they hold, and that layer alone kept about 8 KB per socket
-(two exit stacks, the resolved dependencies, a `WebSocket`, closures); sends
-also skip its state checks. Each followed chat keeps only what its pump needs
-after `subscribe` (the chat's account, not its row). Imports `accounts`,
+The endpoint is plain ASGI, served in front of FastAPI (`web.app.Front`), not a
+FastAPI route over starlette's `WebSocket`: an idle socket is a chain of
+suspended coroutines and what they hold, and FastAPI's layers alone kept about
+13 KB per socket (exit stacks, the resolved dependencies, a `WebSocket`, the
+middleware chain); sends also skip their wrappers and state checks. Each
+followed chat keeps only what its pump needs after `subscribe` (the chat's
+account, not its row). Imports `accounts`,
 `events`, `feed`, `log`, `runtime`, `web.auth`.
 """
 
@@ -22,9 +23,7 @@ import json
 import logging
 from typing import Any
 
-from fastapi import APIRouter
 from starlette.requests import HTTPConnection
-from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from gapless.accounts import Accounts
@@ -165,39 +164,35 @@ class Follower:
         await self.subscription.close()
 
 
-class Endpoint:
-    """`/api/ws` as an ASGI app: authenticate, accept, then one frame at a time."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (await receive())["type"] != "websocket.connect":
-            return
-        runtime: Runtime = scope["app"].state.runtime
-        connection = HTTPConnection(scope)
-        try:
-            caller = await identify(connection, Accounts(runtime.engine))
-        except GaplessError:
-            await send({"type": "websocket.close", "code": 4401})
-            return
-        if caller.session and not same_origin(connection, runtime.settings.public_url):
-            await send({"type": "websocket.close", "code": 4403})  # another site's page
-            return
-        del connection
-        await send({"type": "websocket.accept"})
-        socket = Socket(send, runtime, caller)
-        try:
-            while True:
-                message = await receive()
-                if message["type"] != "websocket.receive":
-                    break  # websocket.disconnect
-                text = message.get("text")
-                if text is None:
-                    await socket.send(error_frame("invalid", "frames must be text"))
-                else:
-                    await socket.handle(text)
-        finally:
-            await socket.close()
+async def endpoint(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    """`/api/ws` as plain ASGI (`web.app.Front` hands it here): authenticate, accept, then
+    one frame at a time."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    connection = HTTPConnection(scope)
+    try:
+        caller = await identify(connection, Accounts(runtime.engine))
+    except GaplessError:
+        await send({"type": "websocket.close", "code": 4401})
+        return
+    if caller.session and not same_origin(connection, runtime.settings.public_url):
+        await send({"type": "websocket.close", "code": 4403})  # another site's page
+        return
+    del connection
+    await send({"type": "websocket.accept"})
+    socket = Socket(send, runtime, caller)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                break  # websocket.disconnect
+            text = message.get("text")
+            if text is None:
+                await socket.send(error_frame("invalid", "frames must be text"))
+            else:
+                await socket.handle(text)
+    finally:
+        await socket.close()
 
 
 PATH = "/api/ws"
-endpoint = Endpoint()  # also reachable without the router, as plain ASGI
-router = APIRouter(routes=[WebSocketRoute(PATH, endpoint)])
