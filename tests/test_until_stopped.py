@@ -41,8 +41,10 @@ class Model:
             raise
 
 
-async def test_a_stop_while_waiting_for_the_model_ends_the_stream_and_its_work() -> None:
-    model, stop = Model(), asyncio.Event()
+async def stopped_while_waiting(model: Model) -> tuple[list[str], int]:
+    """Follow `model` until a stop set while it waits; what the job saw, and how
+    cancelled the job's task still is afterwards (0: it goes on normally)."""
+    stop = asyncio.Event()
     seen: list[str] = []
 
     async def job() -> int:
@@ -57,8 +59,12 @@ async def test_a_stop_while_waiting_for_the_model_ends_the_stream_and_its_work()
     task = asyncio.create_task(job())
     await model.waiting.wait()
     stop.set()
-    assert await asyncio.wait_for(task, 5) == 0
-    assert seen == ["a"]
+    return seen, await asyncio.wait_for(task, 5)
+
+
+async def test_a_stop_while_waiting_for_the_model_ends_the_stream_and_its_work() -> None:
+    model = Model()
+    assert await stopped_while_waiting(model) == (["a"], 0)
     assert model.ended == "cancelled"
 
 
@@ -101,21 +107,11 @@ async def test_cancelling_the_job_from_outside_still_cancels_it() -> None:
 
 
 async def test_a_model_that_swallows_the_cancellation_leaves_the_job_uncancelled() -> None:
-    model, stop = Model(swallow=True), asyncio.Event()
-
-    async def job() -> int:
-        async for _ in until_stopped(model.stream(), stop):
-            pass
-        await asyncio.sleep(0)
-        task = asyncio.current_task()
-        assert task is not None
-        return task.cancelling()
-
-    task = asyncio.create_task(job())
-    await model.waiting.wait()
-    stop.set()
-    assert await asyncio.wait_for(task, 5) == 0
-    assert model.ended == "cancelled"  # it went on to yield "b"; nothing more was asked
+    model = Model(swallow=True)
+    seen, cancelling = await stopped_while_waiting(model)
+    assert cancelling == 0
+    assert seen == ["a", "b"]  # it went on to yield "b"; nothing more was asked
+    assert model.ended == "cancelled"
 
 
 async def test_a_model_that_ends_by_itself_is_followed_to_its_end() -> None:
