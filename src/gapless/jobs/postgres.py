@@ -140,6 +140,18 @@ class _PostgresQueue(PostgresQueue):
         super().__init__(**options)
         self._listener = _Wakeups(self.pool, self._channel)
         self._activating: dict[str, asyncio.Task[None]] = {}
+        self.behind = 0  # free slots of this process's worker waiting their turn to dequeue
+
+    async def _dequeue(self) -> None:
+        """SAQ's dequeue takes as many jobs as tasks wait in `dequeue`; the worker lets one
+        free slot at a time in (`SaqWorker`), so the others waiting their turn are counted
+        too: a burst of jobs is still taken in one statement, not one statement each."""
+        behind = self.behind
+        self._waiting += behind
+        try:
+            await super()._dequeue()
+        finally:
+            self._waiting -= behind
 
     async def update(self, job: SaqJob, **kwargs: Any) -> None:
         """SAQ's worker writes ACTIVE (with the attempt's count) after a dequeue, and only then

@@ -218,15 +218,25 @@ class SaqWorker:
         just then waited behind. Here one free slot at a time asks the engine; the others
         wait their turn in this process, and after a shutdown began they ask nothing."""
         turn = asyncio.Lock()
+        queue = self.queue
 
         async def dequeue_in_turn(
             timeout: float = 0.0,  # noqa: ASYNC109 (SAQ's signature)
             poll_interval: float = 0.0,
         ) -> SaqJob | None:
-            async with turn:
+            if hasattr(queue, "behind"):  # the PostgreSQL queue takes as many as wait
+                queue.behind += 1
+            try:
+                await turn.acquire()
+            finally:
+                if hasattr(queue, "behind"):
+                    queue.behind -= 1
+            try:
                 if self.worker.event.is_set():
                     return None
                 return await dequeue(timeout, poll_interval)
+            finally:
+                turn.release()
 
         return dequeue_in_turn
 
