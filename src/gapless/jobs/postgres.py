@@ -136,6 +136,12 @@ class _Wakeups(ListenMultiplexer):
 
 
 class _PostgresQueue(PostgresQueue):
+    # Free slots of the worker let into `dequeue` at once (`SaqWorker`): with two, one waits
+    # on the listener and runs the dequeue's statement while the other takes the job it
+    # hands over, before that statement's commit and SAQ's NOTIFY after it (a round trip
+    # or two less before a run starts), as SAQ's own many waiters would.
+    turns = 2
+
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._listener = _Wakeups(self.pool, self._channel)

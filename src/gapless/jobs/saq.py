@@ -216,9 +216,10 @@ class SaqWorker:
         slots, 256 Redis connections in BLMOVE (or 256 waits on the PostgreSQL queue's
         listener) timing out together every second, a burst of CPU that a reply starting
         just then waited behind. Here one free slot at a time asks the engine; the others
-        wait their turn in this process, and after a shutdown began they ask nothing."""
-        turn = asyncio.Lock()
+        wait their turn in this process, and after a shutdown began they ask nothing.
+        A queue may let a few slots in at once (`turns`): see the PostgreSQL one's."""
         queue = self.queue
+        turn = asyncio.Semaphore(getattr(queue, "turns", 1))
 
         async def dequeue_in_turn(
             timeout: float = 0.0,  # noqa: ASYNC109 (SAQ's signature)
