@@ -68,9 +68,22 @@ async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
         await _generate(ctx, reply_id, stop)
     except Exception as exc:
         logger.exception("generation of %s failed", reply_id)
-        error = {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        error = (
+            UNSTORED
+            if isinstance(exc, _Unstored)
+            else {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        )
         with contextlib.suppress(Exception):
             await _retrying(lambda: end_unstarted(ctx, reply_id, "failed", error))
+
+
+# The run ended but could not store its end (the database stayed away past every retry):
+# said the way the reaper says it, so the reply ends alike whoever gets there first.
+UNSTORED = {"code": "interrupted", "message": "The end of this reply could not be stored."}
+
+
+class _Unstored(Exception):
+    """The final write gave up: the reply is ended by `generate`'s fallback or the reaper."""
 
 
 async def _generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
@@ -125,7 +138,10 @@ async def _generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
         logger.warning("run of %s lost its lease; whoever took it ended the reply", reply_id)
         status, error = "failed", {"code": "interrupted", "message": "The run lost its lease."}
     else:
-        await _finish(ctx, stream, reply_id, lease, status, error, progress)
+        try:
+            await _finish(ctx, stream, reply_id, lease, status, error, progress)
+        except Exception as exc:
+            raise _Unstored(str(exc)) from exc
     await records.finish_generation(
         ctx.engine,
         generation_id,

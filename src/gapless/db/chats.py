@@ -69,12 +69,9 @@ _MESSAGES = (
 _TREE = sa.select(messages.c.id, messages.c.parent_id, messages.c.role).where(
     messages.c.chat_id == sa.bindparam("b_chat")
 )
-_SIBLINGS = sa.select(messages).where(
-    messages.c.chat_id
-    == sa.select(messages.c.chat_id)
-    .where(messages.c.id == sa.bindparam("b_message"))
-    .scalar_subquery()
-)
+_UP = sa.select(messages).where(messages.c.id == sa.bindparam("b_message")).cte(recursive=True)
+_UP = _UP.union_all(sa.select(messages).join(_UP, messages.c.id == _UP.c.parent_id))
+_PATH = sa.select(_UP)  # a message and its ancestors: the path, however big the chat
 _TOUCHED = (
     chats.update()
     .where(chats.c.id == sa.bindparam("b_chat"))
@@ -276,7 +273,7 @@ async def reply_context(
 
 
 async def _path(conn: Connection, message_id: str) -> list[dict[str, Any]]:
-    rows = {r.id: r for r in await conn.execute(_SIBLINGS, {"b_message": message_id})}
+    rows = {r.id: r for r in await conn.execute(_PATH, {"b_message": message_id})}
     chain: list[dict[str, Any]] = []
     current: str | None = message_id
     while current is not None and current in rows:
