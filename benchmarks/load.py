@@ -339,9 +339,12 @@ class WsConn(Conn):
         url = urlsplit(self.target.ws)
         key = base64.b64encode(os.urandom(16)).decode()
         headers = "".join(f"{k}: {v}\r\n" for k, v in self.target.headers().items())
+        # Offers per-message deflate, as every browser does (a server that accepted it
+        # would keep a compressor per socket, W6); both targets decline it.
         return (
             f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
             f"Sec-WebSocket-Version: 13\r\n{headers}\r\n"
         ).encode()
 
@@ -381,6 +384,9 @@ class WsConn(Conn):
                 return
             if self.head.split(b" ", 2)[1] != b"101":
                 self.fail(f"WebSocket answered {self.head[:200]!r}")
+                return
+            if b"sec-websocket-extensions" in self.head.lower():
+                self.fail("the server accepted an extension: this reader parses plain frames")
                 return
             self.open = True
             self.subscribe()
