@@ -98,9 +98,12 @@ class Track:
 class Subscriber:
     """One client following one chat, across reconnects."""
 
-    def __init__(self, chat_id: str, latencies: list[int]) -> None:
+    def __init__(
+        self, chat_id: str, latencies: list[int], stamps: list[int] | None = None
+    ) -> None:
         self.chat_id = chat_id
         self.latencies = latencies
+        self.stamps = stamps  # when given: each latency's yield time, in the same order
         self.tracks: dict[str, Track] = {}
         self.cursor: str | None = None
         self.resets = 0
@@ -148,6 +151,8 @@ class Subscriber:
             for token in content.split():
                 stamp = int(token)
                 self.latencies.append(now - stamp)
+                if self.stamps is not None:
+                    self.stamps.append(stamp)
             if self.live_since and not self.live_ns and stamp >= self.live_since:
                 self.live_ns = now
                 self.bytes_at_live = self.bytes
@@ -714,10 +719,36 @@ class Probe:
 # --- workloads -------------------------------------------------------------------------------
 
 
+def steady_figures(
+    subs: list[Subscriber], latencies: list[int], stamps: list[int]
+) -> dict[str, float]:
+    """Latency while every stream runs: deltas yielded after the last stream's first delta
+    and before the first stream's last one. The whole-run figures also hold the ramp (S
+    replies posted within 0.2 s, each a request and a job start) and the ends."""
+    firsts = [t.first_ns for s in subs for t in s.tracks.values() if t.first_ns]
+    lasts = [s.last_ns for s in subs if s.last_ns]
+    if not firsts or not lasts or len(stamps) != len(latencies):
+        return {}
+    start, end = max(firsts), min(lasts)
+    window = [lat for lat, at in zip(latencies, stamps, strict=True) if start <= at <= end]
+    if not window:
+        return {}
+    return {
+        "steady_p50_ms": percentile(window, 0.5) / 1e6,
+        "steady_p99_ms": percentile(window, 0.99) / 1e6,
+        "steady_share": len(window) / len(latencies),
+    }
+
+
 async def open_subscribers(
-    target: Target, transport: str, chats: list[str], k: int, latencies: list[int]
+    target: Target,
+    transport: str,
+    chats: list[str],
+    k: int,
+    latencies: list[int],
+    stamps: list[int] | None = None,
 ) -> list[Subscriber]:
-    subs = [Subscriber(chat, latencies) for chat in chats for _ in range(k)]
+    subs = [Subscriber(chat, latencies, stamps) for chat in chats for _ in range(k)]
     await gather_limited((connect(s, target, transport) for s in subs), 64)
     return subs
 
@@ -782,11 +813,12 @@ async def steady(
     `window` is entered while the streams run, setup excluded (the profiler).
     """
     latencies: list[int] = []
+    stamps: list[int] = []
     async with Api(target) as api:
         chats = await gather_limited(
             (api.chat(f"bench:r{rate}-n{tokens}") for _ in range(streams)), 16
         )
-        subs = await open_subscribers(target, transport, chats, k, latencies)
+        subs = await open_subscribers(target, transport, chats, k, latencies, stamps)
         laggards = [Subscriber(chat, []) for chat in chats[:slow]]
         for laggard in laggards:
             await connect(laggard, target, transport, slow=True)
@@ -820,6 +852,7 @@ async def steady(
         "p50_ms": percentile(latencies, 0.5) / 1e6,
         "p99_ms": percentile(latencies, 0.99) / 1e6,
         "max_ms": max(latencies, default=0) / 1e6,
+        **steady_figures(subs, latencies, stamps),
         **faults,
         "cpu_ms_per_1000": probe.server_cpu_ms / delivered * 1000 if delivered else float("nan"),
         **{

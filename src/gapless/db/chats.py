@@ -212,7 +212,7 @@ async def create_reply(
     """A new pending reply to `parent_id`, and the chat with its new `updated_at`."""
     reply = _message_values(chat_id, parent_id, "assistant", model=model)
     async with engine.begin() as conn:
-        await conn.execute(messages.insert().values(**reply))
+        await conn.execute(messages.insert(), reply)
         chat = await _touched(conn, chat_id)
     return _message_dict(reply), chat
 
@@ -303,13 +303,6 @@ async def unfinished_positions(engine: Engine) -> dict[str, list[str]]:
         return found
 
 
-def _owned(message_id: str, lease: str | None) -> sa.ColumnElement[bool]:
-    clause = sa.and_(messages.c.id == message_id, messages.c.status.in_(UNFINISHED))
-    if lease is not None:
-        clause = sa.and_(clause, messages.c.lease == lease)
-    return clause
-
-
 async def start_reply(
     engine: Engine,
     message_id: str,
@@ -323,7 +316,7 @@ async def start_reply(
         values = {"b_message": message_id, "b_lease": lease, "b_position": position}
         result = await conn.execute(_START, {**values, "b_stamp": now()})
         if result.rowcount == 1 and record is not None:
-            await conn.execute(generations.insert().values(**record))
+            await conn.execute(generations.insert(), record)
     return result.rowcount == 1
 
 
@@ -398,16 +391,23 @@ async def write_replies(
         return {row.id for row in held if (row.id, row.lease) in wanted}
 
 
+_UNFINISHED = messages.c.status.in_(UNFINISHED)
+_FINISH_ANY = messages.update().where(messages.c.id == sa.bindparam("b_message"), _UNFINISHED)
+_FINISH_LEASED = _FINISH_ANY.where(messages.c.lease == sa.bindparam("b_lease"))
+
+
 async def finish_reply(
     engine: Engine, message_id: str, lease: str | None, status: str, **values: Any
 ) -> dict[str, Any] | None:
     """End an unfinished reply (the last write before its final event); None when it had ended."""
+    sets = {"status": status, "position": None, "updated_at": now(), **values}
     async with engine.begin() as conn:
-        result = await conn.execute(
-            messages.update()
-            .where(_owned(message_id, lease))
-            .values(status=status, position=None, updated_at=now(), **values)
-        )
+        if lease is None:  # the SET clause is the keys of `sets` (compiled once per set of keys)
+            result = await conn.execute(_FINISH_ANY, {**sets, "b_message": message_id})
+        else:
+            result = await conn.execute(
+                _FINISH_LEASED, {**sets, "b_message": message_id, "b_lease": lease}
+            )
         if result.rowcount != 1:
             return None
         row = (await conn.execute(_MESSAGE, {"b_message": message_id})).one()

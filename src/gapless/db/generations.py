@@ -47,24 +47,25 @@ async def finish_generation(
     error: dict[str, str] | None,
 ) -> None:
     usage = usage or {}
+    values = {
+        "status": status,
+        "first_token_at": first_token_at,
+        "finished_at": now(),
+        "input_tokens": usage.get("input_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "reasoning_tokens": usage.get("reasoning_tokens"),
+        "cost": cost,
+        "deltas": deltas,
+        "flushes": flushes,
+        "error_code": (error or {}).get("code"),
+        "error_message": (error or {}).get("message"),
+    }
     async with engine.begin() as conn:
-        await conn.execute(
-            generations.update()
-            .where(generations.c.id == generation_id)
-            .values(
-                status=status,
-                first_token_at=first_token_at,
-                finished_at=now(),
-                input_tokens=usage.get("input_tokens"),
-                output_tokens=usage.get("output_tokens"),
-                reasoning_tokens=usage.get("reasoning_tokens"),
-                cost=cost,
-                deltas=deltas,
-                flushes=flushes,
-                error_code=(error or {}).get("code"),
-                error_message=(error or {}).get("message"),
-            )
-        )
+        await conn.execute(_FINISH, {**values, "b_id": generation_id})
+
+
+# Built once (one per reply): the SET clause comes from the parameters' keys.
+_FINISH = generations.update().where(generations.c.id == sa.bindparam("b_id"))
 
 
 async def list_generations(
