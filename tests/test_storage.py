@@ -21,7 +21,7 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_url")
     else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        url = f"sqlite:///{tmp_path / 'test.db'}"
     created = db_engine.create(url)
     await db_engine.migrate(created)
     await db_engine.migrate(created)  # applying twice is a no-op

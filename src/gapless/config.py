@@ -100,4 +100,4 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'gapless.db').as_posix()}"
+        return f"sqlite:///{(self.data_dir / 'gapless.db').as_posix()}"

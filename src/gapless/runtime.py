@@ -1,6 +1,6 @@
 """Builds every implementation from settings: the only module that names them.
 
-Chooses engines by URL (`memory://`, `redis://`, `sqlite+aiosqlite://`,
+Chooses engines by URL (`memory://`, `redis://`, `sqlite://`,
 `postgresql+asyncpg://`), applies migrations, creates the first account on a
 fresh database, ends replies a previous run left unfinished, and trims the
 log. Imports everything below it.
