@@ -1,7 +1,7 @@
 """The Lua scripts of `RedisLog` (`log/redis.py`): each step that must be atomic in Redis.
 
 KEYS of every stream script: the stream, its hash (epoch, count `n`, last id, trim
-floor) and the set of stream names; see `log/redis.py` for what each means.
+floor) and the set of stream names; see `log/redis_layout.py` for what each means.
 Imports nothing.
 """
 
@@ -17,7 +17,7 @@ if (not epoch) or (redis.call('HGET', KEYS[2], 'n') ~= '0'
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
 """
-# Also whether the entry at ARGV[3] (a cursor's id) is still there: see `_judge`.
+# Also whether the entry at ARGV[3] (a cursor's id) is still there: see `redis_layout.judge`.
 STATE = (
     _ENSURE
     + """
