@@ -3,11 +3,13 @@ the message tree, conditional (leased) writes, and what the state read returns."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from gapless.db import Engine
 from gapless.db import accounts as db_accounts
@@ -203,3 +205,38 @@ async def test_passwords_and_tokens_are_stored_hashed(engine: Engine) -> None:
             for v in row
         )
     assert "s3cret-pass" not in stored and token not in stored
+
+
+async def test_a_process_opens_at_most_its_pool_of_postgresql_connections(pg_url: str) -> None:
+    # Every process of a scaled-out set opens its own pool: a burst of requests must wait
+    # for a connection, never open more (PostgreSQL refuses clients past max_connections).
+    import asyncpg
+
+    engine = db_engine.create(pg_url, pool=3)
+    name = pg_url.rsplit("/", 1)[1]
+    inside, full, release = [0], asyncio.Event(), asyncio.Event()
+    try:
+        await db_engine.migrate(engine)
+
+        async def hold() -> None:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+                inside[0] += 1
+                if inside[0] == 3:
+                    full.set()
+                await release.wait()
+
+        holders = [asyncio.create_task(hold()) for _ in range(10)]
+        await asyncio.wait_for(full.wait(), 10)
+        probe = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+        try:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+            opened = await probe.fetchval(query, name)
+        finally:
+            await probe.close()
+        assert (opened, inside[0]) == (3, 3)  # the other seven wait their turn
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*holders), 10)
+        assert inside[0] == 10
+    finally:
+        await engine.dispose()

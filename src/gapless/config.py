@@ -38,6 +38,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".gapless")
     database_url: str = ""  # default: SQLite in data_dir
+    # PostgreSQL connections one process may open (every process of a scaled-out set
+    # opens its own: keep processes x this, plus the queue's, under max_connections).
+    database_pool: int = 10
     events_url: str = "memory://"
     queue_url: str = "memory://"
     # How often a streaming reply's row is written (seconds); never once per token.

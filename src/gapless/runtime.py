@@ -237,7 +237,7 @@ def build(
     providers: Mapping[str, Provider] | None = None,
     hooks: Hooks | None = None,
 ) -> Runtime:
-    engine = db_engine.create(settings.resolved_database_url())
+    engine = db_engine.create(settings.resolved_database_url(), settings.database_pool)
     log = build_log(settings.events_url, settings.retention)
     chosen = dict(build_providers(settings))
     chosen.update(providers or {})

@@ -22,10 +22,14 @@ from gapless.db.inline import InlineEngine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create(url: str) -> Engine:
+def create(url: str, pool: int = 10) -> Engine:
+    """The engine for `url`; on PostgreSQL at most `pool` connections at once (a request
+    holds one for a transaction's milliseconds; others wait their turn, up to 30 s)."""
     if url.startswith("sqlite"):
         return _sqlite(url)
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_size=max(1, pool // 2), max_overflow=max(0, pool - pool // 2), pool_pre_ping=True
+    )
 
 
 def _sqlite(url: str) -> InlineEngine:
