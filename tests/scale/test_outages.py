@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from tests.scale.cluster import Cluster, free_port, until
+from tests.scale.cluster import Cluster, Process, free_port, until
 from tests.scale.test_faults import (
     Watchers,
     check_clients,
@@ -102,20 +102,27 @@ async def database_down(database_url: str) -> AsyncIterator[None]:
         await admin.close()
 
 
+async def streaming(cluster: Cluster) -> tuple[str, str, Process, str, Watchers, str]:
+    """Two API processes and a worker; a reply streaming, followed over SSE and WebSocket
+    from both processes, its first 10 deltas shown: (a, b, worker, chat, watchers, reply)."""
+    a, b = await cluster.api(), await cluster.api()
+    worker = await cluster.worker()
+    async with cluster.client(a) as http:
+        chat_id = await start_chat(http)
+        watchers = Watchers(cluster, a, b, chat_id, patient=True)
+        await watchers.load()
+        reply_id = await send(http, chat_id)
+    watchers.follow(reply_id)
+    await shown(watchers.sse, reply_id, 10)
+    return a, b, worker, chat_id, watchers, reply_id
+
+
 async def test_redis_restarted_empty_mid_stream_resets_clients_and_they_converge(
     pg_url: str, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
     cluster = Cluster(database_url=pg_url, redis_url=private_redis.url, tmp=tmp_path)
     try:
-        a, b = await cluster.api(), await cluster.api()
-        await cluster.worker()
-        async with cluster.client(a) as http:
-            chat_id = await start_chat(http)
-            watchers = Watchers(cluster, a, b, chat_id, patient=True)
-            await watchers.load()
-            reply_id = await send(http, chat_id)
-        watchers.follow(reply_id)
-        await shown(watchers.sse, reply_id, 10)
+        a, b, _, chat_id, watchers, reply_id = await streaming(cluster)
         private_redis.kill()
         private_redis.start()  # empty: the log, the queue and the fences are gone
         await watchers.done(60)
@@ -143,15 +150,7 @@ async def test_redis_down_for_a_moment_mid_stream_is_ridden_out_and_no_delta_is_
 ) -> None:
     cluster = Cluster(database_url=pg_url, redis_url=durable_redis.url, tmp=tmp_path)
     try:
-        a, b = await cluster.api(), await cluster.api()
-        worker = await cluster.worker()
-        async with cluster.client(a) as http:
-            chat_id = await start_chat(http)
-            watchers = Watchers(cluster, a, b, chat_id, patient=True)
-            await watchers.load()
-            reply_id = await send(http, chat_id)
-        watchers.follow(reply_id)
-        await shown(watchers.sse, reply_id, 10)
+        _, _, worker, chat_id, watchers, reply_id = await streaming(cluster)
         durable_redis.kill()  # mid-stream: the worker appends a delta every 50 ms
 
         async def retrying() -> bool:
@@ -181,15 +180,7 @@ async def test_a_database_unreachable_for_seconds_mid_stream_loses_nothing(
     cluster: Cluster,
 ) -> None:
     cluster.settings["GAPLESS_LEASE_TTL"] = "6"  # the outage (3 s) is shorter than the lease
-    a, b = await cluster.api(), await cluster.api()
-    await cluster.worker()
-    async with cluster.client(a) as http:
-        chat_id = await start_chat(http)
-        watchers = Watchers(cluster, a, b, chat_id, patient=True)
-        await watchers.load()
-        reply_id = await send(http, chat_id)
-    watchers.follow(reply_id)
-    await shown(watchers.sse, reply_id, 10)
+    *_, watchers, reply_id = await streaming(cluster)
     async with database_down(cluster.database_url):
         down_at = seq_shown(watchers.sse, reply_id)
         await shown(watchers.sse, reply_id, down_at + 20)  # deltas flow without the database
@@ -204,15 +195,7 @@ async def test_a_database_unreachable_for_seconds_mid_stream_loses_nothing(
 async def test_a_database_down_past_the_final_write_ends_the_reply_clearly_failed(
     cluster: Cluster,
 ) -> None:
-    a, b = await cluster.api(), await cluster.api()
-    await cluster.worker()
-    async with cluster.client(a) as http:
-        chat_id = await start_chat(http)
-        watchers = Watchers(cluster, a, b, chat_id, patient=True)
-        await watchers.load()
-        reply_id = await send(http, chat_id)
-    watchers.follow(reply_id)
-    await shown(watchers.sse, reply_id, 10)
+    *_, watchers, reply_id = await streaming(cluster)
     async with database_down(cluster.database_url):
         await asyncio.sleep(14.0)  # the model ends; its final write gives up (about 7 s)
     await watchers.done(60)
