@@ -98,6 +98,7 @@ class Server:
             text=True,
             preexec_fn=raise_nofile,
             cwd=ROOT,
+            start_new_session=True,  # its own process group: `stop` can end all it started
         )
         seen = threading.Event()
 
@@ -139,7 +140,10 @@ class Server:
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            # Too slow to stop (scaled.sh waits for its worker's grace): kill the whole
+            # group, or its API processes and worker would outlive the run.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
 
 
