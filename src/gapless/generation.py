@@ -31,21 +31,17 @@ from gapless.errors import FencedError, GaplessError, ProviderError
 from gapless.log.base import EventLog, chat_stream
 from gapless.providers.base import Chunk, Prompt, Provider, Text, Thinking, Turn, Usage, split_model
 from gapless.stream import FINAL_EVENTS, Delta
-from gapless.writer import Flusher, Hook, Progress
+from gapless.writer import Flusher, Hook, Progress, no_hook
 
 logger = logging.getLogger("gapless.generation")
-
-
-async def _nothing(reply_id: str, seq: int) -> None:
-    return None
 
 
 @dataclass(frozen=True)
 class Hooks:
     """Points where tests pause a job to force an interleaving (never used to sleep)."""
 
-    after_delta: Hook = _nothing
-    before_flush: Hook = _nothing
+    after_delta: Hook = no_hook
+    before_flush: Hook = no_hook
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ of `debounce` seconds, however many replies stream: a transaction through the
 async database stack costs about a millisecond of CPU, so one per reply per
 tick was most of the server's CPU in the benchmark. A reply not written for a
 while is touched in the same transaction instead: that is its run's
-heartbeat, by which other processes know it is alive. Imports `db`, `providers`.
+heartbeat, by which other processes know it is alive. Imports `db`, `providers`,
+`stream`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime
 from gapless.db import Engine
 from gapless.db import chats as db
 from gapless.providers.base import Usage
+from gapless.stream import flush_due
 
 logger = logging.getLogger("gapless.writer")
 
@@ -30,7 +32,8 @@ Hook = Callable[[str, int], Awaitable[None]]
 CHUNK = 16  # replies written per transaction
 
 
-async def _nothing(reply_id: str, seq: int) -> None:
+async def no_hook(reply_id: str, seq: int) -> None:
+    """The default `Hook`: tests replace it to hold a write at an exact point."""
     return None
 
 
@@ -71,7 +74,7 @@ class Flusher:
         *,
         debounce: float,
         beat: float,
-        before_flush: Hook = _nothing,
+        before_flush: Hook = no_hook,
     ) -> None:
         self._engine, self._debounce, self._beat = engine, debounce, beat
         self._before_flush = before_flush
@@ -132,11 +135,10 @@ class Flusher:
                 slack = self._period / 2  # ticks jitter; never two writes of a reply in one tick
                 changed, idle = [], []
                 for reply in self._replies.values():
-                    since = now - reply.written_at
                     if reply.progress.seq != reply.written_seq:
-                        if since >= self._debounce - slack:
+                        if flush_due(reply.written_at, now, self._debounce - slack):
                             changed.append(reply)
-                    elif since >= self._beat - slack:
+                    elif flush_due(reply.written_at, now, self._beat - slack):
                         idle.append(reply)
                 if changed or idle:
                     await self._write(changed, idle)
