@@ -31,6 +31,18 @@ class Endpoint(BaseModel):
     models: tuple[str, ...] = ()
 
 
+class McpServer(BaseModel):
+    """An MCP server whose tools agents may call as `<name>.<tool>`: a command started over
+    stdio (`command`, `args`, `env`), or a Streamable HTTP `url` (with `headers`)."""
+
+    name: str
+    command: str = ""
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = {}
+    url: str = ""
+    headers: dict[str, str] = {}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GAPLESS_", env_file=".env", extra="ignore", frozen=True
@@ -75,6 +87,18 @@ class Settings(BaseSettings):
     prices: dict[str, tuple[float, float]] = {}
     public_url: str = ""  # the Origin browsers use, when behind a proxy
 
+    # ---- agents and tools ----
+    # Built-in tools agents may use; `fetch` (HTTP GET) only when listed here.
+    tools: Annotated[tuple[str, ...], NoDecode] = ("calculator", "current_time", "search_chats")
+    fetch_hosts: Annotated[tuple[str, ...], NoDecode] = ()  # hosts `fetch` may reach
+    fetch_private: bool = False  # may `fetch` reach private, loopback, link-local addresses
+    fetch_max_bytes: int = 1_000_000
+    fetch_timeout: float = 10.0
+    mcp_servers: tuple[McpServer, ...] = ()
+    tool_timeout: float = 30.0  # seconds one tool call may run
+    tool_output_max: int = 20_000  # characters of a tool's output kept (the rest is cut, saying so)
+    max_steps: int = 25  # the highest step limit an agent may have (its default is 10)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -89,7 +113,7 @@ class Settings(BaseSettings):
         )
         return (init_settings, env_settings, dotenv_settings, toml)
 
-    @field_validator("providers", mode="before")
+    @field_validator("providers", "tools", "fetch_hosts", mode="before")
     @classmethod
     def _names(cls, value: object) -> object:
         """`demo,bench` or `["demo", "bench"]`: both read as the list they mean."""

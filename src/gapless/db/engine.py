@@ -76,7 +76,7 @@ async def migrate(engine: Engine) -> None:
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(7414)"))
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")  # domains may branch from one revision
 
     async with engine.begin() as connection:
         await connection.run_sync(upgrade)

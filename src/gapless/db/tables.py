@@ -67,6 +67,7 @@ chats = sa.Table(
     sa.Column("system_prompt", sa.Text, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    sa.Column("agent_id", sa.ForeignKey("agents.id", ondelete="SET NULL")),
     sa.Index("ix_chats_account_updated", "account_id", "updated_at"),
 )
 
@@ -94,6 +95,11 @@ messages = sa.Table(
     sa.Column("lease", sa.String(64)),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    # The reply's parts as JSON (PROTOCOL.md v1.1), written with its text; NULL while they
+    # are only [thinking?, text?] and so follow from `thinking` and `content`.
+    sa.Column("parts", sa.Text),
+    sa.Column("agent_id", sa.String(40)),  # the agent a reply ran (kept if it is deleted)
+    sa.Column("user_id", sa.String(40)),  # who wrote the message, or asked for the reply
     sa.Index("ix_messages_chat_created", "chat_id", "created_at"),
     sa.Index("ix_messages_status", "status"),
 )
@@ -119,5 +125,54 @@ generations = sa.Table(
     sa.Column("flushes", sa.Integer, nullable=False, default=0),
     sa.Column("error_code", sa.String(100)),
     sa.Column("error_message", sa.Text),
+    sa.Column("step", sa.Integer),  # the agent step (1, 2, ...) this model call was
+    sa.Column("finish_reason", sa.String(40)),
+    sa.Column("cached_tokens", sa.Integer),
     sa.Index("ix_generations_account_started", "account_id", "started_at"),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("instructions", sa.Text, nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("temperature", sa.Float),
+    sa.Column("max_tokens", sa.Integer),
+    sa.Column("tools", sa.Text, nullable=False),  # JSON list of tool names
+    sa.Column("approval", sa.Text, nullable=False),  # JSON {tool name: "never" | "always"}
+    sa.Column("step_limit", sa.Integer, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_agents_account", "account_id"),
+)
+
+# One row per tool call of a reply: its start is recorded before it runs, so a retried job
+# never runs a call twice; an approval decision is recorded here before the run goes on.
+tool_calls = sa.Table(
+    "tool_calls",
+    metadata,
+    sa.Column("message_id", sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("call_id", sa.String(200), primary_key=True),
+    sa.Column("chat_id", sa.String(40), nullable=False),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("arguments", sa.Text, nullable=False),
+    # awaiting_approval | running | complete | failed | denied | cancelled
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("decision", sa.String(10)),  # approve | deny
+    sa.Column("reason", sa.Text),
+    sa.Column("decided_by", sa.String(40)),
+    sa.Column("decided_at", Time),
+    sa.Column("started_at", Time),
+    sa.Column("finished_at", Time),
+    sa.Column("output", sa.Text),
+    sa.Column("error_code", sa.String(100)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_tool_calls_account_created", "account_id", "created_at"),
 )

@@ -1,7 +1,10 @@
 """The `Provider` interface: a model is one async iterator of typed chunks.
 
-Providers only yield `Text`, `Thinking` and `Usage`; they never number,
-persist or time anything (`generation` owns that). A provider that fails raises
+Providers only yield `Text`, `Thinking`, `Usage` and the three pieces of a
+tool call (`ToolCallStart`, `ToolCallArgs`, `ToolCallEnd`); they never
+number, persist, time or run anything (`generation` owns that). Earlier tool
+calls and their results reach a provider as `Turn`s, which it renders in its
+own API's native format. A provider that fails raises
 `ProviderError` with a stable `code`, translated once, at its own boundary,
 from whatever its SDK raised. Imports `errors`.
 """
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from gapless.errors import InvalidError
 
@@ -22,7 +25,42 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class Thinking:
+    """Reasoning text. `signature` (Anthropic) comes alone, once, at the end of a thinking
+    block: the job keeps it with that block so a later step can hand the block back."""
+
     text: str
+    signature: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    """The model begins a tool call. `id` is unique within the reply (the provider's own
+    call id, or one it makes up when its API gives none)."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallArgs:
+    """The next piece of a started call's arguments, JSON text as the model streams it."""
+
+    id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEnd:
+    """The call's arguments are complete."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Why the model stopped (`stop`, `tool_calls`, `length`, ...), when its API says."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,24 +70,58 @@ class Usage:
     input_tokens: int
     output_tokens: int
     reasoning_tokens: int = 0
+    cached_tokens: int = 0
 
 
-Chunk = Text | Thinking | Usage
+Chunk = Text | Thinking | Usage | ToolCallStart | ToolCallArgs | ToolCallEnd | Finish
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model made in an earlier step: its id, tool name and JSON arguments."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    role: Literal["user", "assistant"]
+    """One turn of the conversation the model sees.
+
+    `assistant` turns may carry the step's `thinking` (with Anthropic's `signature`) and its
+    `tool_calls`; each call's result follows as a `tool` turn naming `tool_call_id`, its
+    text in `content` (`is_error` when the call failed or was denied).
+    """
+
+    role: Literal["user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    name: str = ""
+    is_error: bool = False
+    thinking: str = ""
+    signature: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as the model is told of it: name, description, JSON schema of its input."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """What the model sees: the chat's system prompt, then the path from the root."""
+    """What the model sees: the system prompt, the turns, the tools it may call."""
 
     turns: tuple[Turn, ...]
     system: str = ""
     max_tokens: int | None = None
+    temperature: float | None = None
+    tools: tuple[ToolSpec, ...] = ()
 
 
 @dataclass(frozen=True)
