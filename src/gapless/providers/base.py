@@ -11,7 +11,8 @@ from whatever its SDK raised. Imports `errors`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -143,6 +144,24 @@ class Provider(Protocol):
     def stream(self, model: str, prompt: Prompt) -> AsyncIterator[Chunk]:
         """Stream one reply. Closing the iterator early (stop) must stop the work."""
         ...
+
+
+def api_tool_name(name: str) -> str:
+    """A tool name as OpenAI and Anthropic accept it (`^[a-zA-Z0-9_-]{1,64}$`).
+
+    MCP tools are named `server.tool`: the dot becomes `__`, any other character
+    the APIs refuse becomes `_`, and the name is cut to 64 characters.
+    """
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", name.replace(".", "__"))[:64] or "_"
+
+
+def tool_name_from_api(sent: str, tools: Iterable[ToolSpec]) -> str:
+    """The tool a name the API sent back means: the offered tool whose API name it is,
+    else `__` read back as `.` (a call to a tool not offered keeps a readable name)."""
+    for tool in tools:
+        if api_tool_name(tool.name) == sent:
+            return tool.name
+    return sent.replace("__", ".")
 
 
 def split_model(name: str) -> tuple[str, str]:
