@@ -86,6 +86,31 @@ def usage_chunk(prompt: int, completion: int, reasoning: int) -> bytes:
     )
 
 
+def call_delta(index: int, arguments: str = "", *, id: str = "", name: str = "") -> dict[str, Any]:
+    """A delta with one tool-call fragment: the first of an index names it (`id`, `name`)."""
+    fragment: dict[str, Any] = {"index": index}
+    if id:
+        fragment |= {"id": id, "type": "function"}
+    function: dict[str, Any] = {"name": name} if name else {}
+    fragment["function"] = function | {"arguments": arguments}
+    return {"tool_calls": [fragment]}
+
+
+def usage_cached(prompt: int, completion: int, cached: int) -> bytes:
+    return completion_chunk(
+        [],
+        usage={
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0,
+                                          "rejected_prediction_tokens": 0},
+        },
+    )
+
+
 def openai_error(message: str, type_: str, code: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
@@ -154,6 +179,48 @@ OPENAI: dict[str, Reply] = {
     ),
     "drop": Reply(events=(*HELLO, chunk({"content": "lo"})), end="drop"),
     "stall": Reply(events=HELLO, end="stall"),
+    # OpenAI: a sentence, then two parallel calls whose fragments interleave by index
+    "tools-parallel": Reply(
+        events=(
+            chunk({"role": "assistant", "content": "", "refusal": None}),
+            chunk({"content": "Checking."}),
+            chunk(call_delta(0, id="call_Ab12", name="calculator")),
+            chunk(call_delta(1, id="call_Cd34", name="files__read")),
+            chunk(call_delta(0, '{"expression"')),
+            chunk(call_delta(1, '{"path": ')),
+            chunk(call_delta(0, ': "12*7"}')),
+            chunk(call_delta(1, '"/tmp/a.txt"}')),
+            chunk({}, finish="tool_calls"),
+            usage_cached(prompt=40, completion=22, cached=32),
+            DONE,
+        )
+    ),
+    # llama.cpp-like: no ids (index 1's own id collides with the one made up for index 0),
+    # a call with no argument text, and no finish_reason before [DONE]
+    "tools-no-id": Reply(
+        events=(
+            chunk(call_delta(0, '{"expression":', name="calculator")),
+            chunk(call_delta(1, id="call_0", name="current_time")),
+            chunk(call_delta(0, ' "1+1"}')),
+            DONE,
+        )
+    ),
+    # Ollama: every parallel call at index 0, each whole in one fragment, told apart by id
+    "tools-ollama": Reply(
+        events=(
+            chunk(call_delta(0, '{"expression":"2+2"}', id="call_x1", name="calculator")),
+            chunk(call_delta(0, '{"zone":"UTC"}', id="call_x2", name="current_time")),
+            chunk({}, finish="tool_calls"),
+            DONE,
+        )
+    ),
+    "tools-drop": Reply(
+        events=(
+            chunk(call_delta(0, id="call_Ab12", name="calculator")),
+            chunk(call_delta(0, '{"expre')),
+        ),
+        end="drop",
+    ),
 }
 
 

@@ -19,6 +19,28 @@ none (llama.cpp's server, older Ollama), a `Usage` is counted here instead:
 - input tokens = an estimate, one token per 4 characters of the prompt (system
   and turns), rounded up: the usual rule of thumb for English BPE vocabularies.
 
+Tools (`prompt.tools`) are sent as function tools, their names made
+API-safe by `base.api_tool_name` (`server.tool` -> `server__tool`) and read
+back by `base.tool_name_from_api`. Streamed `delta.tool_calls` fragments are
+keyed by `index`: the first fragment of an index carries the call's id and
+name (`ToolCallStart`), every fragment's `function.arguments` text is yielded
+as it came (`ToolCallArgs`); parallel calls may interleave by index. A server
+that sends no id gets `call_<index>`; an id already used in this stream gets
+a `_2`, `_3`... suffix, so ids stay unique. A fragment bringing a new id at an
+index still open (Ollama numbers every parallel call 0) ends that call and
+starts another. Every open call is ended (`ToolCallEnd`, in the order they
+began) when `finish_reason` arrives, or when the stream ends without one; a
+call that streamed no argument text is given `{}` first. A stream that breaks
+mid-arguments raises with no `ToolCallEnd`: the call is incomplete.
+`finish_reason` is yielded as `Finish`, cached prompt tokens come from
+`prompt_tokens_details.cached_tokens`.
+
+Earlier steps are rendered natively: an assistant turn with `tool_calls`
+(consecutive ones merged into one message, which the API requires before the
+results), each result as a `tool` message naming its `tool_call_id`; a failed
+call's result is prefixed `Error: `, the API having no error flag.
+`temperature` and `max_tokens` are sent when the prompt sets them.
+
 Failures are translated once, in `failure`, into `ProviderError` codes:
 
     auth             401 / 403: bad or missing key, no access
@@ -35,57 +57,174 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionChunk,
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+)
+from openai.types.chat.chat_completion_chunk import ChoiceDelta, ChoiceDeltaToolCall
 from openai.types.completion_usage import CompletionUsage
 
 from gapless.errors import ProviderError
-from gapless.providers.base import Chunk, ModelInfo, Prompt, Text, Thinking, Usage
+from gapless.providers.base import (
+    Chunk,
+    Finish,
+    ModelInfo,
+    Prompt,
+    Text,
+    Thinking,
+    ToolCall,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolSpec,
+    Turn,
+    Usage,
+    api_tool_name,
+    tool_name_from_api,
+)
 
 CHARS_PER_TOKEN = 4
 
 
+def tools_for(prompt: Prompt) -> list[ChatCompletionFunctionToolParam]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": api_tool_name(tool.name),
+                "description": tool.description,
+                "parameters": tool.schema,
+            },
+        }
+        for tool in prompt.tools
+    ]
+
+
+def call_for(call: ToolCall) -> ChatCompletionMessageFunctionToolCallParam:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": api_tool_name(call.name), "arguments": call.arguments},
+    }
+
+
+def result_text(turn: Turn) -> str:
+    return f"Error: {turn.content}" if turn.is_error else turn.content
+
+
 def messages_for(prompt: Prompt) -> list[ChatCompletionMessageParam]:
-    system: list[ChatCompletionMessageParam] = (
+    messages: list[ChatCompletionMessageParam] = (
         [{"role": "system", "content": prompt.system}] if prompt.system else []
     )
     # Spelled per role: the SDK's message type is a union that mypy cannot pick from a variable.
-    return system + [
-        {"role": "user", "content": turn.content}
-        if turn.role == "user"
-        else {"role": "assistant", "content": turn.content}
-        for turn in prompt.turns
-    ]
+    for turn in prompt.turns:
+        if turn.role == "user":
+            messages.append({"role": "user", "content": turn.content})
+        elif turn.role == "tool":
+            messages.append(
+                {"role": "tool", "tool_call_id": turn.tool_call_id, "content": result_text(turn)}
+            )
+        elif not turn.tool_calls:
+            messages.append({"role": "assistant", "content": turn.content})
+        else:
+            calls = [call_for(call) for call in turn.tool_calls]
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant" and last.get("tool_calls"):
+                # One step given as several turns: the API wants its calls in one message.
+                merged = "".join(filter(None, [str(last.get("content") or ""), turn.content]))
+                last["content"] = merged or None
+                last["tool_calls"] = [*last.get("tool_calls", ()), *calls]
+                continue
+            message: ChatCompletionAssistantMessageParam = {
+                "role": "assistant",
+                "content": turn.content or None,
+                "tool_calls": calls,
+            }
+            messages.append(message)
+    return messages
 
 
 def estimate_tokens(prompt: Prompt) -> int:
     """Input tokens when the server does not say: ~4 characters a token (see module doc)."""
-    chars = len(prompt.system) + sum(len(turn.content) for turn in prompt.turns)
+    chars = len(prompt.system) + sum(
+        len(turn.content) + sum(len(call.name) + len(call.arguments) for call in turn.tool_calls)
+        for turn in prompt.turns
+    )
     return math.ceil(chars / CHARS_PER_TOKEN)
 
 
-def pieces(chunk: ChatCompletionChunk) -> Iterable[Text | Thinking]:
-    """The text and reasoning a chunk carries, reasoning first as models emit it."""
-    for choice in chunk.choices[:1]:  # we never ask for n > 1
-        delta = choice.delta
-        for field in ("reasoning_content", "reasoning"):
-            value: Any = getattr(delta, field, None)
-            if isinstance(value, str) and value:
-                yield Thinking(value)
-        for value in (delta.content, delta.refusal):
-            if value:
-                yield Text(value)
+def pieces(delta: ChoiceDelta) -> Iterable[Text | Thinking]:
+    """The text and reasoning a delta carries, reasoning first as models emit it."""
+    for name in ("reasoning_content", "reasoning"):
+        value: Any = getattr(delta, name, None)
+        if isinstance(value, str) and value:
+            yield Thinking(value)
+    for value in (delta.content, delta.refusal):
+        if value:
+            yield Text(value)
+
+
+@dataclass
+class Calls:
+    """The tool calls of one stream, by the `index` the API keys their fragments with."""
+
+    tools: tuple[ToolSpec, ...]
+    open: dict[int, str] = field(default_factory=dict)  # index -> our id, in order begun
+    server_ids: dict[int, str] = field(default_factory=dict)  # index -> the id the API gave
+    argued: set[str] = field(default_factory=set)  # calls that got argument text
+    used: set[str] = field(default_factory=set)
+
+    def unique(self, wanted: str) -> str:
+        given, n = wanted, 1
+        while given in self.used:
+            n += 1
+            given = f"{wanted}_{n}"
+        self.used.add(given)
+        return given
+
+    def fragment(self, piece: ChoiceDeltaToolCall) -> Iterable[Chunk]:
+        index, function = piece.index, piece.function
+        current = self.open.get(index)
+        if current is not None and piece.id and piece.id != self.server_ids[index]:
+            yield from self.end(index)  # a new call at an index still open (Ollama)
+            current = None
+        if current is None:
+            current = self.unique(piece.id or f"call_{index}")
+            self.open[index], self.server_ids[index] = current, piece.id or ""
+            name = function.name if function and function.name else ""
+            yield ToolCallStart(current, tool_name_from_api(name, self.tools))
+        if function and function.arguments:
+            self.argued.add(current)
+            yield ToolCallArgs(current, function.arguments)
+
+    def end(self, index: int) -> Iterable[Chunk]:
+        ended = self.open.pop(index)
+        if ended not in self.argued:
+            yield ToolCallArgs(ended, "{}")  # a call without arguments still takes an object
+        yield ToolCallEnd(ended)
+
+    def end_all(self) -> Iterable[Chunk]:
+        for index in list(self.open):
+            yield from self.end(index)
 
 
 def usage_from(usage: CompletionUsage) -> Usage:
     details = usage.completion_tokens_details
     reasoning = details.reasoning_tokens if details and details.reasoning_tokens else 0
+    prompt_details = usage.prompt_tokens_details
+    cached = prompt_details.cached_tokens if prompt_details and prompt_details.cached_tokens else 0
     return Usage(
         input_tokens=usage.prompt_tokens,
         output_tokens=usage.completion_tokens,
         reasoning_tokens=reasoning,
+        cached_tokens=cached,
     )
 
 
@@ -170,24 +309,38 @@ class OpenAIProvider:
                 stream=True,
                 stream_options={"include_usage": True},
                 max_tokens=prompt.max_tokens or openai.omit,
+                temperature=openai.omit if prompt.temperature is None else prompt.temperature,
+                tools=tools_for(prompt) or openai.omit,
             )
             started = True
             async with chunks:
-                async for item in self.counted(chunks, prompt):
+                async for item in self.read(chunks, prompt):
                     yield item
         except openai.OpenAIError as error:
             raise failure(self.name, error, started=started) from error
 
-    async def counted(
+    async def read(
         self, chunks: AsyncIterator[ChatCompletionChunk], prompt: Prompt
     ) -> AsyncIterator[Chunk]:
-        """Yield the pieces, then the server's usage, or our own count when it sent none."""
+        """Yield the pieces and tool calls, then the server's usage, or our own count."""
+        calls = Calls(prompt.tools)
         usage: Usage | None = None
         count = 0
         async for chunk in chunks:
-            for piece in pieces(chunk):
-                count += 1
-                yield piece
+            for choice in chunk.choices[:1]:  # we never ask for n > 1
+                for piece in pieces(choice.delta):
+                    count += 1
+                    yield piece
+                for fragment in choice.delta.tool_calls or ():
+                    for item in calls.fragment(fragment):
+                        count += isinstance(item, ToolCallArgs)
+                        yield item
+                if choice.finish_reason:
+                    for item in calls.end_all():
+                        yield item
+                    yield Finish(choice.finish_reason)
             if chunk.usage is not None:
                 usage = usage_from(chunk.usage)
+        for item in calls.end_all():
+            yield item
         yield usage or Usage(input_tokens=estimate_tokens(prompt), output_tokens=count)
