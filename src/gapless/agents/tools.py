@@ -44,10 +44,15 @@ class ToolContext:
 class Tool(Protocol):
     """One callable tool. `destructive` (MCP's `destructiveHint`) makes approval the default."""
 
-    name: str
-    description: str
-    schema: dict[str, Any]
-    destructive: bool
+    # Read-only properties, so a frozen dataclass (or plain attributes) implements them.
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def schema(self) -> dict[str, Any]: ...
+    @property
+    def destructive(self) -> bool: ...
 
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> JSON:
         """Run the tool on arguments already validated against `schema`."""
