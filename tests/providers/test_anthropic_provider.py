@@ -5,7 +5,19 @@ from __future__ import annotations
 import pytest
 
 from gapless.providers.anthropic import AnthropicProvider
-from gapless.providers.base import Prompt, Text, Thinking, Turn, Usage
+from gapless.providers.base import (
+    Finish,
+    Prompt,
+    Text,
+    Thinking,
+    ToolCall,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolSpec,
+    Turn,
+    Usage,
+)
 from tests.providers.conftest import drain
 from tests.providers.wire import Wire
 
@@ -26,8 +38,10 @@ async def test_stream_yields_thinking_then_text_with_usage_from_start_and_delta(
         OPENED,
         Thinking("Let me"),
         Thinking(" think."),
+        Thinking("", signature="EqQBCgIYAhIM1gbcDa9GJwZA"),  # at the thinking block's end
         Text("Hello"),
         Text(", world"),
+        Finish("end_turn"),
         Usage(input_tokens=25, output_tokens=30),
     ]
 
@@ -80,3 +94,137 @@ async def test_errors_by_type_keep_the_apis_own_words(
 
     assert error is not None
     assert (error.code, error.message) == (code, message)
+
+
+# --- tools ---------------------------------------------------------------------------------
+
+CALCULATOR = ToolSpec("calculator", "Evaluate arithmetic.",
+                      {"type": "object", "properties": {"expression": {"type": "string"}}})
+READ = ToolSpec("files.read", "Read a file.",
+                {"type": "object", "properties": {"path": {"type": "string"}}})
+TOOLS = Prompt(turns=(Turn("user", "12*7?"),), tools=(CALCULATOR, READ))
+
+
+async def test_tool_use_streams_its_input_json_as_arguments(wire: Wire) -> None:
+    chunks, error = await drain(provider(wire.url).stream("tools", TOOLS))
+
+    assert error is None
+    assert chunks == [
+        Usage(input_tokens=25 + 20, output_tokens=1, cached_tokens=20),
+        Text("Let me compute."),
+        ToolCallStart("toolu_01A", "calculator"),
+        ToolCallArgs("toolu_01A", '{"expression": '),  # the empty first partial_json: nothing
+        ToolCallArgs("toolu_01A", '"12*7"}'),
+        ToolCallEnd("toolu_01A"),
+        Finish("tool_use"),
+        Usage(input_tokens=45, output_tokens=40, cached_tokens=20),
+    ]
+
+
+async def test_thinking_between_two_calls_keeps_each_blocks_signature(wire: Wire) -> None:
+    chunks, error = await drain(provider(wire.url, budget=2048).stream("tools-interleaved", TOOLS))
+
+    assert error is None
+    assert chunks == [
+        Usage(input_tokens=30, output_tokens=1),
+        Thinking("First, compute."),
+        Thinking("", signature="sig-one"),
+        ToolCallStart("toolu_01", "calculator"),
+        ToolCallArgs("toolu_01", '{"expression": "1+1"}'),
+        ToolCallEnd("toolu_01"),
+        Thinking("Then read."),
+        Thinking("", signature="sig-two"),
+        ToolCallStart("toolu_02", "files.read"),  # the API's files__read, read back
+        ToolCallArgs("toolu_02", "{}"),  # no input streamed: an empty object
+        ToolCallEnd("toolu_02"),
+        Finish("tool_use"),
+        Usage(input_tokens=30, output_tokens=60),
+    ]
+    [request] = wire.seen
+    assert request.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+
+
+async def test_an_error_event_mid_arguments_leaves_the_call_unended(wire: Wire) -> None:
+    chunks, error = await drain(provider(wire.url).stream("tools-error", TOOLS))
+
+    assert chunks == [
+        Usage(input_tokens=25, output_tokens=1),
+        ToolCallStart("toolu_01A", "calculator"),
+        ToolCallArgs("toolu_01A", '{"expr'),
+    ]
+    assert error is not None
+    assert (error.code, error.message) == ("server_error",
+                                           "anthropic: error in the stream: Overloaded")
+
+
+async def test_request_renders_tools_and_earlier_calls_and_results_natively(wire: Wire) -> None:
+    prompt = Prompt(
+        turns=(
+            Turn("user", "12*7, and read /tmp/a.txt"),
+            Turn("assistant", "Checking.", tool_calls=(
+                ToolCall("toolu_1", "calculator", '{"expression": "12*7"}'),
+                ToolCall("toolu_2", "files.read", '{"path": "/tmp/a.txt"'),  # invalid JSON
+            ), thinking="I should compute.", signature="sig-1"),
+            Turn("tool", "84", tool_call_id="toolu_1", name="calculator"),
+            Turn("tool", "bad arguments", tool_call_id="toolu_2", name="files.read",
+                 is_error=True),
+            Turn("assistant", "", tool_calls=(ToolCall("toolu_3", "calculator", "{}"),),
+                 thinking="unsigned thinking is not handed back"),
+            Turn("tool", "0", tool_call_id="toolu_3", name="calculator"),
+        ),
+        tools=(CALCULATOR, READ),
+        temperature=0.3,
+    )
+    await drain(provider(wire.url).stream("chat", prompt))
+
+    [request] = wire.seen
+    assert "temperature" not in request.body  # refused by the API version the SDK speaks
+    assert "anthropic-beta" not in request.headers  # no thinking budget: nothing to interleave
+    assert request.body["tools"] == [
+        {"name": "calculator", "description": "Evaluate arithmetic.",
+         "input_schema": CALCULATOR.schema},
+        {"name": "files__read", "description": "Read a file.", "input_schema": READ.schema},
+    ]
+    assert request.body["messages"] == [
+        {"role": "user", "content": "12*7, and read /tmp/a.txt"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "I should compute.", "signature": "sig-1"},
+            {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "toolu_1", "name": "calculator",
+             "input": {"expression": "12*7"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "files__read", "input": {}},
+        ]},
+        {"role": "user", "content": [  # both results in ONE user message
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "84",
+             "is_error": False},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "bad arguments",
+             "is_error": True},
+        ]},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_3", "name": "calculator", "input": {}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_3", "content": "0", "is_error": False},
+        ]},
+    ]
+
+
+async def test_one_step_given_as_turns_per_thinking_block_is_one_message(wire: Wire) -> None:
+    prompt = Prompt(
+        turns=(
+            Turn("user", "go"),
+            Turn("assistant", "", tool_calls=(ToolCall("t1", "calculator", "{}"),),
+                 thinking="one", signature="s1"),
+            Turn("assistant", "", tool_calls=(ToolCall("t2", "calculator", "{}"),),
+                 thinking="two", signature="s2"),
+            Turn("tool", "1", tool_call_id="t1"),
+            Turn("tool", "2", tool_call_id="t2"),
+        ),
+    )
+    await drain(provider(wire.url).stream("chat", prompt))
+
+    [request] = wire.seen
+    assert [m["role"] for m in request.body["messages"]] == ["user", "assistant", "user"]
+    assert [b["type"] for b in request.body["messages"][1]["content"]] == [
+        "thinking", "tool_use", "thinking", "tool_use"
+    ]

@@ -236,7 +236,7 @@ def event(type_: str, **data: Any) -> bytes:
     return sse({"type": type_, **data}, event=type_)
 
 
-def message_start(input_tokens: int) -> bytes:
+def message_start(input_tokens: int, cache_read: int = 0) -> bytes:
     return event(
         "message_start",
         message={
@@ -250,7 +250,7 @@ def message_start(input_tokens: int) -> bytes:
             "usage": {
                 "input_tokens": input_tokens,
                 "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+                "cache_read_input_tokens": cache_read,
                 "output_tokens": 1,
             },
         },
@@ -271,6 +271,33 @@ def text_delta(index: int, text: str) -> bytes:
 def thinking_delta(index: int, text: str) -> bytes:
     return event(
         "content_block_delta", index=index, delta={"type": "thinking_delta", "thinking": text}
+    )
+
+
+def tool_use_start(index: int, id: str, name: str) -> bytes:
+    block = {"type": "tool_use", "id": id, "name": name, "input": {}}
+    return event("content_block_start", index=index, content_block=block)
+
+
+def json_delta(index: int, partial: str) -> bytes:
+    delta = {"type": "input_json_delta", "partial_json": partial}
+    return event("content_block_delta", index=index, delta=delta)
+
+
+def signature_delta(index: int, signature: str) -> bytes:
+    delta = {"type": "signature_delta", "signature": signature}
+    return event("content_block_delta", index=index, delta=delta)
+
+
+def block_stop(index: int) -> bytes:
+    return event("content_block_stop", index=index)
+
+
+def stopped(reason: str, output_tokens: int) -> tuple[bytes, bytes]:
+    return (
+        event("message_delta", delta={"stop_reason": reason, "stop_sequence": None},
+              usage={"output_tokens": output_tokens}),
+        event("message_stop"),
     )
 
 
@@ -315,6 +342,49 @@ ANTHROPIC: dict[str, Reply] = {
     ),
     "drop": Reply(events=(*OPENING, text_delta(0, "lo")), end="drop"),
     "stall": Reply(events=OPENING, end="stall"),
+    # a sentence, then one call whose input streams as input_json_delta (the first one empty)
+    "tools": Reply(
+        events=(
+            message_start(25, cache_read=20),
+            block_start(0, "text"),
+            text_delta(0, "Let me compute."),
+            block_stop(0),
+            tool_use_start(1, "toolu_01A", "calculator"),
+            json_delta(1, ""),
+            json_delta(1, '{"expression": '),
+            json_delta(1, '"12*7"}'),
+            block_stop(1),
+            *stopped("tool_use", 40),
+        )
+    ),
+    # interleaved thinking: a signed thinking block before each of two calls
+    "tools-interleaved": Reply(
+        events=(
+            message_start(30),
+            block_start(0, "thinking"),
+            thinking_delta(0, "First, compute."),
+            signature_delta(0, "sig-one"),
+            block_stop(0),
+            tool_use_start(1, "toolu_01", "calculator"),
+            json_delta(1, '{"expression": "1+1"}'),
+            block_stop(1),
+            block_start(2, "thinking"),
+            thinking_delta(2, "Then read."),
+            signature_delta(2, "sig-two"),
+            block_stop(2),
+            tool_use_start(3, "toolu_02", "files__read"),
+            block_stop(3),
+            *stopped("tool_use", 60),
+        )
+    ),
+    "tools-error": Reply(
+        events=(
+            message_start(25),
+            tool_use_start(0, "toolu_01A", "calculator"),
+            json_delta(0, '{"expr'),
+            sse(anthropic_error("overloaded_error", "Overloaded"), event="error"),
+        )
+    ),
 }
 
 

@@ -12,6 +12,30 @@ so a reply that fails mid-way still has its input counted) and again from each
 the API's `output_tokens_details.thinking_tokens` when sent, else 0: Claude
 bills thinking as output, so `output_tokens` always includes it.
 
+Tools (`prompt.tools`) are sent as `{name, description, input_schema}`, names
+made API-safe by `base.api_tool_name` and read back by `tool_name_from_api`.
+A `tool_use` block is a call: its `content_block_start` (id, name) is
+`ToolCallStart`, each non-empty `input_json_delta.partial_json` a
+`ToolCallArgs`, its `content_block_stop` the `ToolCallEnd` (a call that
+streamed no argument text gets `{}` first). Thinking blocks may come between
+calls (interleaved thinking, asked for with the `interleaved-thinking` beta
+header when thinking is on and tools are offered); a thinking block that got a
+`signature_delta` yields `Thinking("", signature=...)` once, at its
+`content_block_stop`. `redacted_thinking` blocks are not kept. `stop_reason`
+is yielded as `Finish` as the API names it (`end_turn`, `tool_use`,
+`max_tokens`...), just before the `message_delta`'s usage. `cached_tokens`
+is `cache_read_input_tokens`.
+
+Earlier steps are rendered natively: an assistant turn with tool calls or a
+signed thinking block becomes content blocks `[thinking (with signature, only
+when it has one), text (when not empty), tool_use (input = the parsed
+arguments; `{}` when they are not a JSON object)]`; consecutive assistant
+turns merge into one message (one step may come as several turns, its
+thinking interleaved), and consecutive `tool` turns into ONE user message of
+`tool_result` blocks (`tool_use_id`, `content`, `is_error`).
+`prompt.temperature` is never sent: the API version this SDK speaks
+(2026-10-21) answers 400 to any sampling parameter, on every model.
+
 Failures are translated once, in `failure`, into `ProviderError` codes:
 
     auth             authentication_error / permission_error (401 / 403)
@@ -26,16 +50,43 @@ Failures are translated once, in `failure`, into `ProviderError` codes:
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import anthropic
 import httpx2
-from anthropic.types import MessageParam, RawMessageStreamEvent, ThinkingConfigParam
+from anthropic.types import (
+    ContentBlockParam,
+    MessageParam,
+    RawMessageStreamEvent,
+    ThinkingConfigParam,
+    ToolParam,
+    ToolResultBlockParam,
+)
 
 from gapless.errors import ProviderError
-from gapless.providers.base import Chunk, ModelInfo, Prompt, Text, Thinking, Usage
+from gapless.providers.base import (
+    Chunk,
+    Finish,
+    ModelInfo,
+    Prompt,
+    Text,
+    Thinking,
+    ToolCall,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolSpec,
+    Turn,
+    Usage,
+    api_tool_name,
+    tool_name_from_api,
+)
 
 DEFAULT_MAX_TOKENS = 4096
+INTERLEAVED_THINKING = "interleaved-thinking-2025-05-14"
 
 ERROR_TYPES = {
     "authentication_error": "auth",
@@ -50,14 +101,60 @@ ERROR_TYPES = {
 }
 
 
-def messages_for(prompt: Prompt) -> list[MessageParam]:
-    # Spelled per role: the SDK's message type is a union that mypy cannot pick from a variable.
+def tools_for(prompt: Prompt) -> list[ToolParam]:
     return [
-        {"role": "user", "content": turn.content}
-        if turn.role == "user"
-        else {"role": "assistant", "content": turn.content}
-        for turn in prompt.turns
+        {"name": api_tool_name(tool.name), "description": tool.description,
+         "input_schema": tool.schema}
+        for tool in prompt.tools
     ]
+
+
+def arguments(call: ToolCall) -> dict[str, Any]:
+    """A call's input as the API takes it: an object (invalid arguments were refused by the job,
+    which says so in the result; the call itself is still handed back)."""
+    try:
+        parsed = json.loads(call.arguments)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def assistant_blocks(turn: Turn) -> list[ContentBlockParam]:
+    blocks: list[ContentBlockParam] = []
+    if turn.thinking and turn.signature:
+        blocks.append({"type": "thinking", "thinking": turn.thinking, "signature": turn.signature})
+    if turn.content:
+        blocks.append({"type": "text", "text": turn.content})
+    for call in turn.tool_calls:
+        blocks.append({"type": "tool_use", "id": call.id, "name": api_tool_name(call.name),
+                       "input": arguments(call)})
+    return blocks
+
+
+def messages_for(prompt: Prompt) -> list[MessageParam]:
+    messages: list[MessageParam] = []
+    for turn in prompt.turns:
+        last = messages[-1] if messages else None
+        merge = last is not None and isinstance(last["content"], list)
+        # Spelled per role: the SDK's message type is a union that mypy cannot pick from a variable.
+        if turn.role == "user":
+            messages.append({"role": "user", "content": turn.content})
+        elif turn.role == "tool":
+            result: ToolResultBlockParam = {"type": "tool_result", "tool_use_id": turn.tool_call_id,
+                                            "content": turn.content, "is_error": turn.is_error}
+            if merge and last is not None and last["role"] == "user":
+                assert isinstance(last["content"], list)
+                last["content"].append(result)
+            else:
+                messages.append({"role": "user", "content": [result]})
+        elif not turn.tool_calls and not (turn.thinking and turn.signature):
+            messages.append({"role": "assistant", "content": turn.content})
+        elif merge and last is not None and last["role"] == "assistant":
+            assert isinstance(last["content"], list)
+            last["content"].extend(assistant_blocks(turn))
+        else:
+            messages.append({"role": "assistant", "content": assistant_blocks(turn)})
+    return messages
 
 
 def code_for(error: anthropic.APIStatusError) -> str:
@@ -97,24 +194,72 @@ def failure(name: str, error: Exception, *, started: bool) -> ProviderError:
     return ProviderError(f"{name}: {message}", code=code)
 
 
-def chunks_of(event: RawMessageStreamEvent, usage: Usage) -> Iterable[Chunk]:
-    """What one stream event carries; `usage` is the running total so far."""
-    if event.type == "content_block_delta":
-        if event.delta.type == "text_delta" and event.delta.text:
-            yield Text(event.delta.text)
-        elif event.delta.type == "thinking_delta" and event.delta.thinking:
-            yield Thinking(event.delta.thinking)
-    elif event.type == "message_start":
-        start = event.message.usage
-        cached = (start.cache_creation_input_tokens or 0) + (start.cache_read_input_tokens or 0)
-        yield Usage(input_tokens=start.input_tokens + cached, output_tokens=start.output_tokens)
-    elif event.type == "message_delta":
-        details = event.usage.output_tokens_details
-        yield Usage(
-            input_tokens=usage.input_tokens,
-            output_tokens=event.usage.output_tokens,
-            reasoning_tokens=details.thinking_tokens if details else 0,
-        )
+@dataclass
+class Blocks:
+    """One stream's content blocks by index: which are tool calls, what thinking got signed,
+    and the usage so far (`message_start`'s input, `message_delta`'s cumulative output)."""
+
+    tools: tuple[ToolSpec, ...]
+    calls: dict[int, str] = field(default_factory=dict)  # block index -> tool_use id, open
+    argued: set[str] = field(default_factory=set)  # calls that got argument text
+    signatures: dict[int, str] = field(default_factory=dict)  # thinking block index -> signature
+    usage: Usage = field(default_factory=lambda: Usage(input_tokens=0, output_tokens=0))
+
+    def read(self, event: RawMessageStreamEvent) -> Iterable[Chunk]:
+        if event.type == "content_block_delta":
+            yield from self.delta(event.index, event.delta)
+        elif event.type == "content_block_start":
+            block = event.content_block
+            if block.type == "tool_use":
+                self.calls[event.index] = block.id
+                yield ToolCallStart(block.id, tool_name_from_api(block.name, self.tools))
+            elif block.type == "thinking":
+                self.signatures[event.index] = block.signature or ""
+        elif event.type == "content_block_stop":
+            yield from self.stop(event.index)
+        elif event.type == "message_start":
+            start = event.message.usage
+            read = start.cache_read_input_tokens or 0
+            cached = (start.cache_creation_input_tokens or 0) + read
+            self.usage = Usage(input_tokens=start.input_tokens + cached,
+                               output_tokens=start.output_tokens, cached_tokens=read)
+            yield self.usage
+        elif event.type == "message_delta":
+            if event.delta.stop_reason:
+                yield Finish(event.delta.stop_reason)
+            details = event.usage.output_tokens_details
+            self.usage = Usage(
+                input_tokens=self.usage.input_tokens,
+                output_tokens=event.usage.output_tokens,
+                reasoning_tokens=details.thinking_tokens if details else 0,
+                cached_tokens=self.usage.cached_tokens,
+            )
+            yield self.usage
+
+    def delta(self, index: int, delta: Any) -> Iterable[Chunk]:
+        if delta.type == "text_delta" and delta.text:
+            yield Text(delta.text)
+        elif delta.type == "thinking_delta" and delta.thinking:
+            yield Thinking(delta.thinking)
+        elif delta.type == "input_json_delta" and delta.partial_json and index in self.calls:
+            self.argued.add(self.calls[index])
+            yield ToolCallArgs(self.calls[index], delta.partial_json)
+        elif delta.type == "signature_delta" and index in self.signatures:
+            self.signatures[index] += delta.signature
+
+    def stop(self, index: int) -> Iterable[Chunk]:
+        if index in self.calls:
+            call = self.calls.pop(index)
+            if call not in self.argued:
+                yield ToolCallArgs(call, "{}")  # a call without arguments still takes an object
+            yield ToolCallEnd(call)
+        elif self.signatures.get(index):
+            yield Thinking("", signature=self.signatures.pop(index))
+
+    def end(self) -> Iterable[Chunk]:
+        """At the stream's end: calls the API never closed end here."""
+        for index in list(self.calls):
+            yield from self.stop(index)
 
 
 class AnthropicProvider:
@@ -152,6 +297,11 @@ class AnthropicProvider:
         # so the answer gets its own room on top of the budget.
         return (prompt.max_tokens or DEFAULT_MAX_TOKENS) + (self.thinking_budget or 0)
 
+    def headers(self, prompt: Prompt) -> dict[str, str]:
+        if self.thinking_budget and prompt.tools:
+            return {"anthropic-beta": INTERLEAVED_THINKING}  # thinking between tool calls
+        return {}
+
     async def stream(self, model: str, prompt: Prompt) -> AsyncIterator[Chunk]:
         started = False
         try:
@@ -161,15 +311,17 @@ class AnthropicProvider:
                 system=prompt.system or anthropic.omit,
                 max_tokens=self.max_tokens(prompt),
                 thinking=self.thinking(),
+                tools=tools_for(prompt) or anthropic.omit,
+                extra_headers=self.headers(prompt) or None,
                 stream=True,
             )
             started = True
-            usage = Usage(input_tokens=0, output_tokens=0)
+            blocks = Blocks(prompt.tools)
             async with events:
                 async for event in events:
-                    for item in chunks_of(event, usage):
-                        if isinstance(item, Usage):
-                            usage = item
+                    for item in blocks.read(event):
                         yield item
+            for item in blocks.end():
+                yield item
         except (anthropic.AnthropicError, httpx2.HTTPError) as error:
             raise failure(self.name, error, started=started) from error
