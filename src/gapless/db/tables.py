@@ -176,3 +176,121 @@ tool_calls = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_tool_calls_account_created", "account_id", "created_at"),
 )
+
+# ---- observability ----
+# One trace per reply's run (observe/recorder.py), a tree of observations, and roll-ups that
+# outlive both (retention deletes traces and their content, never the roll-ups).
+
+HISTOGRAM_BUCKETS = 56  # observe.histogram.BUCKETS (a test keeps the two equal)
+
+traces = sa.Table(
+    "traces",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("reply_id", sa.String(40), nullable=False),
+    sa.Column("chat_id", sa.String(40), nullable=False),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("user_id", sa.String(40)),
+    sa.Column("agent_id", sa.String(40)),
+    sa.Column("agent_name", sa.String(200)),
+    sa.Column("model", sa.String(200)),
+    # running | requires_action | complete | failed | cancelled | interrupted
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("error_code", sa.String(100)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("ended_at", Time),
+    sa.Column("duration_ms", sa.Float),
+    sa.Column("ttft_ms", sa.Float),  # the first model call's time to first chunk
+    sa.Column("steps", sa.Integer, nullable=False, default=0),
+    sa.Column("generations", sa.Integer, nullable=False, default=0),
+    sa.Column("tools", sa.Integer, nullable=False, default=0),
+    sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("reasoning_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cached_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cost", sa.Float, nullable=False, default=0.0),
+    sa.Column("input", sa.Text),  # the question (content capture on), for search and lists
+    sa.Column("output", sa.Text),  # the answer's text, likewise
+    sa.Index("ix_traces_account_started", "account_id", "started_at"),
+    sa.Index("ix_traces_started", "started_at"),
+    sa.Index("ix_traces_chat_started", "chat_id", "started_at"),
+)
+
+observations = sa.Table(
+    "observations",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("trace_id", sa.String(40), nullable=False),
+    sa.Column("parent_id", sa.String(100)),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # generation | tool | span
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("ended_at", Time),
+    sa.Column("duration_ms", sa.Float),
+    sa.Column("ttft_ms", sa.Float),
+    sa.Column("provider", sa.String(100)),
+    sa.Column("model", sa.String(200)),
+    sa.Column("step", sa.Integer),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("reasoning_tokens", sa.Integer),
+    sa.Column("cached_tokens", sa.Integer),
+    sa.Column("cost", sa.Float),
+    sa.Column("finish_reason", sa.String(40)),
+    sa.Column("error_code", sa.String(100)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("attributes", sa.Text),  # JSON: settings, call_id, tool_calls, ... by kind
+    sa.Column("input", sa.Text),  # JSON: messages or arguments (content capture on)
+    sa.Column("output", sa.Text),
+    sa.Index("ix_observations_trace", "trace_id"),
+    sa.Index("ix_observations_kind_started", "kind", "started_at"),
+)
+
+# Model calls per hour (epoch hours), per account and per one dimension (`dim`: all, model,
+# agent, user; `key` its value): sums, and histograms of duration (d*) and TTFT (t*).
+usage_hourly = sa.Table(
+    "usage_hourly",
+    metadata,
+    sa.Column("dim", sa.String(10), primary_key=True),
+    sa.Column("hour", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("errors", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("reasoning_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("ttft_count", sa.Integer, nullable=False),
+    sa.Column("ttft_ms", sa.Float, nullable=False),
+    *[sa.Column(f"d{i}", sa.Integer, nullable=False) for i in range(HISTOGRAM_BUCKETS)],
+    *[sa.Column(f"t{i}", sa.Integer, nullable=False) for i in range(HISTOGRAM_BUCKETS)],
+)
+
+# Each chat's totals over every run it had (kept when its traces expire).
+chat_usage = sa.Table(
+    "chat_usage",
+    metadata,
+    sa.Column("chat_id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("traces", sa.Integer, nullable=False),
+    sa.Column("generations", sa.Integer, nullable=False),
+    sa.Column("tools", sa.Integer, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("last_at", Time),
+)
+
+# ---- security (migration 0003_security) ----
+# A token's name (API tokens; a session's is its browser's User-Agent), when it was last
+# used (written at most once a minute). Token kinds:
+# "api", "session", "invite" (a link that sets a first password).
+tokens.append_column(sa.Column("name", sa.String(200)))
+tokens.append_column(sa.Column("last_used_at", Time))
