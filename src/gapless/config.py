@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     tool_output_max: int = 20_000  # characters of a tool's output kept (the rest is cut, saying so)
     max_steps: int = 25  # the highest step limit an agent may have (its default is 10)
 
+    # ---- observability ----
+    trace_content: bool = True  # traces keep messages, tool arguments and outputs
+    trace_retention_days: float = 30.0  # traces (and content) older are deleted; roll-ups stay
+    metrics_token: str = ""  # Prometheus `/metrics`: off when empty, else `Bearer <token>`
+
     @classmethod
     def settings_customise_sources(
         cls,
