@@ -31,6 +31,7 @@ from gapless.leases import Watch
 from gapless.limits import Limiter
 from gapless.log.base import EventLog, chat_stream
 from gapless.log.memory import MemoryLog
+from gapless.observe import setup as observe
 from gapless.prices import Price, cost, with_overrides
 from gapless.providers.base import Provider
 from gapless.providers.demo import DemoProvider
@@ -101,6 +102,7 @@ class Runtime:
     async def _janitor(self) -> None:
         every = self._every
         trimmed = time.monotonic()
+        expired = trimmed - observe.EXPIRE_EVERY  # traces past retention: at start, then hourly
         while True:
             await asyncio.sleep(every)
             try:
@@ -108,6 +110,9 @@ class Runtime:
                 if time.monotonic() - trimmed > min(60.0, self.settings.retention / 4):
                     await self.trim()
                     trimmed = time.monotonic()
+                if time.monotonic() - expired > observe.EXPIRE_EVERY:
+                    await observe.expire(self.engine, self.settings.trace_retention_days)
+                    expired = time.monotonic()
             except Exception:
                 logger.exception("reaping or trimming failed")
 

@@ -191,3 +191,37 @@ async def test_content_capture_off_stores_no_messages_arguments_or_outputs(engin
     assert trace["observations"][0]["attributes"]["tool_calls"] == [
         {"id": "c1", "name": "calculator"}
     ]
+
+
+async def test_retention_deletes_old_traces_and_their_content_but_keeps_the_roll_ups(
+    engine: Engine,
+) -> None:
+    from gapless.observe.setup import expire
+
+    recorder = DbRecorder(engine)
+    for reply, when in (("msg_old", T0 - timedelta(days=400)), ("msg_new", datetime.now(UTC))):
+        r = run(reply, started_at=when)
+        recorder.run_started(r)
+        g = Observation(
+            id=f"obs_{reply}",
+            trace_id=r.trace_id,
+            kind="generation",
+            name="chat",
+            started_at=when,
+            attributes={"model": "demo:echo", "input": "hi"},
+        )
+        recorder.started(g)
+        g.ended_at, g.status = when + timedelta(seconds=1), "complete"
+        recorder.ended(g)
+        recorder.run_ended(r.trace_id, "complete", None, when + timedelta(seconds=1))
+    await recorder.flush()
+    assert await expire(engine, 30) == 1
+    assert await db_traces.get_trace(engine, trace_id_of("msg_old")) is None
+    assert await db_traces.get_trace(engine, trace_id_of("msg_new")) is not None
+    old_hour = int((T0 - timedelta(days=400)).timestamp() // 3600)
+    [kept] = await db_usage.hourly(
+        engine, None, dim="all", since_hour=old_hour, until_hour=old_hour + 1, bucket_hours=1
+    )
+    assert kept["count"] == 1
+    chat = await db_usage.chat_totals(engine, "cht_1")
+    assert chat is not None and chat["traces"] == 2
