@@ -146,6 +146,6 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Front:
             return FileResponse(index, headers={"Cache-Control": "no-cache"})
         return Response("Gapless API is running; see /docs.", media_type="text/plain")
 
-    for route in ("/", "/login", "/chats/{chat_id}", "/generations"):
+    for route in ("/", "/login", "/chats/{chat_id}", "/generations", "/agents", "/agents/{agent_id}"):
         app.add_api_route(route, page, include_in_schema=False)
     return Front(app, runtime)

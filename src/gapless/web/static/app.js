@@ -3,6 +3,7 @@
  * with history.pushState, and holds the shell the views share: the chat
  * list fed by the account stream, the connection state and the toasts.
  */
+import { AgentsView } from "./agents.js";
 import { ApiError, api, setCsrfToken } from "./api.js";
 import { ChatView } from "./chat.js";
 import { AccountFeed } from "./feed.js";
@@ -19,9 +20,12 @@ class App {
     /** @type {AccountFeed|null} */
     this.account = null;
     this.models = { models: [], default: null };
+    this.agents = { agents: [] };
     this.toastTimer = 0;
     const shell = {
       models: this.models,
+      agents: this.agents,
+      agentsChanged: () => this.chatView.fillAgents(this.chatView.chat?.agent_id ?? this.chatView.draft.agent_id),
       account: null,
       navigate: (path, options) => this.navigate(path, options),
       setTitle: (text) => this.setTitle(text),
@@ -31,6 +35,7 @@ class App {
     this.shell = shell;
     this.chatView = new ChatView(shell);
     this.generations = new GenerationsView(shell);
+    this.agentsView = new AgentsView(shell);
     this.sidebar = new Sidebar({
       navigate: shell.navigate,
       toast: shell.toast,
@@ -87,6 +92,11 @@ class App {
     const models = await api.get("/api/models");
     this.models.models = models.models;
     this.models.default = models.default;
+    try {
+      this.agents.agents = (await api.get("/api/agents")).agents;
+    } catch {
+      this.agents.agents = []; // a server without agents: the picker stays hidden
+    }
     $("account-email").textContent = this.user.email;
     $("account-avatar").textContent = (this.user.name || this.user.email || "?").slice(0, 1).toUpperCase();
     this.account = new AccountFeed({
@@ -172,7 +182,20 @@ class App {
     if (this.user === null) return this.showLogin();
     const path = location.pathname;
     const chat = path.match(/^\/chats\/([^/]+)$/);
-    $("open-settings").hidden = path === "/generations";
+    const agents = path.match(/^\/agents(?:\/([^/]+))?$/);
+    $("open-settings").hidden = path === "/generations" || agents !== null;
+    if (agents) {
+      this.chatView.reset();
+      this.chatView.hide();
+      this.generations.hide();
+      this.sidebar.highlight();
+      $("generations-link").removeAttribute("aria-current");
+      $("agents-link").setAttribute("aria-current", "page");
+      await this.agentsView.show(agents[1] === undefined ? undefined : decodeURIComponent(agents[1]));
+      return;
+    }
+    $("agents-link").removeAttribute("aria-current");
+    this.agentsView.hide();
     if (path === "/generations") {
       this.chatView.reset();
       this.chatView.hide();

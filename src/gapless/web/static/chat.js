@@ -8,12 +8,13 @@
 import { ApiError, api } from "./api.js";
 import { Composer } from "./composer.js";
 import { ChatFeed } from "./feed.js";
-import { MessageNode } from "./message.js";
+import { MessageNode, UNFINISHED } from "./message.js";
 import { Follower } from "./scroll.js";
 import { parentKey, shownPath } from "./tree.js";
 import { keepUnsent, unsent } from "./unsent.js";
 
-const isStreaming = (message) => message.status === "pending" || message.status === "streaming";
+/** Unfinished replies (Stop applies, a new message waits): writing, or waiting for an approval. */
+const isStreaming = (message) => UNFINISHED.has(message.status);
 
 /** A short title from the first message of a chat. */
 function titleFrom(text) {
@@ -24,7 +25,7 @@ function titleFrom(text) {
 export class ChatView {
   /**
    * @param {object} shell  what the page around the chat offers:
-   *   `models` ({models, default}), `account` (AccountFeed), `navigate(path, {replace})`,
+   *   `models` ({models, default}), `agents` ({agents: Agent[]}), `account` (AccountFeed), `navigate(path, {replace})`,
    *   `setTitle(text)`, `setConnection(state|null)`, `toast(text)`
    */
   constructor(shell) {
@@ -38,6 +39,7 @@ export class ChatView {
       onSend: (text) => this.submit(text),
       onStop: () => this.stop(),
       onModel: (model) => this.chatId && this.patchChat({ model }),
+      onAgent: (agentId) => this.chooseAgent(agentId),
     });
 
     this.chatId = null;
@@ -56,7 +58,7 @@ export class ChatView {
     this.frame = 0;
     this.path = [];
     /** settings of a chat not created yet */
-    this.draft = { title: "", system_prompt: "" };
+    this.draft = { title: "", system_prompt: "", agent_id: null };
     this.bind();
   }
 
@@ -79,6 +81,7 @@ export class ChatView {
     this.reset();
     this.outbox = unsent(chatId);
     this.fillModels(null);
+    this.fillAgents(null);
     this.shell.setTitle("New chat");
     this.render();
     if (chatId === null) {
@@ -105,7 +108,7 @@ export class ChatView {
     this.chosen.clear();
     this.list.replaceChildren();
     this.follower.resume();
-    this.draft = { title: "", system_prompt: "" };
+    this.draft = { title: "", system_prompt: "", agent_id: null };
     this.shell.setConnection(null);
   }
 
@@ -133,12 +136,23 @@ export class ChatView {
     this.chat = chat;
     this.shell.setTitle(chat.title || "New chat");
     this.fillModels(chat.model);
+    this.fillAgents(chat.agent_id ?? null);
     this.shell.account.upsert(chat);
     this.shell.account.emit();
   }
 
   fillModels(selected) {
     this.composer.setModels(this.shell.models.models, selected, this.shell.models.default);
+  }
+
+  fillAgents(selected) {
+    this.composer.setAgents(this.shell.agents.agents, selected);
+  }
+
+  /** The agent picker changed: the chat runs that agent from its next reply (null: none). */
+  chooseAgent(agentId) {
+    if (this.chatId) return this.patchChat({ agent_id: agentId });
+    this.draft = { ...this.draft, agent_id: agentId };
   }
 
   changed(ids) {
@@ -262,6 +276,7 @@ export class ChatView {
       title: this.draft.title || titleFrom(firstMessage),
       model: this.composer.model,
       system_prompt: this.draft.system_prompt,
+      ...(this.draft.agent_id ? { agent_id: this.draft.agent_id } : {}),
     });
     this.shell.account.upsert(chat);
     this.shell.account.emit();
@@ -309,6 +324,26 @@ export class ChatView {
     return this.path.find((step) => step.message.id === id);
   }
 
+  /**
+   * Approve or deny a tool call that waits (POST .../tools/{id}); the answer
+   * and the stream both move the card on, in this tab and every other.
+   */
+  async decide(step, toolId, decision) {
+    const node = this.nodes.get(step.message.id);
+    node?.decide(toolId, true);
+    const path = `/api/messages/${encodeURIComponent(step.message.id)}/tools/${encodeURIComponent(toolId)}`;
+    try {
+      this.feed?.adopt(await api.post(path, { decision }));
+    } catch (error) {
+      // 409: answered already (another tab, or the reply was stopped): the stream shows how
+      if (!(error instanceof ApiError && error.status === 409)) {
+        this.shell.toast(`Couldn't ${decision}: ${error.message}`);
+      }
+    } finally {
+      node?.decide(toolId, false);
+    }
+  }
+
   /** Clicks on message buttons (delegated). */
   action(event) {
     const codeCopy = event.target.closest(".code-copy");
@@ -322,6 +357,9 @@ export class ChatView {
         return step && this.copy(step.message.content, "Copied");
       case "retry":
         return step && this.retry(step.message);
+      case "approve":
+      case "deny":
+        return step && this.decide(step, button.dataset.tool, button.dataset.action);
       case "edit":
         return this.nodeOf(button)?.startEdit();
       case "edit-cancel":

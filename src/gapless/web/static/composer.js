@@ -1,21 +1,23 @@
 /**
  * The composer: a growing textarea (Enter sends, Shift+Enter breaks the
- * line), the model picker, and one round button that is Send, or Stop while
- * a reply streams.
+ * line), the agent and model pickers, and one round button that is Send, or
+ * Stop while a reply streams.
  */
 
 const MAX_HEIGHT = 240;
 
 export class Composer {
   /**
-   * @param {{onSend: (text: string) => void, onStop: () => void, onModel: (id: string) => void}} handlers
+   * @param {{onSend: (text: string) => void, onStop: () => void, onModel: (id: string) => void,
+   *   onAgent: (id: string|null) => void}} handlers
    */
-  constructor({ onSend, onStop, onModel }) {
+  constructor({ onSend, onStop, onModel, onAgent }) {
     this.form = document.getElementById("composer");
     this.prompt = document.getElementById("prompt");
     this.send = document.getElementById("send");
     this.stop = document.getElementById("stop");
     this.picker = document.getElementById("model");
+    this.agentPicker = document.getElementById("agent");
     this.onSend = onSend;
     this.state = { streaming: false, sending: false };
     this.form.addEventListener("submit", (event) => {
@@ -31,6 +33,7 @@ export class Composer {
     this.prompt.addEventListener("input", () => this.refresh());
     this.stop.addEventListener("click", () => onStop());
     this.picker.addEventListener("change", () => onModel(this.picker.value));
+    this.agentPicker.addEventListener("change", () => onAgent(this.agentPicker.value || null));
   }
 
   /** The chosen model id. */
@@ -48,6 +51,28 @@ export class Composer {
     }
     const value = models.some((m) => m.id === selected) ? selected : fallback;
     if (value) this.picker.value = value;
+  }
+
+  /**
+   * Offer "No agent" and `agents` (from GET /api/agents), with `selected` chosen.
+   * @param {{id: string, name: string}[]} agents
+   * @param {string|null} selected
+   */
+  setAgents(agents, selected) {
+    const options = [new Option("No agent", ""), ...agents.map((a) => new Option(a.name || "Untitled agent", a.id))];
+    const key = JSON.stringify(agents.map((a) => [a.id, a.name]));
+    if (this.agentPicker.dataset.key !== key) {
+      this.agentPicker.replaceChildren(...options);
+      this.agentPicker.dataset.key = key;
+    }
+    const known = agents.some((a) => a.id === selected);
+    if (selected && !known) {
+      // an agent this list does not have (deleted, or not loaded yet): say so rather than show "No agent"
+      this.agentPicker.append(new Option("Unknown agent", selected));
+      this.agentPicker.dataset.key = "";
+    }
+    this.agentPicker.value = selected ?? "";
+    this.agentPicker.closest(".agent-picker").hidden = agents.length === 0 && !selected;
   }
 
   /**

@@ -16,7 +16,7 @@ import { Replica } from "./reducer.js";
 /** @typedef {"connecting"|"live"|"reconnecting"|"offline"} Connection */
 
 const CHAT_EVENTS = [
-  "message.created", "message.delta", "message.completed", "message.failed",
+  "message.created", "message.updated", "message.delta", "message.completed", "message.failed",
   "message.cancelled", "message.deleted", "chat.updated", "chat.deleted", "reset",
 ];
 const ACCOUNT_EVENTS = ["chat.created", "chat.updated", "chat.deleted", "reset"];

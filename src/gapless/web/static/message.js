@@ -2,8 +2,14 @@
  * One message on the page. A node owns its DOM and redraws only what changed:
  * a streaming reply patches its last Markdown block, a finished one is drawn
  * once. Buttons carry `data-action`; the chat view handles them by delegation.
+ *
+ * A reply without tool calls shows its thinking, then its text. Once it has a
+ * tool part it shows its parts in order instead (PROTOCOL.md "Parts"): each
+ * step's thinking, text and tool cards, one block per part, each redrawn
+ * only when its part changed.
  */
 import { patch } from "./render.js";
+import { ToolCard } from "./tools.js";
 
 const ICONS = {
   copy: '<svg viewBox="0 0 24 24" aria-hidden="true"><rect x="9" y="9" width="11" height="11" rx="2"/><path d="M5 15V5a2 2 0 0 1 2-2h8"/></svg>',
@@ -25,6 +31,11 @@ const button = (action, label, icon, text = "") =>
   `<button type="button" class="action" data-action="${action}" aria-label="${label}" title="${label}">${ICONS[icon]}${text}</button>`;
 
 const STOPPED = { cancelled: "Stopped", failed: "" };
+
+/** A reply not ended yet: still written, or waiting for a person's approval. */
+export const UNFINISHED = new Set(["pending", "streaming", "requires_action"]);
+
+const hasTools = (message) => Array.isArray(message.parts) && message.parts.some((part) => part.type === "tool");
 
 export class MessageNode {
   /** @param {"user"|"assistant"} role */
@@ -70,6 +81,10 @@ export class MessageNode {
             </div>
           </article>`);
     this.content = this.el.querySelector(".content");
+    /** part id -> {kind, el, card?, drawn} of the parts layout */
+    this.blocks = new Map();
+    /** tool call ids whose decision this tab is posting */
+    this.deciding = new Set();
   }
 
   /**
@@ -80,7 +95,7 @@ export class MessageNode {
     const el = this.el;
     el.dataset.id = message.id;
     el.dataset.status = message.status;
-    const streaming = message.status === "pending" || message.status === "streaming";
+    const streaming = UNFINISHED.has(message.status);
     el.setAttribute("aria-busy", String(streaming));
     if (this.role === "user") {
       if (this.drawn.content !== message.content) this.content.textContent = message.content;
@@ -97,13 +112,18 @@ export class MessageNode {
   drawAssistant(message, streaming) {
     const content = message.content ?? "";
     const thinking = message.thinking ?? "";
-    if (content !== this.drawn.content || streaming !== this.drawn.streaming) {
-      patch(this.content, content, { streaming });
+    if (hasTools(message)) {
+      this.drawParts(message.parts, streaming);
+    } else {
+      if (content !== this.drawn.content || streaming !== this.drawn.streaming) {
+        patch(this.content, content, { streaming });
+      }
+      if (thinking !== this.drawn.thinking || streaming !== this.drawn.streaming || content !== this.drawn.content) {
+        this.drawThinking(thinking, streaming && content === "");
+      }
     }
-    if (thinking !== this.drawn.thinking || streaming !== this.drawn.streaming || content !== this.drawn.content) {
-      this.drawThinking(thinking, streaming && content === "");
-    }
-    this.el.querySelector(".typing").hidden = !(streaming && content === "" && thinking === "");
+    const typing = streaming && message.status !== "requires_action" && content === "" && thinking === "";
+    this.el.querySelector(".typing").hidden = !(typing && !hasTools(message));
     const error = message.status === "failed" ? message.error?.message || "The model failed to reply." : "";
     if (error !== this.drawn.error) {
       this.el.querySelector(".msg-error").hidden = error === "";
@@ -114,6 +134,78 @@ export class MessageNode {
     stopped.textContent = STOPPED[message.status] ?? "";
     stopped.hidden = stopped.textContent === "";
     this.el.querySelector('[data-action="retry"].action').disabled = streaming;
+  }
+
+  /**
+   * The parts layout: `.content` holds one block per part, in order. Blocks
+   * are only appended (parts are), and each redraws when its own part changed.
+   */
+  drawParts(parts, streaming) {
+    if (this.blocks.size === 0) {
+      // leaving the thinking-then-text layout: its blocks become parts
+      this.content.replaceChildren();
+      this.content.classList.remove("markdown");
+      this.content.classList.add("steps");
+      this.el.querySelector(".thinking").hidden = true;
+    }
+    parts.forEach((part, index) => {
+      const last = index === parts.length - 1;
+      let block = this.blocks.get(part.id);
+      if (block === undefined) {
+        block = this.block(part);
+        this.blocks.set(part.id, block);
+        this.content.appendChild(block.el);
+      }
+      const live = streaming && last;
+      // the reducer makes a new object of a part it changes: an unchanged part is the same object
+      if (part === block.drawn.part && live === block.drawn.live) return;
+      if (part.type === "tool") {
+        if (part.status !== "awaiting_approval") this.deciding.delete(part.id);
+        block.card.update(part, { busy: this.deciding.has(part.id) });
+        block.drawn = { part, live };
+        return;
+      }
+      if (part.type === "thinking") {
+        if (live && block.drawn.live === undefined) block.el.open = true;
+        block.el.querySelector(".thinking-text").textContent = part.text;
+        block.el.querySelector(".thinking-label").textContent = live ? "Thinking…" : "Thoughts";
+        block.el.classList.toggle("active", live);
+        if (block.drawn.live && !live) block.el.open = false;
+      } else {
+        patch(block.el, part.text ?? "", { streaming: live });
+        block.el.classList.toggle("live", live);
+      }
+      block.drawn = { part, live };
+    });
+    if (this.blocks.size > parts.length) {
+      // only a replaced Message could drop a part (parts are append-only): drop its block too
+      const ids = new Set(parts.map((part) => part.id));
+      for (const [id, block] of this.blocks) if (!ids.has(id)) (block.el.remove(), this.blocks.delete(id));
+    }
+  }
+
+  /** A new block for `part`. */
+  block(part) {
+    if (part.type === "tool") {
+      const card = new ToolCard();
+      return { el: card.el, card, drawn: {} };
+    }
+    if (part.type === "thinking") {
+      const el = element(`<details class="thinking step-thinking"><summary><span class="thinking-label">Thinking</span></summary>
+        <div class="thinking-text"></div></details>`);
+      return { el, drawn: {} };
+    }
+    const el = document.createElement("div");
+    el.className = "markdown step-text";
+    return { el, drawn: {} };
+  }
+
+  /** This tab posts a decision on `toolId`: its buttons wait until the answer (or the stream) moves on. */
+  decide(toolId, busy) {
+    if (busy) this.deciding.add(toolId);
+    else this.deciding.delete(toolId);
+    this.el.querySelector(`.tool-card[data-tool="${CSS.escape(toolId)}"]`)
+      ?.querySelectorAll(".tool-approval button").forEach((b) => (b.disabled = busy));
   }
 
   /** Thinking streams open; once the answer starts it folds away (unless the reader opened it). */
