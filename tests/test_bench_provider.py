@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
 from gapless.errors import InvalidError
-from gapless.providers.base import Prompt, Text, Turn, Usage
+from gapless.providers.base import (
+    Finish,
+    Prompt,
+    Text,
+    ToolCall,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    Turn,
+    Usage,
+)
 from gapless.providers.bench import BenchProvider, Pace, parse_model
 
 PROMPT = Prompt(turns=(Turn(role="user", content="go fast"),))
@@ -16,6 +27,7 @@ PROMPT = Prompt(turns=(Turn(role="user", content="go fast"),))
 def test_model_name_gives_rate_and_length() -> None:
     assert parse_model("r50-n200") == Pace(rate=50, tokens=200)
     assert parse_model("r0-n1") == Pace(rate=0, tokens=1)
+    assert parse_model("r50-n200-t") == Pace(rate=50, tokens=200, tools=True)
 
 
 @pytest.mark.parametrize(
@@ -36,6 +48,10 @@ def test_model_name_gives_rate_and_length() -> None:
         "r200000-n5",
         "r5-n2000000",
         "r1.5-n5",
+        "r5-n5-",
+        "r5-n5-T",
+        "r5-n5-t-t",
+        "r5-n5t",
     ],
 )
 def test_bad_model_name_is_refused(name: str) -> None:
@@ -79,7 +95,43 @@ async def test_bad_name_fails_before_any_chunk() -> None:
 
 
 async def test_rate_paces_the_stream() -> None:
-    # 4 tokens at 200/s are due at 0, 5, 10 and 15 ms: the last cannot come before 15 ms.
+    # 4 tokens at 200/s are due at 0, 5, 10 and 15 ms after the start: the last cannot come
+    # before 15 ms (measured from before the start, as a late first token on a busy machine
+    # lets the others catch up with the schedule).
+    before = time.time_ns()
     chunks = [c async for c in BenchProvider().stream("r200-n4", PROMPT)]
     stamps = [int(c.text[:-1]) for c in chunks if isinstance(c, Text)]
-    assert stamps[-1] - stamps[0] >= 14_000_000
+    assert stamps[-1] - before >= 14_000_000
+
+
+async def test_tool_variant_streams_the_clock_as_one_calls_arguments() -> None:
+    before = time.time_ns()
+    chunks = [c async for c in BenchProvider().stream("r0-n3-t", PROMPT)]
+    after = time.time_ns()
+
+    start, opening, *ticks, closing, end, finish, usage = chunks
+    assert start == ToolCallStart("bench_1", "clock")
+    assert opening == ToolCallArgs("bench_1", '{"stamps": "')
+    assert closing == ToolCallArgs("bench_1", '"}')
+    assert (end, finish, usage) == (
+        ToolCallEnd("bench_1"), Finish("tool_calls"), Usage(input_tokens=2, output_tokens=3)
+    )
+    assert len(ticks) == 3
+    assert all(isinstance(t, ToolCallArgs) and t.id == "bench_1" for t in ticks)
+    stamps = [int(t.text) for t in ticks if isinstance(t, ToolCallArgs)]
+    assert [t.text for t in ticks if isinstance(t, ToolCallArgs)] == [f"{s} " for s in stamps]
+    assert stamps == sorted(stamps) and before <= stamps[0] and stamps[-1] <= after
+    arguments = "".join(c.text for c in chunks if isinstance(c, ToolCallArgs))
+    assert json.loads(arguments)["stamps"].split() == [str(s) for s in stamps]
+
+
+async def test_tool_variant_answers_a_tool_result_with_nothing() -> None:
+    prompt = Prompt(turns=(
+        Turn("user", "go"),
+        Turn("assistant", "", tool_calls=(ToolCall("bench_1", "clock", "{}"),)),
+        Turn("tool", "unknown tool", tool_call_id="bench_1", is_error=True),
+    ))
+
+    chunks = [c async for c in BenchProvider().stream("r0-n3-t", prompt)]
+
+    assert chunks == [Finish("stop"), Usage(input_tokens=3, output_tokens=0)]
