@@ -5,6 +5,8 @@ serves Streamable HTTP at `/mcp` on the listening socket inherited as file
 descriptor N (the test binds it, so the port is known before the server starts
 and stays the same across a restart).
 
+With `GAPLESS_MCP_STARTS` set, each start appends the process id to that file.
+
 Tools:
 - `echo(text)`, `add(a, b)`: plain answers;
 - `fail(message)`: an `isError` result carrying `message`;
@@ -74,6 +76,9 @@ async def slow(key: str = "gate") -> str:
 
 
 def main(argv: list[str]) -> None:
+    if os.environ.get("GAPLESS_MCP_STARTS"):  # a test counts starts (lazy, restarted) and pids
+        with open(os.environ["GAPLESS_MCP_STARTS"], "a") as file:
+            file.write(f"{os.getpid()}\n")
     if "--fd" not in argv:
         server.run()
         return

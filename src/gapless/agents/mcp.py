@@ -147,6 +147,11 @@ class McpConnection:
             await asyncio.wait({session.task}, timeout=1)
 
     @property
+    def running(self) -> bool:
+        """Whether a session is up (a server that died is noticed when its pipe or stream ends)."""
+        return self._session is not None and self._session.usable and self._session.settled.is_set()
+
+    @property
     def source(self) -> str:
         return f"mcp:{self.name}"
 

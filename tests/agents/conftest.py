@@ -1,0 +1,25 @@
+"""Fixtures for the tool tests: the test MCP server's files and its Streamable HTTP process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.mcp_setup import Files, HttpServer
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Files:
+    return Files(tmp_path / "mcp")
+
+
+@pytest.fixture
+def http_server(files: Files) -> Iterator[HttpServer]:
+    server = HttpServer(files)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
