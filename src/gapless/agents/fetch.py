@@ -71,14 +71,8 @@ async def get(
                 host = target.raw_host.decode("ascii").lower().rstrip(".")
                 if not host_allowed(host, hosts):
                     raise ToolError(f"fetching from {host} is not allowed", code="refused")
-                address = await resolve(host, target.port or _port(target), private)
-                request = client.build_request(
-                    "GET",
-                    target.copy_with(host=str(address)),
-                    headers={"Host": target.netloc.decode("ascii")},
-                    extensions={"sni_hostname": host} if target.scheme == "https" else {},
-                )
-                response = await client.send(request, stream=True)
+                addresses = await resolve(host, target.port or _port(target), private)
+                response = await _send(client, target, host, addresses)
                 try:
                     location = response.headers.get("location")
                     if response.status_code in REDIRECTS and location:
@@ -112,8 +106,8 @@ def address_allowed(address: Address, private: bool) -> bool:
     return private or address.is_global
 
 
-async def resolve(host: str, port: int, private: bool) -> Address:
-    """The address to connect to; ToolError if `host` resolves to any refused address."""
+async def resolve(host: str, port: int, private: bool) -> list[Address]:
+    """The addresses to connect to; ToolError if `host` resolves to any refused address."""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
@@ -126,7 +120,27 @@ async def resolve(host: str, port: int, private: bool) -> Address:
             )
     if not addresses:
         raise ToolError(f"cannot resolve {host}", code="unresolved")
-    return addresses[0]
+    return list(dict.fromkeys(addresses))
+
+
+async def _send(
+    client: httpx.AsyncClient, target: httpx.URL, host: str, addresses: list[Address]
+) -> httpx.Response:
+    """The GET sent to the first checked address that accepts a connection (a name may
+    resolve to an IPv6 address this machine has no route to, then to a reachable one)."""
+    for address in addresses:
+        request = client.build_request(
+            "GET",
+            target.copy_with(host=str(address)),
+            headers={"Host": target.netloc.decode("ascii")},
+            extensions={"sni_hostname": host} if target.scheme == "https" else {},
+        )
+        try:
+            return await client.send(request, stream=True)
+        except httpx.ConnectError:
+            if address == addresses[-1]:
+                raise
+    raise AssertionError("resolve() answers at least one address")
 
 
 def _parse(url: str) -> httpx.URL:
