@@ -104,7 +104,17 @@ def test_judge() -> None:
 def test_apply_appends_both_texts_and_starts_streaming() -> None:
     message = {"content": "a", "thinking": None, "seq": 1, "status": "pending"}
     updated = apply(message, Delta("m", 2, content="b", thinking="t"))
-    assert updated == {"content": "ab", "thinking": "t", "seq": 2, "status": "streaming"}
+    assert updated == {
+        "content": "ab",
+        "thinking": "t",
+        "parts": [
+            {"id": "p0", "type": "text", "text": "a"},
+            {"id": "p1", "type": "thinking", "text": "t"},
+            {"id": "p2", "type": "text", "text": "b"},
+        ],
+        "seq": 2,
+        "status": "streaming",
+    }
     assert message["content"] == "a"  # pure: the input is untouched
 
 

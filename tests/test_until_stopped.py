@@ -1,4 +1,4 @@
-"""`generation.until_stopped`: a stop interrupts the wait for the model, never the work on a chunk.
+"""`waits.until_stopped`: a stop interrupts the wait for the model, never the work on a chunk.
 
 The provider is a plain async generator held at gates (`asyncio.Event`); the
 interleavings are forced, nothing sleeps hoping for timing.
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gapless.generation import until_stopped
+from gapless.waits import until_stopped
 from gapless.providers.base import Chunk, Text
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from gapless import events
 from gapless.db import Engine
+from gapless.db import agents as db_agents
 from gapless.db import chats as db
 from gapless.db.accounts import Caller
 from gapless.errors import (
@@ -94,13 +95,17 @@ class Chats:
         account_id = fields.get("account_id") or next(iter(sorted(caller.account_ids)), None)
         if account_id is None or not caller.sees(account_id):
             raise InvalidError("no account to create the chat in", code="no_account")
-        model = self.check_model(fields.get("model") or self.default_model)
+        agent = await self._agent(fields.get("agent_id"), account_id)
+        model = self.check_model(
+            fields.get("model") or (agent["model"] if agent else self.default_model)
+        )
         chat = await db.create_chat(
             self.engine,
             account_id,
             (fields.get("title") or "New chat").strip() or "New chat",
             model,
             fields.get("system_prompt") or "",
+            agent["id"] if agent else None,
         )
         await self.log.append(account_stream(account_id), events.make("chat.created", chat))
         return chat
@@ -108,9 +113,11 @@ class Chats:
     async def update(
         self, caller: Caller, chat_id: str, fields: Mapping[str, Any]
     ) -> dict[str, Any]:
-        await self.chat(caller, chat_id)
+        found = await self.chat(caller, chat_id)
         if "model" in fields:
             self.check_model(fields["model"])
+        if fields.get("agent_id") is not None:
+            await self._agent(fields["agent_id"], found["account_id"])
         if "title" in fields and not str(fields["title"]).strip():
             raise InvalidError("title must not be empty", code="empty_title")
         chat = await db.update_chat(self.engine, chat_id, **fields)
@@ -139,11 +146,20 @@ class Chats:
         chat = await self.chat(caller, chat_id)
         content = self.check_content(fields.get("content"))
         self.check_rate(caller)
-        model = self.check_model(fields.get("model") or chat["model"])
+        agent = await self._agent(chat["agent_id"], chat["account_id"], missing_ok=True)
+        model = self.check_model(
+            fields.get("model") or (agent["model"] if agent else None) or chat["model"]
+        )
         parent = fields.get("parent_id", db.MISSING)
         try:
             user, reply, touched = await db.create_exchange(
-                self.engine, chat_id, parent, content, model
+                self.engine,
+                chat_id,
+                parent,
+                content,
+                model,
+                caller.user_id,
+                agent["id"] if agent else None,
             )
         except db.ParentError as exc:
             raise InvalidError(str(exc), code="bad_parent") from None
@@ -161,8 +177,16 @@ class Chats:
             raise ConflictError("only an assistant reply can be retried", code="not_a_reply")
         chat = await self.chat(caller, chat_id)
         self.check_rate(caller)
-        model = original["model"] or chat["model"]
-        reply, touched = await db.create_reply(self.engine, chat_id, original["parent_id"], model)
+        agent = await self._agent(chat["agent_id"], chat["account_id"], missing_ok=True)
+        model = (agent["model"] if agent else None) or original["model"] or chat["model"]
+        reply, touched = await db.create_reply(
+            self.engine,
+            chat_id,
+            original["parent_id"],
+            model,
+            caller.user_id,
+            agent["id"] if agent else None,
+        )
         await self.log.append(chat_stream(chat_id), events.message("message.created", reply))
         await self.runner.submit(reply["id"])
         await self._touched(touched)
@@ -177,6 +201,43 @@ class Chats:
             await end_unstarted(self.context, message_id, "cancelled", None)
         ended, _ = await db.get_message(self.engine, message_id)
         return ended
+
+    async def decide(
+        self,
+        caller: Caller,
+        message_id: str,
+        call_id: str,
+        decision: str,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Approve or deny a tool call that awaits approval (409 when it awaits none); the
+        last decision a paused reply waited for submits the run that goes on."""
+        await self._visible(caller, message_id)
+        if decision not in ("approve", "deny"):
+            raise InvalidError("decision must be 'approve' or 'deny'", code="bad_decision")
+        try:
+            ready = await db_agents.decide(
+                self.engine, message_id, call_id, decision, reason, caller.user_id
+            )
+        except db_agents.DecisionError as exc:
+            raise ConflictError(str(exc), code="not_awaiting_approval") from None
+        if ready:
+            await self.runner.submit(message_id, key=f"{message_id}.{call_id}")
+        return (await db.get_message(self.engine, message_id))[0]
+
+    async def _agent(
+        self, agent_id: str | None, account_id: str, missing_ok: bool = False
+    ) -> dict[str, Any] | None:
+        """The agent a chat in `account_id` may use; None for none (or, with `missing_ok`,
+        for one deleted since). Another account's agent is as unknown as a missing one."""
+        if not agent_id:
+            return None
+        agent = await db_agents.get_agent(self.engine, agent_id)
+        if agent is None or agent["account_id"] != account_id:
+            if missing_ok:
+                return None
+            raise InvalidError("agent_id is not an agent of this chat's account", code="bad_agent")
+        return agent
 
     async def delete_message(self, caller: Caller, message_id: str) -> None:
         chat_id = (await self._visible(caller, message_id))["chat_id"]

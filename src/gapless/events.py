@@ -43,11 +43,14 @@ def delta(value: Delta) -> Event:
         data += f',"content":{_string(value.content)}'
     if value.thinking:
         data += f',"thinking":{_string(value.thinking)}'
+    if value.tool:
+        data += f',"tool":{encode(value.tool)}'
     return Event("message.delta", data + "}")
 
 
 def message(type: str, message: dict[str, Any]) -> Event:
-    """`message.created` or a final `message.completed|failed|cancelled` with the whole Message."""
+    """`message.created`, `message.updated` (entering `requires_action`) or a final
+    `message.completed|failed|cancelled`, with the whole Message."""
     return make(type, message)
 
 

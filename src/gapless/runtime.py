@@ -13,11 +13,13 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gapless import generation
+from gapless.agents.toolbox import Toolbox, build_toolbox
+from gapless.agents.tools import Tool
 from gapless.chats import Chats, oldest
 from gapless.config import Settings
 from gapless.db import Engine
@@ -32,6 +34,7 @@ from gapless.limits import Limiter
 from gapless.log.base import EventLog, chat_stream
 from gapless.log.memory import MemoryLog
 from gapless.observe import setup as observe
+from gapless.observe.store import DbRecorder
 from gapless.prices import Price, cost, with_overrides
 from gapless.providers.base import Provider
 from gapless.providers.demo import DemoProvider
@@ -61,6 +64,8 @@ class Runtime:
     runner: Runner
     context: Context
     chats: Chats
+    toolbox: Toolbox
+    recorder: DbRecorder
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     watch: Watch[tuple[str, str, Any]] = field(init=False)  # which runs still heart-beat
 
@@ -123,6 +128,9 @@ class Runtime:
                 await task
         await self.runner.close()
         await self.context.flusher.close()
+        await self.toolbox.close()
+        with contextlib.suppress(Exception):
+            await self.recorder.close()  # what it was told, written before the log closes
         await self.log.close()
         await self.engine.dispose()
 
@@ -241,12 +249,17 @@ def build(
     settings: Settings,
     providers: Mapping[str, Provider] | None = None,
     hooks: Hooks | None = None,
+    tools: Sequence[Tool] = (),
 ) -> Runtime:
+    """Every engine `settings` name; `providers` and `tools` add to the configured ones
+    (tests add a scripted model and tools with gates)."""
     engine = db_engine.create(settings.resolved_database_url(), settings.database_pool)
     log = build_log(settings.events_url, settings.retention)
     chosen = dict(build_providers(settings))
     chosen.update(providers or {})
     table = price_table(settings)
+    toolbox = build_toolbox(settings, extra=tools)
+    recorder = observe.build_recorder(settings, engine, log)
     context = Context(
         engine=engine,
         log=log,
@@ -259,6 +272,11 @@ def build(
         ),
         hooks=hooks or Hooks(),
         cost=lambda model, usage: cost(model, usage, table),
+        toolbox=toolbox,
+        recorder=recorder,
+        tool_timeout=settings.tool_timeout,
+        tool_output_max=settings.tool_output_max,
+        max_steps=settings.max_steps,
     )
 
     async def job(reply_id: str, stop: asyncio.Event) -> None:
@@ -274,4 +292,4 @@ def build(
         max_content=settings.max_content,
         limiter=Limiter(rate=settings.rate_limit / 60, burst=settings.rate_burst),
     )
-    return Runtime(settings, engine, log, runner, context, chats)
+    return Runtime(settings, engine, log, runner, context, chats, toolbox, recorder)

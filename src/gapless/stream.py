@@ -19,7 +19,7 @@ from gapless.errors import CursorError
 
 FINAL_STATUSES = frozenset({"complete", "failed", "cancelled"})
 FINAL_EVENTS = frozenset({"message.completed", "message.failed", "message.cancelled"})
-MESSAGE_EVENTS = FINAL_EVENTS | {"message.created"}
+MESSAGE_EVENTS = FINAL_EVENTS | {"message.created", "message.updated"}
 
 # epoch "." position; a position is one or two dash-separated integers
 # (a memory log counts, a Redis stream id is "ms-seq"). URL-safe by construction.
@@ -62,12 +62,14 @@ def parse_cursor(text: str) -> Cursor:
 
 @dataclass(frozen=True)
 class Delta:
-    """The `seq`-th piece of one message's text (content and thinking, each optional)."""
+    """The `seq`-th piece of one message: text, thinking, and a change of one tool part
+    (`tool`: `{id, name?, arguments?, status?, output?, error?}`), each optional."""
 
     message_id: str
     seq: int
     content: str = ""
     thinking: str = ""
+    tool: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"message_id": self.message_id, "seq": self.seq}
@@ -75,16 +77,142 @@ class Delta:
             data["content"] = self.content
         if self.thinking:
             data["thinking"] = self.thinking
+        if self.tool:
+            data["tool"] = dict(self.tool)
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Delta:
+        tool = data.get("tool")
         return cls(
             message_id=str(data["message_id"]),
             seq=int(data["seq"]),
             content=str(data.get("content") or ""),
             thinking=str(data.get("thinking") or ""),
+            tool=dict(tool) if isinstance(tool, Mapping) and "id" in tool else None,
         )
+
+
+# A tool part's status only moves forward through these (PROTOCOL.md "Parts").
+TOOL_STATUSES = (
+    "input",
+    "awaiting_approval",
+    "running",
+    "complete",
+    "failed",
+    "denied",
+    "cancelled",
+)
+TOOL_FINAL = frozenset({"complete", "failed", "denied", "cancelled"})
+
+
+class Parts:
+    """A message's parts, built from its deltas by PROTOCOL.md's rules.
+
+    Mutable and append-only, so the job keeps one per reply and adds each delta
+    in O(1) (texts are lists of pieces, joined when read); clients build one from
+    a Message's `parts` and add a delta (`apply`). One implementation of the
+    rules for both, mirrored by `reducer.js`.
+    """
+
+    def __init__(self, parts: list[dict[str, Any]] | None = None) -> None:
+        self._parts: list[dict[str, Any]] = []
+        self._tools: dict[str, dict[str, Any]] = {}
+        for part in parts or []:
+            copy = dict(part)
+            if copy.get("type") == "tool":
+                copy["arguments"] = [copy.get("arguments") or ""]
+                self._tools[str(copy["id"])] = copy
+            else:
+                copy["text"] = [copy.get("text") or ""]
+            self._parts.append(copy)
+
+    def add(self, delta: Delta) -> None:
+        """Thinking, then content, then tool (the order PROTOCOL.md gives)."""
+        if delta.thinking:
+            self._text("thinking", delta.thinking)
+        if delta.content:
+            self._text("text", delta.content)
+        if delta.tool:
+            self._tool(delta.tool)
+
+    def _text(self, kind: str, text: str) -> None:
+        last = self._parts[-1] if self._parts else None
+        if last is not None and last["type"] == kind:
+            last["text"].append(text)
+        else:
+            self._parts.append({"id": f"p{len(self._parts)}", "type": kind, "text": [text]})
+
+    def _tool(self, change: Mapping[str, Any]) -> None:
+        call_id = str(change["id"])
+        part = self._tools.get(call_id)
+        if part is None:
+            part = {
+                "id": call_id,
+                "type": "tool",
+                "name": str(change.get("name") or ""),
+                "arguments": [],
+                "status": "input",
+                "output": None,
+                "error": None,
+            }
+            self._tools[call_id] = part
+            self._parts.append(part)
+        if change.get("arguments"):
+            part["arguments"].append(str(change["arguments"]))
+        for key in ("status", "output", "error"):
+            if key in change:
+                part[key] = change[key]
+
+    def tool(self, call_id: str) -> dict[str, Any] | None:
+        """One tool part as JSON (None when the message has no such call)."""
+        part = self._tools.get(call_id)
+        return None if part is None else _part_json(part)
+
+    def tools(self) -> list[dict[str, Any]]:
+        return [_part_json(p) for p in self._parts if p["type"] == "tool"]
+
+    def json(self) -> list[dict[str, Any]]:
+        return [_part_json(p) for p in self._parts]
+
+    def text(self, kind: str) -> str:
+        """The concatenation of the `text` or `thinking` parts (`content`, `thinking`)."""
+        return "".join("".join(p["text"]) for p in self._parts if p["type"] == kind)
+
+    def sign(self, signature: str) -> None:
+        """Keep a thinking block's signature (Anthropic's) on the last thinking part, so a
+        later step can hand the block back. Stored, never streamed: no delta carries it."""
+        for part in reversed(self._parts):
+            if part["type"] == "thinking":
+                part["signature"] = signature
+                return
+
+    def plain(self) -> bool:
+        """Whether the parts are only [thinking?, text?]: what `content` and `thinking` say
+        alone, so storage need not keep them (`parts_of` derives them back)."""
+        kinds = [p["type"] for p in self._parts]
+        plain = kinds in ([], ["text"], ["thinking"], ["thinking", "text"])
+        return plain and not any("signature" in p for p in self._parts)
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+
+def _part_json(part: Mapping[str, Any]) -> dict[str, Any]:
+    copy = dict(part)
+    key = "arguments" if part["type"] == "tool" else "text"
+    copy[key] = "".join(part[key])
+    return copy
+
+
+def parts_of(content: str, thinking: str) -> list[dict[str, Any]]:
+    """The parts of a message stored without any: its thinking, then its text."""
+    parts: list[dict[str, Any]] = []
+    if thinking:
+        parts.append({"id": "p0", "type": "thinking", "text": thinking})
+    if content:
+        parts.append({"id": f"p{len(parts)}", "type": "text", "text": content})
+    return parts
 
 
 class Verdict(Enum):
@@ -107,8 +235,14 @@ def apply(message: Mapping[str, Any], delta: Delta) -> dict[str, Any]:
     updated = dict(message)
     updated["content"] = (message.get("content") or "") + delta.content
     updated["thinking"] = (message.get("thinking") or "") + delta.thinking
+    parts = message.get("parts")
+    if parts is None:  # a Message of v1, without parts: they follow from its texts
+        parts = parts_of(message.get("content") or "", message.get("thinking") or "")
+    built = Parts(parts)
+    built.add(delta)
+    updated["parts"] = built.json()
     updated["seq"] = delta.seq
-    if updated.get("status") == "pending":
+    if updated.get("status") in ("pending", "requires_action"):
         updated["status"] = "streaming"
     return updated
 

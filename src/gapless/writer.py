@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from datetime import datetime
 from gapless.db import Engine
 from gapless.db import chats as db
 from gapless.providers.base import Usage
-from gapless.stream import flush_due
+from gapless.stream import Parts, flush_due
 
 logger = logging.getLogger("gapless.writer")
 
@@ -41,13 +42,22 @@ async def no_hook(reply_id: str, seq: int) -> None:
 class Progress:
     """What the job has published so far; the flusher stores a snapshot of it."""
 
-    content: list[str] = field(default_factory=list)
-    thinking: list[str] = field(default_factory=list)
+    parts: Parts = field(default_factory=Parts)
     seq: int = 0
     position: str = ""
     usage: Usage | None = None
     first_token_at: datetime | None = None
     flushes: int = 0
+
+
+def texts(parts: Parts) -> tuple[str, str, str | None]:
+    """A reply's content, thinking and parts JSON as stored (None: they follow from the texts)."""
+    stored = None if parts.plain() else json.dumps(parts.json(), ensure_ascii=False)
+    return parts.text("text"), parts.text("thinking"), stored
+
+
+def _at(progress: Progress) -> tuple[int, str]:
+    return progress.seq, progress.position
 
 
 @dataclass(eq=False)
@@ -158,12 +168,7 @@ class Flusher:
         # One synchronous snapshot per reply: text, seq and position always agree.
         flushes = [
             db.Flush(
-                reply.reply_id,
-                reply.lease,
-                "".join(reply.progress.content),
-                "".join(reply.progress.thinking),
-                reply.progress.seq,
-                reply.progress.position,
+                reply.reply_id, reply.lease, *texts(reply.progress.parts), *_at(reply.progress)
             )
             for reply in changed
         ]

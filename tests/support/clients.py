@@ -16,7 +16,7 @@ import httpx
 from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect
 
-from gapless.stream import FINAL_STATUSES, Replica
+from gapless.stream import FINAL_STATUSES, TOOL_STATUSES, Replica
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Tab:
     chat_id: str
     replica: Replica = field(default_factory=Replica)
     shown: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    shown_parts: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
     events: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)
     refetches: int = 0
     resets: int = 0
@@ -48,6 +49,9 @@ class Tab:
             history = self.shown.setdefault(message_id, [])
             if not history or history[-1] != view:
                 history.append(view)
+            parts = self.shown_parts.setdefault(message_id, [])
+            if message.get("parts") is not None and (not parts or parts[-1] != message["parts"]):
+                parts.append(message["parts"])
 
     def done(self, message_ids: list[str]) -> bool:
         return all(
@@ -58,6 +62,24 @@ class Tab:
         for content, thinking in self.shown.get(message_id, []):
             assert final["content"].startswith(content), (content, final["content"])
             assert final["thinking"].startswith(thinking), (thinking, final["thinking"])
+        for parts in self.shown_parts.get(message_id, []):
+            assert_parts_prefix(parts, final["parts"])
+        statuses: dict[str, int] = {}
+        for parts in self.shown_parts.get(message_id, []):
+            for part in parts:
+                if part["type"] == "tool":
+                    rank = TOOL_STATUSES.index(part["status"])
+                    assert rank >= statuses.get(part["id"], 0), ("status went back", part)
+                    statuses[part["id"]] = rank
+
+
+def assert_parts_prefix(shown: list[dict[str, Any]], final: list[dict[str, Any]]) -> None:
+    """Every part shown is, in place, a prefix of the final part (PROTOCOL.md "Parts")."""
+    assert len(shown) <= len(final), (shown, final)
+    for part, last in zip(shown, final, strict=False):
+        assert (part["id"], part["type"]) == (last["id"], last["type"]), (part, last)
+        key = "arguments" if part["type"] == "tool" else "text"
+        assert last[key].startswith(part[key]), (part, last)
 
 
 async def fetch_state(http: httpx.AsyncClient, chat_id: str) -> dict[str, Any]:

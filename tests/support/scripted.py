@@ -14,7 +14,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from gapless.errors import ProviderError
-from gapless.providers.base import Chunk, ModelInfo, Prompt, Text, Thinking, Usage
+from gapless.providers.base import (
+    Chunk,
+    Finish,
+    ModelInfo,
+    Prompt,
+    Text,
+    Thinking,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
 
 GATE_TIMEOUT = 60.0
 
@@ -28,6 +39,34 @@ class Think:
 class Fail:
     code: str
     message: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """A tool call: its start, its arguments in the pieces given, its end."""
+
+    id: str
+    name: str
+    arguments: tuple[str, ...] = ("{}",)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Only the start of a call (its arguments follow as `Args`, gates between)."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Args:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class End:
+    id: str
 
 
 class Gate:
@@ -49,7 +88,7 @@ class Gate:
             raise TimeoutError("the model never reached the gate")
 
 
-Step = str | Think | Gate | Fail | Usage
+Step = str | Think | Gate | Fail | Usage | Call | Start | Args | End | Finish
 
 
 class ScriptedProvider:
@@ -80,8 +119,19 @@ class ScriptedProvider:
                     raise ProviderError(step.message, code=step.code)
                 elif isinstance(step, Think):
                     yield Thinking(step.text)
-                elif isinstance(step, Usage):
+                elif isinstance(step, Usage | Finish):
                     yield step
+                elif isinstance(step, Call):
+                    yield ToolCallStart(step.id, step.name)
+                    for piece in step.arguments:
+                        yield ToolCallArgs(step.id, piece)
+                    yield ToolCallEnd(step.id)
+                elif isinstance(step, Start):
+                    yield ToolCallStart(step.id, step.name)
+                elif isinstance(step, Args):
+                    yield ToolCallArgs(step.id, step.text)
+                elif isinstance(step, End):
+                    yield ToolCallEnd(step.id)
                 else:
                     yield Text(step)
             finished = True

@@ -28,6 +28,7 @@ from gapless.generation import Hooks
 from gapless.runtime import Bootstrap, Runtime, build
 from gapless.web.app import create_app
 from tests.support.scripted import ScriptedProvider
+from tests.support.tools import Kit
 
 T = TypeVar("T")
 
@@ -36,6 +37,7 @@ T = TypeVar("T")
 class LiveServer:
     runtime: Runtime
     provider: ScriptedProvider
+    kit: Kit = field(default_factory=Kit)  # the test tools every agent may be given
     url: str = ""
     token: str = ""
     email: str = ""
@@ -98,10 +100,14 @@ def start(
         **{"default_model": "scripted:default", "demo_delay": 0.0, "providers": ("demo",),
            **(settings or {})},
     )
+    kit = Kit()
     runtime = build(
-        config, providers={"scripted": provider}, hooks=Hooks(before_flush=before_flush)
+        config,
+        providers={"scripted": provider},
+        hooks=Hooks(before_flush=before_flush),
+        tools=kit.tools(),
     )
-    live = LiveServer(runtime=runtime, provider=provider)
+    live = LiveServer(runtime=runtime, provider=provider, kit=kit)
     live.flush_gate.set()
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -119,8 +125,12 @@ def start(
             log_level="warning",
             timeout_graceful_shutdown=1,
             lifespan="on",
-            # the WebSocket protocol and its options of `gapless serve`, whatever they are
-            **{name: value for name, value in _UVICORN.items() if name.startswith("ws")},
+            # the protocols and their bounds of `gapless serve`, whatever they are
+            **{
+                name: value
+                for name, value in _UVICORN.items()
+                if name.startswith(("ws", "http", "h11", "timeout_keep"))
+            },
         )
     )
     ready = threading.Event()

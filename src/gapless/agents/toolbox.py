@@ -63,9 +63,12 @@ class Toolbox:
         await asyncio.gather(*(s.close() for s in self._servers.values()))
 
 
-def build_toolbox(settings: Settings, *, plugins: bool = True) -> Toolbox:
-    """The toolbox `settings` describe (plugins: every installed `gapless.tools` entry point)."""
-    local: list[tuple[Tool, str]] = []
+def build_toolbox(
+    settings: Settings, *, plugins: bool = True, extra: Sequence[Tool] = ()
+) -> Toolbox:
+    """The toolbox `settings` describe (plugins: every installed `gapless.tools` entry point;
+    `extra`: tools the embedding program adds, such as tests' gated tools)."""
+    local: list[tuple[Tool, str]] = [(tool, "extra") for tool in extra]
     known = builtins()
     for name in settings.tools:
         if name == "fetch":

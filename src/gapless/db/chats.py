@@ -16,10 +16,14 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from gapless.db import Connection, Engine
+from gapless.db.agents import lock_reply, undecided
 from gapless.db.rows import chat_json, message_json, new_id, now
 from gapless.db.tables import chats, generations, messages
 
-UNFINISHED = ("pending", "streaming")
+# A reply that requires action (a tool call awaits approval) is unfinished too: replies
+# below it wait, and stop ends it.
+UNFINISHED = ("pending", "streaming", "requires_action")
+RUNNING = ("pending", "streaming")
 MISSING = object()  # "no parent_id key": append to the default path's leaf
 
 
@@ -31,7 +35,12 @@ class State:
 
 
 async def create_chat(
-    engine: Engine, account_id: str, title: str, model: str, system_prompt: str
+    engine: Engine,
+    account_id: str,
+    title: str,
+    model: str,
+    system_prompt: str,
+    agent_id: str | None = None,
 ) -> dict[str, Any]:
     values = dict(
         id=new_id("chat"),
@@ -39,6 +48,7 @@ async def create_chat(
         title=title,
         model=model,
         system_prompt=system_prompt,
+        agent_id=agent_id,
         created_at=now(),
         updated_at=now(),
     )
@@ -82,7 +92,7 @@ _START = (
     messages.update()
     .where(
         messages.c.id == sa.bindparam("b_message"),
-        messages.c.status == "pending",
+        messages.c.status.in_(("pending", "requires_action")),  # a fresh run, or going on
         messages.c.lease.is_(None),
     )
     .values(
@@ -180,7 +190,13 @@ class Exchange(NamedTuple):
 
 
 async def create_exchange(
-    engine: Engine, chat_id: str, parent: object, content: str, model: str
+    engine: Engine,
+    chat_id: str,
+    parent: object,
+    content: str,
+    model: str,
+    user_id: str | None = None,
+    agent_id: str | None = None,
 ) -> Exchange:
     """The user's message and a pending reply to it, committed together."""
     async with engine.begin() as conn:
@@ -198,8 +214,11 @@ async def create_exchange(
             "user",
             content=content,
             status="complete",
+            user_id=user_id,
         )
-        reply = _message_values(chat_id, user["id"], "assistant", model=model)
+        reply = _message_values(
+            chat_id, user["id"], "assistant", model=model, user_id=user_id, agent_id=agent_id
+        )
         reply["created_at"] = user["created_at"]
         await conn.execute(messages.insert(), [user, reply])
         chat = await _touched(conn, chat_id)
@@ -207,10 +226,17 @@ async def create_exchange(
 
 
 async def create_reply(
-    engine: Engine, chat_id: str, parent_id: str, model: str
+    engine: Engine,
+    chat_id: str,
+    parent_id: str,
+    model: str,
+    user_id: str | None = None,
+    agent_id: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A new pending reply to `parent_id`, and the chat with its new `updated_at`."""
-    reply = _message_values(chat_id, parent_id, "assistant", model=model)
+    reply = _message_values(
+        chat_id, parent_id, "assistant", model=model, user_id=user_id, agent_id=agent_id
+    )
     async with engine.begin() as conn:
         await conn.execute(messages.insert(), reply)
         chat = await _touched(conn, chat_id)
@@ -228,6 +254,8 @@ def _message_dict(values: dict[str, Any]) -> dict[str, Any]:
         input_tokens=None,
         output_tokens=None,
         reasoning_tokens=None,
+        parts=None,
+        agent_id=None,
     )
     full.update(values)
     return message_json(SimpleNamespace(**full))
@@ -283,9 +311,10 @@ async def _path(conn: Connection, message_id: str) -> list[dict[str, Any]]:
 
 
 async def unfinished(engine: Engine) -> list[dict[str, Any]]:
-    """Every reply that is still pending or streaming (to end after a crash or restart)."""
+    """Every reply that is still pending or streaming (to end after a crash or restart); one
+    that requires action waits for a person, not for a process, and is left alone."""
     async with engine.connect() as conn:
-        rows = await conn.execute(sa.select(messages).where(messages.c.status.in_(UNFINISHED)))
+        rows = await conn.execute(sa.select(messages).where(messages.c.status.in_(RUNNING)))
         return [message_json(r) for r in rows]
 
 
@@ -321,12 +350,14 @@ async def start_reply(
 
 
 class Flush(NamedTuple):
-    """One reply's debounced write: text, seq and the position of the last delta it reflects."""
+    """One reply's debounced write: text, parts, seq and the position of the last delta it
+    reflects."""
 
     reply_id: str
     lease: str
     content: str
     thinking: str
+    parts: str | None  # JSON; None while they follow from the texts
     seq: int
     position: str
 
@@ -343,6 +374,7 @@ def _leased(statement: Any) -> Any:
 _FLUSH = _leased(messages.update()).values(
     content=sa.bindparam("b_content"),
     thinking=sa.bindparam("b_thinking"),
+    parts=sa.bindparam("b_parts"),
     seq=sa.bindparam("b_seq"),
     position=sa.bindparam("b_position"),
     status="streaming",
@@ -374,6 +406,7 @@ async def write_replies(
                         "b_lease": f.lease,
                         "b_content": f.content,
                         "b_thinking": f.thinking,
+                        "b_parts": f.parts,
                         "b_seq": f.seq,
                         "b_position": f.position,
                         "b_stamp": stamp,
@@ -410,6 +443,26 @@ async def finish_reply(
             )
         if result.rowcount != 1:
             return None
+        row = (await conn.execute(_MESSAGE, {"b_message": message_id})).one()
+    return message_json(row)
+
+
+async def pause_reply(
+    engine: Engine, message_id: str, lease: str, **values: Any
+) -> dict[str, Any] | bool:
+    """A run leaves its reply `requires_action` (text, parts and seq written, its lease
+    released) while a call awaits approval. Answers the paused Message; True when every
+    call was decided meanwhile (the run goes on instead); False when the lease was lost."""
+    async with engine.begin() as conn:
+        if not await lock_reply(conn, message_id, messages.c.lease == lease, _UNFINISHED):
+            return False
+        if not await undecided(conn, message_id):
+            return True
+        await conn.execute(
+            messages.update()
+            .where(messages.c.id == message_id)
+            .values(status="requires_action", lease=None, position=None, updated_at=now(), **values)
+        )
         row = (await conn.execute(_MESSAGE, {"b_message": message_id})).one()
     return message_json(row)
 

@@ -17,10 +17,12 @@ from gapless.db.tables import generations
 
 
 def new_generation(
-    message_id: str, chat_id: str, account_id: str, provider: str, model: str
+    message_id: str, chat_id: str, account_id: str, provider: str, model: str, step: int = 1
 ) -> dict[str, Any]:
-    """The record of a call that starts now (stored with the reply's start, `chats.start_reply`)."""
+    """The record of a call that starts now (the first is stored with the reply's start,
+    `chats.start_reply`; a later step's by `start_generation`)."""
     return dict(
+        step=step,
         id=new_id("gen"),
         message_id=message_id,
         chat_id=chat_id,
@@ -34,6 +36,11 @@ def new_generation(
     )
 
 
+async def start_generation(engine: Engine, record: dict[str, Any]) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(generations.insert(), record)
+
+
 async def finish_generation(
     engine: Engine,
     generation_id: str,
@@ -45,6 +52,7 @@ async def finish_generation(
     deltas: int,
     flushes: int,
     error: dict[str, str] | None,
+    finish_reason: str | None = None,
 ) -> None:
     usage = usage or {}
     values = {
@@ -54,6 +62,8 @@ async def finish_generation(
         "input_tokens": usage.get("input_tokens"),
         "output_tokens": usage.get("output_tokens"),
         "reasoning_tokens": usage.get("reasoning_tokens"),
+        "cached_tokens": usage.get("cached_tokens"),
+        "finish_reason": finish_reason,
         "cost": cost,
         "deltas": deltas,
         "flushes": flushes,

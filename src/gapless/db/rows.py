@@ -1,16 +1,19 @@
 """Identifiers, clock, and rows turned into PROTOCOL.md's JSON shapes.
 
 Ids sort by creation time (a hex clock, a counter, randomness), so "newest"
-is a string comparison on every engine. Imports `db.tables`.
+is a string comparison on every engine. Imports `stream` (pure).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 from datetime import UTC, datetime
 from typing import Any
+
+from gapless.stream import parts_of
 
 _counter = itertools.count()
 
@@ -59,11 +62,13 @@ def message_json(row: Any) -> dict[str, Any]:
         "role": row.role,
         "content": row.content,
         "thinking": row.thinking,
+        "parts": json.loads(row.parts) if row.parts else parts_of(row.content, row.thinking),
         "status": row.status,
         "seq": row.seq,
         "error": error_json(row),
         "model": row.model,
         "usage": usage,
+        "agent_id": getattr(row, "agent_id", None),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
@@ -76,6 +81,7 @@ def chat_json(row: Any) -> dict[str, Any]:
         "title": row.title,
         "model": row.model,
         "system_prompt": row.system_prompt,
+        "agent_id": getattr(row, "agent_id", None),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
@@ -107,6 +113,9 @@ def generation_json(row: Any) -> dict[str, Any]:
         "input_tokens": row.input_tokens,
         "output_tokens": row.output_tokens,
         "reasoning_tokens": row.reasoning_tokens,
+        "cached_tokens": getattr(row, "cached_tokens", None),
+        "step": getattr(row, "step", None),
+        "finish_reason": getattr(row, "finish_reason", None),
         "ttft_ms": _ms(row.started_at, row.first_token_at),
         "duration_ms": duration,
         "tokens_per_second": rate,

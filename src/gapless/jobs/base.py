@@ -14,8 +14,10 @@ Job = Callable[[str, asyncio.Event], Awaitable[None]]
 
 
 class Runner(Protocol):
-    async def submit(self, reply_id: str) -> None:
-        """Queue the generation of `reply_id`; returns at once."""
+    async def submit(self, reply_id: str, *, key: str | None = None) -> None:
+        """Queue the generation of `reply_id`; returns at once. `key` (default the reply id)
+        names this run: submitting a key that is queued or running is a no-op, so a reply
+        going on after an approval is submitted under a key of its own."""
         ...
 
     async def stop(self, reply_id: str) -> bool:

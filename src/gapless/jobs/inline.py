@@ -20,10 +20,16 @@ class InlineRunner:
     def __init__(self, job: Job) -> None:
         self._job = job
         self._runs: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self._keys: dict[str, set[str]] = {}  # reply id -> keys submitted while it ran
 
-    async def submit(self, reply_id: str) -> None:
+    async def submit(self, reply_id: str, *, key: str | None = None) -> None:
+        key = key or reply_id
         if reply_id in self._runs:
-            return  # already running here: a duplicate submit runs it once
+            # Running here: the same key runs once; another (a run going on after an
+            # approval, submitted while the run that paused is still finishing) runs next.
+            if key != reply_id:
+                self._keys.setdefault(reply_id, set()).add(key)
+            return
         stop = asyncio.Event()
         task = asyncio.create_task(self._run(reply_id, stop), name=f"generate {reply_id}")
         self._runs[reply_id] = (task, stop)
@@ -31,10 +37,13 @@ class InlineRunner:
     async def _run(self, reply_id: str, stop: asyncio.Event) -> None:
         try:
             await self._job(reply_id, stop)
+            while self._keys.pop(reply_id, None) and not stop.is_set():
+                await self._job(reply_id, stop)
         except Exception:
             logger.exception("job for %s failed", reply_id)
         finally:
             self._runs.pop(reply_id, None)
+            self._keys.pop(reply_id, None)
 
     async def stop(self, reply_id: str) -> bool:
         run = self._runs.get(reply_id)

@@ -97,12 +97,12 @@ class SaqRunner:
             await self.queue.connect()
             self._connected = True
 
-    async def submit(self, reply_id: str) -> None:
+    async def submit(self, reply_id: str, *, key: str | None = None) -> None:
         await self._connect()
         job = SaqJob(
             FUNCTION,
             kwargs={"reply_id": reply_id},
-            key=reply_id,
+            key=key or reply_id,
             timeout=0,  # a generation may be long; stop and the lease bound it
             heartbeat=HEARTBEAT,
             retries=RETRIES,

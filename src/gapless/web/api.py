@@ -27,6 +27,7 @@ class ChatFields(Strict):
     title: str | None = Field(default=None, max_length=200)
     model: str | None = Field(default=None, max_length=200)
     system_prompt: str | None = Field(default=None, max_length=20_000)
+    agent_id: str | None = Field(default=None, max_length=40)  # null clears it (PATCH)
 
 
 class NewChat(ChatFields):
@@ -69,7 +70,9 @@ async def patch_chat(
     chat_id: str, body: ChatFields, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
     return await runtime.chats.update(
-        caller, chat_id, {k: v for k, v in given(body).items() if v is not None}
+        caller,
+        chat_id,
+        {k: v for k, v in given(body).items() if v is not None or k == "agent_id"},
     )
 
 

@@ -22,6 +22,7 @@ from gapless.config import Settings
 from gapless.errors import GaplessError
 from gapless.runtime import Runtime, build
 from gapless.web import api, sse, ws
+from gapless.web.routes import agents as agent_routes
 from gapless.web.routes import traces as trace_routes
 
 STATIC = Path(__file__).parent / "static"
@@ -117,6 +118,7 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Front:
     app.state.runtime = runtime
     app.include_router(api.router)
     app.include_router(trace_routes.router)
+    app.include_router(agent_routes.router)
 
     app.add_middleware(LimitBody)
 

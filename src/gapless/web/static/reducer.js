@@ -4,11 +4,17 @@
  * against both implementations so they cannot drift.
  *
  * A Message is the PROTOCOL Message object; only `id`, `parent_id`, `seq`,
- * `status`, `content` and `thinking` matter to these rules.
+ * `status`, `content`, `thinking` and `parts` matter to these rules.
  */
 
 export const FINAL_STATUSES = new Set(["complete", "failed", "cancelled"]);
-const MESSAGE_EVENTS = new Set(["message.created", "message.completed", "message.failed", "message.cancelled"]);
+const MESSAGE_EVENTS = new Set([
+  "message.created",
+  "message.updated",
+  "message.completed",
+  "message.failed",
+  "message.cancelled",
+]);
 
 /** @param {{status?: string}} message */
 export const isFinal = (message) => FINAL_STATUSES.has(message.status);
@@ -31,12 +37,52 @@ export function judge(localSeq, deltaSeq) {
 
 /** Normalise a `message.delta` payload (missing or null text is ""). */
 function toDelta(data) {
+  const tool = data.tool && typeof data.tool === "object" && "id" in data.tool ? { ...data.tool } : null;
   return {
     message_id: String(data.message_id),
     seq: Number(data.seq),
     content: data.content ? String(data.content) : "",
     thinking: data.thinking ? String(data.thinking) : "",
+    tool,
   };
+}
+
+/** The parts of a Message that has none (v1): its thinking, then its text. */
+export function partsOf(content, thinking) {
+  const parts = [];
+  if (thinking) parts.push({ id: "p0", type: "thinking", text: thinking });
+  if (content) parts.push({ id: `p${parts.length}`, type: "text", text: content });
+  return parts;
+}
+
+/**
+ * The parts after one delta (PROTOCOL.md "Parts"): thinking, then content,
+ * then tool. Returns a new array; the parts it changes are new objects, the
+ * others are shared (a view may compare them by identity).
+ */
+export function addToParts(parts, delta) {
+  const next = parts.slice();
+  const text = (type, piece) => {
+    const last = next[next.length - 1];
+    if (last !== undefined && last.type === type) next[next.length - 1] = { ...last, text: last.text + piece };
+    else next.push({ id: `p${next.length}`, type, text: piece });
+  };
+  if (delta.thinking) text("thinking", delta.thinking);
+  if (delta.content) text("text", delta.content);
+  const change = delta.tool;
+  if (change) {
+    const id = String(change.id);
+    let index = next.findIndex((part) => part.type === "tool" && part.id === id);
+    if (index < 0) {
+      next.push({ id, type: "tool", name: String(change.name ?? ""), arguments: "", status: "input", output: null, error: null });
+      index = next.length - 1;
+    }
+    const part = { ...next[index] };
+    if (change.arguments) part.arguments += String(change.arguments);
+    for (const key of ["status", "output", "error"]) if (key in change) part[key] = change[key];
+    next[index] = part;
+  }
+  return next;
 }
 
 /**
@@ -121,12 +167,15 @@ export class Replica {
     }
     const verdict = judge(local.seq ?? 0, delta.seq);
     if (verdict === "apply") {
+      const content = local.content ?? "";
+      const thinking = local.thinking ?? "";
       this.messages.set(delta.message_id, {
         ...local,
-        content: (local.content ?? "") + delta.content,
-        thinking: (local.thinking ?? "") + delta.thinking,
+        content: content + delta.content,
+        thinking: thinking + delta.thinking,
+        parts: addToParts(local.parts ?? partsOf(content, thinking), delta),
         seq: delta.seq,
-        status: local.status === "pending" ? "streaming" : local.status,
+        status: local.status === "pending" || local.status === "requires_action" ? "streaming" : local.status,
       });
       this.changed.add(delta.message_id);
     }
