@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gapless.db import Connection, Engine
-from gapless.db.rows import aware, iso
-from gapless.db.tables import observations, traces
+from gapless.db.rows import aware, iso, new_id, now
+from gapless.db.tables import chats, observations, traces
 
 TRACE_COLUMNS = [c.name for c in traces.c]
 ROLLED = ("generations", "tools", "steps", "input_tokens", "output_tokens", "reasoning_tokens")
@@ -193,6 +193,43 @@ async def delete_before(engine: Engine, cutoff: datetime, chunk: int = 2000) -> 
             await conn.execute(observations.delete().where(observations.c.trace_id.in_(ids)))
             await conn.execute(traces.delete().where(traces.c.id.in_(ids)))
         deleted += len(ids)
+
+
+async def insert_seeded(
+    engine: Engine, trace_rows: Sequence[dict[str, Any]], obs_rows: Sequence[dict[str, Any]]
+) -> None:
+    """Whole runs at once, roll-ups already computed (`observe.seed`: no recorder between)."""
+    async with engine.begin() as conn:
+        if trace_rows:
+            await conn.execute(traces.insert(), [{**_zero_trace(), **r} for r in trace_rows])
+        if obs_rows:
+            await conn.execute(
+                observations.insert(),
+                [{c: r.get(c) for c in OBSERVATION_COLUMNS} for r in obs_rows],
+            )
+
+
+async def insert_seed_chats(engine: Engine, account_id: str, count: int, model: str) -> list[str]:
+    """Empty chats for seeded traces to belong to (titles only)."""
+    stamp = now()
+    ids = [new_id("chat") for _ in range(count)]
+    async with engine.begin() as conn:
+        await conn.execute(
+            chats.insert(),
+            [
+                {
+                    "id": i,
+                    "account_id": account_id,
+                    "title": f"Seeded chat {n}",
+                    "model": model,
+                    "system_prompt": "",
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
+                for n, i in enumerate(ids)
+            ],
+        )
+    return ids
 
 
 # ---- reads -------------------------------------------------------------------

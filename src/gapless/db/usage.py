@@ -22,6 +22,7 @@ USAGE_KEYS = ("dim", "hour", "account_id", "key")
 USAGE_SUMS = [c.name for c in usage_hourly.c if c.name not in USAGE_KEYS]
 DURATIONS = [f"d{i}" for i in range(HISTOGRAM_BUCKETS)]
 TTFTS = [f"t{i}" for i in range(HISTOGRAM_BUCKETS)]
+HISTOGRAMS = frozenset(DURATIONS + TTFTS)
 CHAT_SUMS = ["traces", "generations", "tools", "input_tokens", "output_tokens", "cost"]
 CHAT_SUMS += ["duration_ms"]
 ERRORS = ("failed", "interrupted")  # a cancelled (stopped) call is no error
@@ -70,18 +71,21 @@ async def hourly(
     since_hour: int,
     until_hour: int,
     bucket_hours: int,
+    histograms: bool = True,
 ) -> list[dict[str, Any]]:
-    """Sums per bucket (hours from `since_hour`, `bucket_hours` wide) and key of `dim`."""
+    """Sums per bucket (hours from `since_hour`, `bucket_hours` wide) and key of `dim`
+    (`model.day`...: rows per UTC day); `bucket_hours=0`: per key over the whole range;
+    without `histograms`, only the scalar sums (a top-N list needs no percentiles)."""
     u = usage_hourly.c
-    bucket = ((u.hour - since_hour) / bucket_hours) * bucket_hours + since_hour
+    sums = USAGE_SUMS if histograms else [c for c in USAGE_SUMS if c not in HISTOGRAMS]
+    if bucket_hours:
+        bucket: Any = ((u.hour - since_hour) // bucket_hours) * bucket_hours + since_hour
+    else:
+        bucket = sa.literal(since_hour)
     query = (
-        sa.select(
-            bucket.label("bucket"),
-            u.key,
-            *[sa.func.sum(u[c]).label(c) for c in USAGE_SUMS],
-        )
+        sa.select(bucket.label("bucket"), u.key, *[sa.func.sum(u[c]).label(c) for c in sums])
         .where(u.dim == dim, u.hour >= since_hour, u.hour < until_hour)
-        .group_by(bucket, u.key)
+        .group_by(*((bucket, u.key) if bucket_hours else (u.key,)))
     )
     if account_ids is not None:
         query = query.where(u.account_id.in_(account_ids))

@@ -10,6 +10,7 @@ computes `percentile_cont`, SQLite's rows are sorted here. Imports `db`,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from gapless.observe import histogram
 
 GROUPS = ("model", "agent", "user", "all")
 HOUR = 3600
+DURATIONS = [f"d{i}" for i in range(histogram.BUCKETS)]
+TTFTS = [f"t{i}" for i in range(histogram.BUCKETS)]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Query:
     bucket_seconds: int = 0  # 0: chosen from the range
     filters: dict[str, Any] = field(default_factory=dict)  # model, agent_id, user_id, chat_id
     exact: bool = False
+    detail: str = "full"  # or "totals": no series, no percentiles per group
 
     def bucket(self) -> int:
         if self.bucket_seconds:
@@ -72,9 +76,12 @@ class _Sum:
         self.cached_tokens += int(row["cached_tokens"] or 0)
         self.cost += float(row["cost"] or 0)
         self.duration_ms += float(row.get("duration_ms") or 0)
-        for i in range(histogram.BUCKETS):
-            self.durations[i] += int(row.get(f"d{i}") or 0)
-            self.ttfts[i] += int(row.get(f"t{i}") or 0)
+        if "d0" in row:  # a roll-up row: its histograms too
+            durations, ttfts = self.durations, self.ttfts
+            for i, name in enumerate(DURATIONS):
+                durations[i] += int(row[name] or 0)
+            for i, name in enumerate(TTFTS):
+                ttfts[i] += int(row[name] or 0)
 
     def json(self) -> dict[str, Any]:
         if self.exact is not None:
@@ -99,14 +106,26 @@ class _Sum:
 
 
 async def metrics(engine: Engine, account_ids: list[str] | None, query: Query) -> dict[str, Any]:
-    """`{since, until, bucket_seconds, group_by, source, totals, previous, groups, series}`."""
-    span = query.until - query.since
+    """`{since, until, bucket_seconds, group_by, source, totals, previous, groups, series}`.
+
+    Daily buckets cover whole UTC days (`since` moves back to its midnight: the
+    answer's `since` says so). `detail="totals"` leaves out the series and the
+    groups' percentiles (a top-N list), which makes it cheaper."""
     exact = query.exact or any(
         query.filters.get(k) for k in ("model", "agent_id", "user_id", "chat_id")
     )
+    if not exact and query.bucket() % 86400 == 0:
+        day = 86400
+        since = datetime.fromtimestamp(query.since.timestamp() // day * day, UTC)
+        query = dataclasses.replace(query, since=since)
+    span = query.until - query.since
     read = _exact if exact else _rolled
     series, groups, totals = await read(engine, account_ids, query, query.group_by)
-    before = Query(query.since - span, query.since, "all", query.bucket(), query.filters, exact)
+    if query.detail == "totals":
+        series = {}
+    before = Query(
+        query.since - span, query.since, "all", query.bucket(), query.filters, exact, "totals"
+    )
     _, _, previous = await read(engine, account_ids, before, "all")
     return {
         "since": _iso(query.since.timestamp()),
@@ -133,6 +152,20 @@ Figures = tuple[dict[tuple[float, str], _Sum], dict[str, _Sum], _Sum]
 async def _rolled(engine: Engine, account_ids: list[str] | None, query: Query, dim: str) -> Figures:
     since_hour, until_hour = _hour(query.since), _hour(query.until, up=True)
     width = query.bucket() // HOUR
+    if width % 24 == 0:  # whole days: the daily rows (30 a month, not 720)
+        dim, since_hour, until_hour = dim + ".day", since_hour // 24 * 24, until_hour
+    if query.detail == "totals":
+        found = await db.hourly(
+            engine,
+            account_ids,
+            dim=dim,
+            since_hour=since_hour,
+            until_hour=until_hour,
+            bucket_hours=0,
+            histograms=dim.startswith("all"),
+        )
+        _, groups, totals = _fold((0.0, row["key"], row) for row in found)
+        return {}, groups, totals
     found = await db.hourly(
         engine,
         account_ids,

@@ -126,7 +126,8 @@ def question(obs: Observation) -> str | None:
 
 
 def usage_rows(row: dict[str, Any], who: dict[str, Any]) -> list[dict[str, Any]]:
-    """The hourly roll-up increments of one ended model call: one per dimension."""
+    """The roll-up increments of one ended model call: one per dimension, per hour and per
+    UTC day (dims `model` and `model.day`, ...; a day's `hour` is its first hour)."""
     started = aware(row["started_at"])
     base: dict[str, Any] = {
         "hour": int(started.timestamp() // 3600),
@@ -154,7 +155,9 @@ def usage_rows(row: dict[str, Any], who: dict[str, Any]) -> list[dict[str, Any]]
         "agent": who.get("agent_id") or "",
         "user": who.get("user_id") or "",
     }
-    return [{**base, "dim": dim, "key": key} for dim, key in keys.items()]
+    day = base["hour"] // 24 * 24  # the same sums per UTC day, for month-long dashboards
+    hourly = [{**base, "dim": dim, "key": key} for dim, key in keys.items()]
+    return hourly + [{**row, "dim": row["dim"] + ".day", "hour": day} for row in hourly]
 
 
 def add_into(

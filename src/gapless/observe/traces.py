@@ -120,7 +120,7 @@ class Traces:
             found = await conn.execute(
                 sa.select(table.c.id, table.c.name).where(table.c.id.in_(keys))
             )
-            return {row[0]: row[1] for row in found}
+            return {str(row.id): str(row.name) for row in found}
 
     async def export(
         self, caller: Caller, filters: dict[str, Any], form: str, limit: int

@@ -149,17 +149,19 @@ async def metrics(
     user_id: Text = None,
     chat_id: Text = None,
     exact: bool = False,
+    detail: Literal["full", "totals"] = "full",
 ) -> dict[str, Any]:
     """Model calls per time bucket and per group: count, errors and error rate, tokens,
     cost, p50/p95/p99 of duration and of time to first chunk; `totals` and `previous`
-    (the period as long before it) for the cards."""
+    (the period as long before it) for the cards. `detail=totals`: per group only, without
+    the series and the groups' percentiles (top lists)."""
     start, end = figures.default_range(period, datetime.now(UTC))
     start = _when(since, "since") or start
     end = _when(until, "until") or end
     if end <= start or (end - start).days > 400:
         raise InvalidError("the range must be positive and at most 400 days", code="bad_range")
     filters = {"model": model, "agent_id": agent_id, "user_id": user_id, "chat_id": chat_id}
-    query = figures.Query(start, end, group_by, bucket, filters, exact)
+    query = figures.Query(start, end, group_by, bucket, filters, exact, detail)
     return await Traces(runtime.engine).metrics(caller, query)
 
 
