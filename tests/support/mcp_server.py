@@ -29,7 +29,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-server = MCPServer("gapless-test")
+server = MCPServer("gapless-test", log_level="WARNING")
 
 
 @server.tool()
