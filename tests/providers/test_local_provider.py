@@ -7,6 +7,7 @@ Nothing here is skipped: CI installs the `local` extra, and a missing
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -14,10 +15,23 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
 import httpx
+import jsonschema
 import pytest
 
-from gapless.providers.base import Prompt, Text, Turn, Usage
-from gapless.providers.local import LocalProvider, gguf_path, installed
+from gapless.providers.base import (
+    Chunk,
+    Finish,
+    Prompt,
+    Text,
+    ToolCall,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolSpec,
+    Turn,
+    Usage,
+)
+from gapless.providers.local import LocalProvider, chat_messages, gguf_path, installed
 from gapless.providers.openai import OpenAIProvider, estimate_tokens
 from tests.providers.conftest import drain
 
@@ -126,6 +140,97 @@ async def test_unknown_local_model_is_model_not_found(local: LocalProvider) -> N
     assert error is not None and error.code == "model_not_found"
 
 
+# --- tools: the mechanics only; the 135M model chooses poorly and is never judged on it -----
+
+CALCULATOR = ToolSpec(
+    "calculator",
+    "Evaluate an arithmetic expression exactly and answer its value.",
+    {"type": "object", "additionalProperties": False, "required": ["expression"],
+     "properties": {"expression": {"type": "string", "minLength": 1, "maxLength": 40}}},
+)
+TIME = ToolSpec("current_time", "The current date and time in a time zone.",
+                {"type": "object", "properties": {"zone": {"type": "string"}}})
+ASKED = Prompt(turns=(Turn("user", "What is 12*7?"),), tools=(CALCULATOR, TIME), max_tokens=48)
+
+
+def arguments_of(chunks: list[Chunk]) -> str:
+    return "".join(c.text for c in chunks if isinstance(c, ToolCallArgs))
+
+
+async def test_a_required_tool_choice_streams_one_call_with_schema_valid_arguments() -> None:
+    forced = LocalProvider(n_threads=1, tool_choice="required")
+    # Room for the longest arguments the grammar allows (40 characters, bounded blanks).
+    prompt = Prompt(turns=ASKED.turns, tools=(CALCULATOR,), max_tokens=200)
+
+    chunks, error = await drain(forced.stream("smollm2", prompt))
+
+    assert error is None
+    start, *pieces, end, finish, usage = chunks
+    assert start == ToolCallStart("call_local_1", "calculator")
+    assert len(pieces) >= 2  # the arguments stream token by token
+    assert all(isinstance(p, ToolCallArgs) and p.id == "call_local_1" for p in pieces)
+    assert (end, finish) == (ToolCallEnd("call_local_1"), Finish("tool_calls"))
+    jsonschema.validate(json.loads(arguments_of(chunks)), CALCULATOR.schema)  # the grammar held
+    assert isinstance(usage, Usage) and usage.output_tokens >= len(pieces)
+    await asyncio.wait_for(forced.idle(), 10)
+
+
+async def test_offered_tools_end_in_either_one_whole_call_or_an_answer(
+    local: LocalProvider,
+) -> None:
+    chunks, error = await drain(local.stream("smollm2", ASKED))
+
+    assert error is None
+    assert isinstance(chunks[-1], Usage)
+    if isinstance(chunks[0], ToolCallStart):  # whichever the model chose
+        call = chunks[0]
+        assert call.name in {"calculator", "current_time"}
+        assert chunks[-3:-1] == [ToolCallEnd(call.id), Finish("tool_calls")]
+        schema = CALCULATOR.schema if call.name == "calculator" else TIME.schema
+        jsonschema.validate(json.loads(arguments_of(chunks)), schema)
+    else:
+        assert all(isinstance(c, Text) for c in chunks[:-2])
+        assert chunks[-2] == Finish("stop") or chunks[-2] == Finish("length")
+
+
+RESULTS = Prompt(
+    turns=(
+        Turn("user", "What is 12*7? And the time?"),
+        Turn("assistant", "Let me see.", tool_calls=(
+            ToolCall("call_local_1", "calculator", '{"expression": "12*7"}'),
+            ToolCall("call_local_2", "current_time", "{}"),
+        )),
+        Turn("tool", '{"result": 84}', tool_call_id="call_local_1", name="calculator"),
+        Turn("tool", "no clock here", tool_call_id="call_local_2", name="current_time",
+             is_error=True),
+    ),
+    tools=(CALCULATOR, TIME),
+    max_tokens=32,
+)
+
+
+def test_tool_calls_and_results_are_rendered_into_the_prompt_as_text() -> None:
+    assert chat_messages(RESULTS, offer_tools=False) == [
+        {"role": "user", "content": "What is 12*7? And the time?"},
+        {"role": "assistant", "content": 'Let me see. I called calculator with '
+                                         '{"expression": "12*7"}. I called current_time with {}.'},
+        {"role": "user", "content": 'Result of calculator({"expression": "12*7"}): '
+                                    '{"result": 84}\nError from current_time({}): no clock here'},
+    ]
+
+
+async def test_tool_results_are_answered_in_text_without_offering_tools_again(
+    local: LocalProvider,
+) -> None:
+    chunks, error = await drain(local.stream("smollm2", RESULTS))
+
+    assert error is None
+    *texts, finish, usage = chunks
+    assert texts and all(isinstance(c, Text) for c in texts)
+    assert finish in (Finish("stop"), Finish("length"))
+    assert isinstance(usage, Usage)
+
+
 # --- the OpenAI provider end to end, against llama.cpp's own OpenAI-compatible server ------
 
 
@@ -189,8 +294,9 @@ async def test_openai_provider_streams_from_a_real_llama_cpp_server(llama_server
     chunks, error = await drain(provider.stream("smollm2", HELLO))
 
     assert error is None
-    *texts, usage = chunks
+    *texts, finish, usage = chunks
     assert len(texts) >= 2
     assert all(isinstance(chunk, Text) for chunk in texts)
+    assert finish in (Finish("stop"), Finish("length"))
     # the server sends no usage in streams: ours is counted (see providers.openai)
     assert usage == Usage(input_tokens=estimate_tokens(HELLO), output_tokens=len(texts))
