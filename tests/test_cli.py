@@ -116,9 +116,17 @@ def test_token_and_admin_commands(tmp_path: Path) -> None:
 
     assert run("token").startswith("token: gl_")
     assert run("account", "add", "team").startswith("account: acc_")
-    assert run(
-        "user", "add", "bob@example.com", "--password", "pw-123456", "--account", "team"
-    ).startswith("user: usr_")
+    added = subprocess.run(
+        [GAPLESS, "user", "add", "bob@example.com", "--password-stdin", "--account", "team"],
+        input="a long unguessable passphrase\n",
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("user: usr_")
     assert run("member", "remove", "team", "bob@example.com").strip() == "ok"
     assert run("member", "add", "team", "bob@example.com").strip() == "ok"
     refused = subprocess.run(

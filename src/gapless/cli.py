@@ -108,6 +108,11 @@ def _announce(settings: Settings, runtime: Any, created: Any, host: str, port: i
 
 _UVICORN: dict[str, Any] = {
     "log_level": "warning",
+    # Bounds on what a client may hold before the app sees a request (web/h1.py): a
+    # request's head at most 32 KiB and 10 s; an idle keep-alive connection 5 s.
+    "http": "gapless.web.h1:LimitedHttpToolsProtocol",
+    "h11_max_incomplete_event_size": 32 * 1024,  # the same head bound, should h11 be chosen
+    "timeout_keep_alive": 5,
     "ws": "gapless.web.wire:WireProtocol",  # uvicorn's websockets-sansio, lighter (web/wire.py)
     "ws_max_size": 64 * 1024,
     # Per-message deflate off: the compressor of one socket holds about 46 KB (zlib's
@@ -189,24 +194,72 @@ def account_add(name: str) -> None:
     typer.echo(f"account: {account_id}")
 
 
+def _password(from_stdin: bool, ask: bool) -> str | None:
+    """A password from the first line of stdin, or asked twice at a terminal (hidden):
+    never from the command line, which every user of the machine sees in `ps`."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n") or None
+    if ask and sys.stdin.isatty():
+        value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return value
+    return None
+
+
 @user_app.command("add")
 def user_add(
     email: str,
     name: str = typer.Option("", help="Display name."),
-    password: str = typer.Option("", help="Password for the web sign-in.", prompt=False),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the web sign-in password from stdin's first line."
+    ),
     account: str = typer.Option("", help="Account (name or id) to join."),
     admin: bool = typer.Option(False, help="Site admin: sees every account."),
 ) -> None:
-    """Create a user (and optionally make them a member of an account)."""
+    """Create a user (and optionally make them a member of an account). At a terminal the
+    password is asked for; without one the user cannot sign in on the web until given one
+    (`gapless user password`)."""
+    password = _password(password_stdin, ask=True)
 
     async def work(rt: Any) -> str:
-        accounts = Accounts(rt.engine)
-        user_id = await accounts.add_user(email, name, password or None, admin)
+        accounts = Accounts(rt.engine, rt.log, password_min=rt.settings.password_min)
+        user_id = await accounts.add_user(email, name, password, admin)
         if account:
             await accounts.add_member(account, email)
         return user_id
 
     typer.echo(f"user: {_with_runtime(work)}")
+
+
+@user_app.command("password")
+def user_password(
+    email: str,
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the new password from stdin's first line."
+    ),
+) -> None:
+    """Set a user's web sign-in password (asked at a terminal, or from stdin)."""
+    password = _password(password_stdin, ask=True)
+    if not password:
+        typer.echo("error: no password given (a terminal, or --password-stdin)", err=True)
+        raise typer.Exit(2)
+
+    async def work(rt: Any) -> None:
+        accounts = Accounts(rt.engine, rt.log, password_min=rt.settings.password_min)
+        await accounts.set_password(email, password)
+
+    _with_runtime(work)
+    typer.echo("ok")
+
+
+@user_app.command("remove")
+def user_remove(email: str) -> None:
+    """Delete a user: their memberships, sessions and tokens end (their streams too)."""
+
+    async def work(rt: Any) -> None:
+        await Accounts(rt.engine, rt.log).remove_user(email)
+
+    _with_runtime(work)
+    typer.echo("ok")
 
 
 @member_app.command("add")
@@ -219,7 +272,7 @@ def member_add(account: str, email: str, role: str = "member") -> None:
 @member_app.command("remove")
 def member_remove(account: str, email: str) -> None:
     """End a user's membership of an account (their live subscriptions end too)."""
-    _with_runtime(lambda rt: Accounts(rt.engine).remove_member(account, email))
+    _with_runtime(lambda rt: Accounts(rt.engine, rt.log).remove_member(account, email))
     typer.echo("ok")
 
 

@@ -99,6 +99,18 @@ class Settings(BaseSettings):
     tool_output_max: int = 20_000  # characters of a tool's output kept (the rest is cut, saying so)
     max_steps: int = 25  # the highest step limit an agent may have (its default is 10)
 
+    # ---- security ----
+    max_body: int = 256 * 1024  # bytes of a request body, counted as received (any framing)
+    body_timeout: float = 30.0  # seconds a request body may take to arrive (408 after)
+    # Open SSE streams plus WebSocket subscriptions one user may hold at once (429 beyond).
+    max_streams: int = 1000
+    signin_attempts: int = 10  # failed sign-ins per email per window (429 with Retry-After)
+    signin_address_attempts: int = 100  # failed sign-ins per client address per window
+    signin_window: float = 900.0  # seconds
+    password_min: int = 12  # characters (ASVS 2.1.1); common passwords are refused too
+    session_days: float = 30.0
+    invite_days: float = 7.0
+
     # ---- observability ----
     trace_content: bool = True  # traces keep messages, tool arguments and outputs
     trace_retention_days: float = 30.0  # traces (and content) older are deleted; roll-ups stay

@@ -10,7 +10,8 @@ boundary, into `{"error": {"code", "message"}}`; nothing else knows HTTP.
     ├── UnauthorizedError (401)    no or bad credentials
     ├── ForbiddenError (403)       CSRF or Origin refused (never used to hide a resource)
     ├── ConflictError (409)        the state forbids the action
-    ├── RateLimitedError (429)
+    ├── RateLimitedError (429)     too many at once or too fast; `retry_after` seconds
+    ├── BadRequestError (400)      unusable input: NUL, lone surrogates
     ├── CursorError (400)          a cursor that cannot be parsed (transports answer `reset`)
     ├── FencedError (409)          an append by a run whose reply was taken from it (revoked)
     └── ProviderError (502)        a model provider failed; `code` says how
@@ -66,6 +67,12 @@ class RateLimitedError(GaplessError):
     code = "rate_limited"
     status = 429
 
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float = 1.0
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after  # seconds, sent as `Retry-After`
+
 
 class CursorError(GaplessError):
     code = "bad_cursor"
@@ -85,3 +92,10 @@ class ProviderError(GaplessError):
 
     code = "provider_error"
     status = 502
+
+
+class BadRequestError(GaplessError):
+    """Input no handler should see: NUL characters, lone surrogates (refused at the edge)."""
+
+    code = "bad_request"
+    status = 400

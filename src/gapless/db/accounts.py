@@ -1,24 +1,26 @@
 """Accounts, users, memberships, API tokens and browser sessions.
 
-Secrets are stored hashed: API and session tokens with SHA-256 (they are long
-and random, so a slow hash buys nothing), passwords with scrypt. Imports
-`db.tables`, `db.rows`.
+Secrets are stored hashed: API, session and invitation tokens with SHA-256
+(they are long and random, so a slow hash buys nothing), passwords with Argon2id
+(`passwords`, in a thread). Imports `db.tables`, `db.rows`, `passwords`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
+from gapless import passwords
 from gapless.db import Connection, Engine
-from gapless.db.rows import aware, new_id, now
+from gapless.db.rows import aware, iso, new_id, now
 from gapless.db.tables import accounts, memberships, tokens, users
+
+TOUCH = timedelta(minutes=1)  # a token's last use is written at most this often
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Caller:
     account_ids: frozenset[str]
     session: bool = False  # authenticated by the browser's cookie (so CSRF applies)
     csrf: str = ""
+    token_id: str = ""  # the token or session it came with: revoking it ends its streams
 
     def sees(self, account_id: str) -> bool:
         return self.site_admin or account_id in self.account_ids
@@ -44,20 +47,6 @@ class Caller:
             "site_admin": self.site_admin,
             "accounts": sorted(self.account_ids),
         }
-
-
-def hash_password(password: str) -> str:
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def verify_password(password: str, stored: str | None) -> bool:
-    if not stored or not stored.startswith("scrypt$"):
-        return False
-    _, salt, digest = stored.split("$")
-    check = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=2**14, r=8, p=1)
-    return hmac.compare_digest(check.hex(), digest)
 
 
 def _digest(token: str) -> str:
@@ -92,7 +81,7 @@ async def create_user(
                 email=email.lower(),
                 name=name,
                 site_admin=site_admin,
-                password_hash=hash_password(password) if password else None,
+                password_hash=await passwords.hash_off_loop(password) if password else None,
                 created_at=now(),
             )
         )
@@ -130,10 +119,15 @@ async def remove_member(engine: Engine, account_id: str, user_id: str) -> None:
 
 
 async def issue_token(
-    engine: Engine, user_id: str, kind: str = "api", ttl: timedelta | None = None
+    engine: Engine,
+    user_id: str,
+    kind: str = "api",
+    ttl: timedelta | None = None,
+    name: str | None = None,
 ) -> tuple[str, str]:
     """A new secret (shown once) and, for sessions, its CSRF token."""
-    secret = ("gl_" if kind == "api" else "gs_") + secrets.token_urlsafe(32)
+    prefix = {"api": "gl_", "session": "gs_"}.get(kind, "gi_")
+    secret = prefix + secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24) if kind == "session" else None
     async with engine.begin() as conn:
         await conn.execute(
@@ -145,14 +139,82 @@ async def issue_token(
                 csrf=csrf,
                 created_at=now(),
                 expires_at=now() + ttl if ttl else None,
+                name=name,
             )
         )
     return secret, csrf or ""
 
 
-async def revoke_token(engine: Engine, secret: str) -> None:
+async def token_by_secret(engine: Engine, secret: str) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(sa.select(tokens).where(tokens.c.hash == _digest(secret)))
+        ).first()
+    return None if row is None else {**_token_json(row), "user_id": row.user_id}
+
+
+async def revoke_token(engine: Engine, secret: str) -> tuple[str, str] | None:
+    """Delete the token with this secret: its (user id, token id), or None."""
     async with engine.begin() as conn:
-        await conn.execute(tokens.delete().where(tokens.c.hash == _digest(secret)))
+        row = (
+            await conn.execute(
+                tokens.delete()
+                .where(tokens.c.hash == _digest(secret))
+                .returning(tokens.c.user_id, tokens.c.id)
+            )
+        ).first()
+    return None if row is None else (row.user_id, row.id)
+
+
+async def revoke_tokens(
+    engine: Engine,
+    user_id: str,
+    kinds: tuple[str, ...],
+    *,
+    only: str | None = None,
+    keep: str | None = None,
+) -> list[str]:
+    """Delete a user's tokens of these kinds (just `only`, or all but `keep`): their ids."""
+    query = tokens.delete().where(tokens.c.user_id == user_id, tokens.c.kind.in_(kinds))
+    if only is not None:
+        query = query.where(tokens.c.id == only)
+    if keep is not None:
+        query = query.where(tokens.c.id != keep)
+    async with engine.begin() as conn:
+        return list((await conn.scalars(query.returning(tokens.c.id))).all())
+
+
+async def list_tokens(engine: Engine, user_id: str, kind: str) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(tokens)
+            .where(tokens.c.user_id == user_id, tokens.c.kind == kind)
+            .order_by(tokens.c.created_at.desc())
+        )
+        return [_token_json(row) for row in rows if not _expired(row.expires_at)]
+
+
+def _token_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name or "",
+        "kind": row.kind,
+        "created_at": iso(row.created_at),
+        "expires_at": iso(row.expires_at),
+        "last_used_at": iso(row.last_used_at),
+    }
+
+
+def _expired(expires_at: Any) -> bool:
+    expires = aware(expires_at)
+    return expires is not None and expires < now()
+
+
+async def _touch(engine: Engine, token_id: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            tokens.update().where(tokens.c.id == token_id).values(last_used_at=now())
+        )
 
 
 # Built once, with bound parameters: every request runs it, and building it cost more
@@ -163,8 +225,10 @@ _TOKEN_HOLDER = (
         users.c.email,
         users.c.name,
         users.c.site_admin,
+        tokens.c.id.label("token_id"),
         tokens.c.csrf,
         tokens.c.expires_at,
+        tokens.c.last_used_at,
         memberships.c.account_id,
     )
     .select_from(
@@ -184,9 +248,11 @@ async def caller_for_token(engine: Engine, secret: str, kind: str) -> Caller | N
     if not rows:
         return None
     first = rows[0]
-    expires = aware(first.expires_at)
-    if expires is not None and expires < now():
+    if _expired(first.expires_at):
         return None
+    used = aware(first.last_used_at)
+    if used is None or now() - used > TOUCH:
+        await _touch(engine, first.token_id)
     return Caller(
         first.id,
         first.email,
@@ -195,19 +261,26 @@ async def caller_for_token(engine: Engine, secret: str, kind: str) -> Caller | N
         frozenset(row.account_id for row in rows if row.account_id is not None),
         session=kind == "session",
         csrf=first.csrf or "",
+        token_id=first.token_id,
     )
 
 
-async def caller_for_password(engine: Engine, email: str, password: str) -> Caller | None:
+async def password_of(engine: Engine, email: str) -> tuple[str, str | None] | None:
+    """A user's id and password hash, by email."""
     async with engine.connect() as conn:
         row = (
             await conn.execute(
                 sa.select(users.c.id, users.c.password_hash).where(users.c.email == email.lower())
             )
         ).first()
-        if row is None or not verify_password(password, row.password_hash):
-            return None
-        return await _caller(conn, row.id)
+    return None if row is None else (row.id, row.password_hash)
+
+
+async def set_password(engine: Engine, user_id: str, password_hash: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            users.update().where(users.c.id == user_id).values(password_hash=password_hash)
+        )
 
 
 async def caller_for_user(engine: Engine, user_id: str) -> Caller | None:
@@ -223,3 +296,106 @@ async def _caller(conn: Connection, user_id: str) -> Caller | None:
         sa.select(memberships.c.account_id).where(memberships.c.user_id == user_id)
     )
     return Caller(user.id, user.email, user.name, bool(user.site_admin), frozenset(ids))
+
+
+async def token_holder(engine: Engine, token_id: str) -> Caller | None:
+    """Who holds this token now (its memberships as they are), or None once it is gone or
+    expired: the long subscriptions' re-check."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(tokens.c.user_id, tokens.c.expires_at).where(tokens.c.id == token_id)
+            )
+        ).first()
+        if row is None or _expired(row.expires_at):
+            return None
+        return await _caller(conn, row.user_id)
+
+
+async def role_of(engine: Engine, account_id: str, user_id: str) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.scalar(
+            sa.select(memberships.c.role).where(
+                memberships.c.account_id == account_id, memberships.c.user_id == user_id
+            )
+        )
+
+
+async def set_role(engine: Engine, account_id: str, user_id: str, role: str) -> bool:
+    async with engine.begin() as conn:
+        done = await conn.execute(
+            memberships.update()
+            .where(memberships.c.account_id == account_id, memberships.c.user_id == user_id)
+            .values(role=role)
+        )
+    return bool(done.rowcount)
+
+
+async def list_accounts(engine: Engine, user_id: str | None) -> list[dict[str, Any]]:
+    """Every account (`user_id` None: a site admin), or those the user belongs to, with the
+    user's role in each."""
+    query = sa.select(accounts.c.id, accounts.c.name, accounts.c.created_at)
+    if user_id is not None:
+        query = query.add_columns(memberships.c.role).join(
+            memberships,
+            sa.and_(memberships.c.account_id == accounts.c.id, memberships.c.user_id == user_id),
+        )
+    async with engine.connect() as conn:
+        rows = await conn.execute(query.order_by(accounts.c.created_at))
+        return [
+            {
+                "id": row.id,
+                "name": row.name,
+                "created_at": iso(row.created_at),
+                "role": getattr(row, "role", None),
+            }
+            for row in rows
+        ]
+
+
+async def list_members(engine: Engine, account_id: str) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(users.c.id, users.c.email, users.c.name, memberships.c.role)
+            .join(memberships, memberships.c.user_id == users.c.id)
+            .where(memberships.c.account_id == account_id)
+            .order_by(users.c.email)
+        )
+        return [
+            {"id": row.id, "email": row.email, "name": row.name, "role": row.role}
+            for row in rows
+        ]
+
+
+async def list_users(engine: Engine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(
+                users.c.id,
+                users.c.email,
+                users.c.name,
+                users.c.site_admin,
+                users.c.created_at,
+                users.c.password_hash.is_not(None).label("has_password"),
+            ).order_by(users.c.email)
+        )
+        return [
+            {
+                "id": row.id,
+                "email": row.email,
+                "name": row.name,
+                "site_admin": bool(row.site_admin),
+                "has_password": bool(row.has_password),
+                "created_at": iso(row.created_at),
+            }
+            for row in rows
+        ]
+
+
+async def delete_user(engine: Engine, user_id: str) -> bool:
+    """Delete a user with their memberships and tokens (their chats stay their accounts')."""
+    async with engine.begin() as conn:
+        await conn.execute(tokens.delete().where(tokens.c.user_id == user_id))
+        await conn.execute(memberships.delete().where(memberships.c.user_id == user_id))
+        done = await conn.execute(users.delete().where(users.c.id == user_id))
+    return bool(done.rowcount)

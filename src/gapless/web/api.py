@@ -7,14 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gapless.db import generations as db_generations
-from gapless.errors import UnauthorizedError
-from gapless.web.auth import COOKIE
-from gapless.web.deps import AccountsDep, CallerDep, RuntimeDep
+from gapless.web.deps import CallerDep, RuntimeDep
 
 router = APIRouter(prefix="/api")
 
@@ -38,11 +35,6 @@ class NewMessage(Strict):
     content: str
     parent_id: str | None = None
     model: str | None = Field(default=None, max_length=200)
-
-
-class SignIn(Strict):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1000)
 
 
 def given(body: BaseModel) -> dict[str, Any]:
@@ -141,35 +133,3 @@ async def generations(
         limit=limit,
     )
     return {"generations": items, "next": items[-1]["id"] if len(items) == limit else None}
-
-
-@router.post("/session")
-async def sign_in(body: SignIn, request: Request, accounts: AccountsDep) -> JSONResponse:
-    secret, caller = await accounts.sign_in(body.email, body.password)
-    response = JSONResponse({"user": caller.json(), "csrf_token": caller.csrf})
-    response.set_cookie(
-        COOKIE,
-        secret,
-        httponly=True,
-        samesite="lax",
-        max_age=30 * 86400,
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-    return response
-
-
-@router.get("/session")
-async def session(caller: CallerDep) -> dict[str, Any]:
-    return {"user": caller.json(), "csrf_token": caller.csrf}
-
-
-@router.delete("/session", status_code=204)
-async def sign_out(request: Request, caller: CallerDep, accounts: AccountsDep) -> Response:
-    secret = request.cookies.get(COOKIE)
-    if not caller.session or not secret:
-        raise UnauthorizedError("not signed in with a session")
-    await accounts.sign_out(secret)
-    response = Response(status_code=204)
-    response.delete_cookie(COOKIE, path="/")
-    return response

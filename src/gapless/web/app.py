@@ -5,7 +5,11 @@ Imports `runtime`, `errors`, `web.*`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import base64
+import hashlib
+import math
+import re
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,40 +19,74 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from gapless import __version__
 from gapless.config import Settings
-from gapless.errors import GaplessError
+from gapless.errors import GaplessError, RateLimitedError
+from gapless.limits import attempts_for
 from gapless.runtime import Runtime, build
 from gapless.web import api, sse, ws
+from gapless.web.deps import accounts_of
+from gapless.web.guard import Guard
+from gapless.web.live import Live
+from gapless.web.routes import accounts
 from gapless.web.routes import agents as agent_routes
 from gapless.web.routes import traces as trace_routes
 
 STATIC = Path(__file__).parent / "static"
-MAX_BODY = 256 * 1024
+IMPORT_MAP = re.compile(r'<script type="importmap">(.*?)</script>', re.DOTALL)
 
 
-class LimitBody:
-    """413 for a declared body over `MAX_BODY`. Pure ASGI on purpose: an `@app.middleware`
-    would wrap every streamed SSE chunk in a memory stream and a task (a third of the
-    server's CPU at 100 streams, in the benchmark's profile)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
-                    response = error(413, "too_large", f"request body is over {MAX_BODY} bytes")
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+def error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def refusal(exc: GaplessError) -> JSONResponse:
+    """A `GaplessError` as the `{"error"}` answer (with `Retry-After` on 429)."""
+    headers = None
+    if isinstance(exc, RateLimitedError):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return error(exc.status, exc.code, exc.message, headers)
+
+
+def policy() -> str:
+    """The Content-Security-Policy: nothing from another origin, no inline code but the
+    page's import map (allowed by its hash), no framing."""
+    scripts = "'self'"
+    index = STATIC / "index.html"
+    found = IMPORT_MAP.search(index.read_text()) if index.exists() else None
+    if found is not None:
+        digest = base64.b64encode(hashlib.sha256(found.group(1).encode()).digest()).decode()
+        scripts += f" 'sha256-{digest}'"
+    return (
+        f"default-src 'self'; script-src {scripts}; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def security_headers(public_url: str) -> Callable[[Scope], list[tuple[bytes, bytes]]]:
+    common = [
+        (b"content-security-policy", policy().encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"cross-origin-resource-policy", b"same-origin"),
+    ]
+    https = [*common, (b"strict-transport-security", b"max-age=31536000")]
+    always_https = public_url.startswith("https://")
+
+    def headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+        return https if always_https or scope.get("scheme") == "https" else common
+
+    return headers
 
 
 class Front:
@@ -62,17 +100,17 @@ class Front:
     have the same `{"error": ...}` shape.
     """
 
-    def __init__(self, api: FastAPI, runtime: Runtime) -> None:
-        self.api, self.runtime = api, runtime
+    def __init__(self, api: FastAPI, runtime: Runtime, live: Live) -> None:
+        self.api, self.runtime, self.live = api, runtime, live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == ws.PATH:
-            await ws.endpoint(self.runtime, scope, receive, send)
+            await ws.endpoint(self.runtime, self.live, scope, receive, send)
         elif sse.serves(scope):
             try:
-                stream = await sse.open_stream(self.runtime, scope)
+                stream = await sse.open_stream(self.runtime, scope, self.live)
             except GaplessError as exc:
-                await error(exc.status, exc.code, exc.message)(scope, receive, send)
+                await refusal(exc)(scope, receive, send)
                 return
             await stream(receive, send)
         else:
@@ -89,22 +127,28 @@ class Api(FastAPI):
         return self.openapi_schema
 
 
-def create_app_from_settings() -> Front:
+def create_app_from_settings() -> Guard:
     """The app over a runtime built from `GAPLESS_*` settings, which it starts and closes:
     the factory each process of `gapless serve --workers N` imports."""
     return create_app(build(Settings()), manage=True)
 
 
-def create_app(runtime: Runtime, *, manage: bool = False) -> Front:
+def create_app(runtime: Runtime, *, manage: bool = False) -> Guard:
     """The app over `runtime`; with `manage`, the app starts and closes the runtime itself."""
+    settings = runtime.settings
+    live = Live(runtime.log, settings.max_streams)
+    attempts = attempts_for(settings.events_url, settings.signin_window)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage:
             await runtime.start()
+        live.start()
         try:
             yield
         finally:
+            await live.close()
+            await attempts.close()
             if manage:
                 await runtime.close()
 
@@ -114,17 +158,25 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Front:
         lifespan=lifespan,
         description="Chat with AI models; streamed replies never lose, repeat or "
         "reorder a chunk. The wire contract is PROTOCOL.md.",
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN: /openapi.json is the document
+        redoc_url=None,
+        redirect_slashes=False,  # its redirects are built from the Host header
     )
     app.state.runtime = runtime
+    app.state.attempts = attempts
+    app.include_router(accounts.router)
     app.include_router(api.router)
     app.include_router(trace_routes.router)
     app.include_router(agent_routes.router)
 
-    app.add_middleware(LimitBody)
-
     @app.exception_handler(GaplessError)
     async def gapless_error(request: Request, exc: GaplessError) -> Response:
-        return error(exc.status, exc.code, exc.message)
+        return refusal(exc)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> Response:
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        return error(500, "internal", f"internal error (request {request_id})")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -140,7 +192,11 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Front:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        headers = None
+        if exc.status_code == 405:  # every method of the path, not the first route's
+            headers = {"Allow": ", ".join(sorted(allowed(app, request.scope)))}
+        code = codes.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, str(exc.detail), headers)
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
 
@@ -148,8 +204,25 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Front:
         index = STATIC / "index.html"
         if index.exists():
             return FileResponse(index, headers={"Cache-Control": "no-cache"})
-        return Response("Gapless API is running; see /docs.", media_type="text/plain")
+        return Response("Gapless API is running; see /openapi.json.", media_type="text/plain")
 
-    for route in ("/", "/login", "/chats/{chat_id}", "/generations", "/agents", "/agents/{agent_id}"):
+    pages = ("/", "/login", "/chats/{chat_id}", "/generations", "/agents", "/agents/{agent_id}")
+    for route in (*pages, "/invite", "/settings", "/admin"):
         app.add_api_route(route, page, include_in_schema=False)
-    return Front(app, runtime)
+    return Guard(
+        Front(app, runtime, live),
+        lambda: accounts_of(runtime),
+        max_body=settings.max_body,
+        body_timeout=settings.body_timeout,
+        headers=security_headers(settings.public_url),
+        streams=sse.serves,
+    )
+
+
+def allowed(app: FastAPI, scope: Scope) -> set[str]:
+    """The methods some route serves at this path (asked of the router, whose routes nest)."""
+    return {
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(r.matches({**scope, "method": method})[0] == Match.FULL for r in app.router.routes)
+    }

@@ -19,6 +19,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def identify(connection: HTTPConnection, accounts: Accounts) -> Caller:
+    """The caller, authenticated once per request: `web.guard` did it before the body was
+    read and left it in the request's state; otherwise (WebSocket) here."""
+    known: Caller | None = connection.scope.get("state", {}).get("caller")
+    if known is not None:
+        return known
     header = connection.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return await accounts.by_bearer(header[7:].strip())

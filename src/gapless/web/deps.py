@@ -7,6 +7,7 @@ Imports `runtime`, `accounts`, `web.auth`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -23,7 +24,18 @@ async def runtime(request: Request) -> Runtime:
 
 
 async def accounts(request: Request) -> Accounts:
-    return Accounts((await runtime(request)).engine)
+    return accounts_of(await runtime(request))
+
+
+def accounts_of(runtime: Runtime) -> Accounts:
+    """The accounts use cases with this process's settings and event log (revocations)."""
+    settings = runtime.settings
+    return Accounts(
+        runtime.engine,
+        runtime.log,
+        password_min=settings.password_min,
+        session_ttl=timedelta(days=settings.session_days),
+    )
 
 
 async def caller(request: Request) -> Caller:

@@ -10,7 +10,7 @@ coroutine and the request's exit stacks and dependency values alive as long,
 a third of an idle subscriber's memory; a `StreamingResponse` added a task
 group and re-encoded every chunk. Here the request's task waits for the
 client to leave, and one task pumps: its wake-ups resume three frames, not the
-whole stack. Imports `feed`, `events`, `log`, `accounts`, `runtime`, `web.auth`.
+whole stack. Imports `feed`, `events`, `log`, `accounts`, `runtime`, `web.auth`, `web.live`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from gapless.accounts import Accounts
-from gapless.errors import NotFoundError
+from gapless.errors import GaplessError, NotFoundError
 from gapless.events import Event
 from gapless.feed import follow
 from gapless.log.base import Subscription, account_stream, chat_stream
 from gapless.runtime import Runtime
 from gapless.web.auth import identify
+from gapless.web.live import Live
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -57,11 +58,12 @@ def serves(scope: Scope) -> bool:
     return path == ACCOUNT_EVENTS or CHAT_EVENTS.fullmatch(path) is not None
 
 
-async def open_stream(runtime: Runtime, scope: Scope) -> EventStream:
+async def open_stream(runtime: Runtime, scope: Scope, live: Live) -> EventStream:
     """Authorise exactly as the HTTP resources do, then subscribe: the stream to serve.
 
-    Raises `GaplessError` (401, 404) when the caller may not follow it; nothing
-    was sent yet, so the caller answers it.
+    Raises `GaplessError` (401, 404, 429 over the user's cap of streams) when the
+    caller may not follow it; nothing was sent yet, so the caller answers it. The
+    subscription is held by `live`, which ends it when the caller's access ends.
     """
     connection = HTTPConnection(scope)
     accounts = Accounts(runtime.engine)
@@ -84,7 +86,12 @@ async def open_stream(runtime: Runtime, scope: Scope) -> EventStream:
         return await accounts.still_sees(caller, account_id)
 
     subscription = await runtime.log.subscribe(stream, cursor)
-    return EventStream(subscription, runtime.settings.heartbeat, allowed)
+    try:
+        held = live.hold(subscription, caller, account_id)
+    except GaplessError:
+        await subscription.close()
+        raise
+    return EventStream(held, runtime.settings.heartbeat, allowed)
 
 
 class EventStream:

@@ -11,8 +11,9 @@ suspended coroutines and what they hold, and FastAPI's layers alone kept about
 13 KB per socket (exit stacks, the resolved dependencies, a `WebSocket`, the
 middleware chain); sends also skip their wrappers and state checks. Each
 followed chat keeps only what its pump needs after `subscribe` (the chat's
-account, not its row). Imports `accounts`,
-`events`, `feed`, `log`, `runtime`, `web.auth`.
+account, not its row). Every subscription is held by `web.live` (the per-user
+cap; access ended elsewhere ends it). Imports `accounts`, `db.accounts`,
+`events`, `feed`, `log`, `runtime`, `web.auth`, `web.guard`, `web.live`.
 """
 
 from __future__ import annotations
@@ -21,19 +22,22 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from gapless.accounts import Accounts
-from gapless.db.accounts import Caller
-from gapless.errors import GaplessError
+from gapless.db.accounts import Caller, token_holder
+from gapless.errors import GaplessError, UnauthorizedError
 from gapless.events import Event, encode, reset
 from gapless.feed import follow
 from gapless.log.base import Subscription, chat_stream
 from gapless.runtime import Runtime
 from gapless.web.auth import identify, same_origin
+from gapless.web.guard import bad_text
+from gapless.web.live import Live
 
 MAX_FRAME = 64 * 1024
 FAILED = reset("error")  # what a pump whose follow failed sends last
@@ -67,11 +71,16 @@ class Socket:
     so frames of different chats never mix, and one chat's frames come from one pump.
     """
 
-    __slots__ = ("asgi_send", "caller", "followers", "runtime")
+    __slots__ = ("asgi_send", "caller", "followers", "live", "runtime", "stale")
 
-    def __init__(self, send: Send, runtime: Runtime, caller: Caller) -> None:
-        self.asgi_send, self.runtime, self.caller = send, runtime, caller
+    def __init__(self, send: Send, runtime: Runtime, caller: Caller, live: Live) -> None:
+        self.asgi_send, self.runtime, self.caller, self.live = send, runtime, caller, live
         self.followers: dict[str, Follower] = {}
+        self.stale = False  # some access of the caller's ended: re-check before subscribing
+
+    def revoke(self, tokens: list[str] | None, account_id: str | None) -> None:
+        """From `Live`: the held subscriptions end by themselves; later ones re-check."""
+        self.stale = True
 
     async def send(self, text: str) -> None:
         await self.asgi_send({"type": "websocket.send", "text": text})
@@ -95,6 +104,10 @@ class Socket:
         if cursor is not None and not isinstance(cursor, str):
             await self.send(error_frame("invalid", "cursor must be a string", chat_id))
             return
+        if bad_text(chat_id) or (cursor is not None and bad_text(cursor)):
+            # Never echoed back: a lone surrogate cannot even be encoded in a frame.
+            await self.send(error_frame("bad_request", "NUL or a lone surrogate in a frame"))
+            return
         follower = self.followers.pop(chat_id, None)
         if follower is not None:
             await follower.stop()
@@ -103,13 +116,28 @@ class Socket:
 
     async def subscribe(self, chat_id: str, cursor: str | None) -> None:
         try:
+            if self.stale:
+                await self.recheck()
             chat = await self.runtime.chats.chat(self.caller, chat_id)
+            subscription = await self.runtime.log.subscribe(chat_stream(chat_id), cursor)
+            try:
+                held = self.live.hold(subscription, self.caller, chat["account_id"])
+            except GaplessError:
+                await subscription.close()
+                raise
         except GaplessError as exc:
             await self.send(error_frame(exc.code, exc.message, chat_id))
             return
-        subscription = await self.runtime.log.subscribe(chat_stream(chat_id), cursor)
         await self.send(encode({"op": "subscribed", "chat_id": chat_id}))
-        self.followers[chat_id] = Follower(self, chat_id, chat["account_id"], subscription)
+        self.followers[chat_id] = Follower(self, chat_id, chat["account_id"], held)
+
+    async def recheck(self) -> None:
+        """Who the caller is now: their token may be gone (401), memberships ended."""
+        fresh = await token_holder(self.runtime.engine, self.caller.token_id)
+        if fresh is None:
+            raise UnauthorizedError("signed out, or the token was revoked")
+        self.caller = replace(self.caller, account_ids=fresh.account_ids)
+        self.stale = False
 
     async def close(self) -> None:
         while self.followers:
@@ -164,7 +192,9 @@ class Follower:
         await self.subscription.close()
 
 
-async def endpoint(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+async def endpoint(
+    runtime: Runtime, live: Live, scope: Scope, receive: Receive, send: Send
+) -> None:
     """`/api/ws` as plain ASGI (`web.app.Front` hands it here): authenticate, accept, then
     one frame at a time."""
     if (await receive())["type"] != "websocket.connect":
@@ -180,7 +210,8 @@ async def endpoint(runtime: Runtime, scope: Scope, receive: Receive, send: Send)
         return
     del connection
     await send({"type": "websocket.accept"})
-    socket = Socket(send, runtime, caller)
+    socket = Socket(send, runtime, caller, live)
+    live.watch(caller.user_id, socket)
     try:
         while True:
             message = await receive()
@@ -192,6 +223,7 @@ async def endpoint(runtime: Runtime, scope: Scope, receive: Receive, send: Send)
             else:
                 await socket.handle(text)
     finally:
+        live.release(caller.user_id, socket)
         await socket.close()
 
 

@@ -1,0 +1,157 @@
+"""This process's open streams, by user: the per-user cap, and ending them when access ends.
+
+Every SSE stream and WebSocket subscription is registered here (`Live.hold`),
+wrapped in a `Held` subscription that counts against its user's cap
+(`max_streams`, 429 `too_many_streams` beyond) and can be ended from outside.
+Each API process follows the log's `accounts.ACCESS` stream (`Live.run`):
+when a session or token is revoked, a member removed or a user deleted, in any
+process, the matching streams here end at once with `reset {reason: access}`,
+and WebSockets of that user re-check who they are before their next subscribe.
+The heartbeat's re-check stays, for what the log cannot tell (a memory log
+seen from another process, an expiry). Imports `accounts`, `events`, `log`,
+`errors`, `db.accounts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+from gapless import events
+from gapless.accounts import ACCESS
+from gapless.db.accounts import Caller
+from gapless.errors import RateLimitedError
+from gapless.events import Event
+from gapless.log.base import EventLog, Subscription
+
+logger = logging.getLogger("gapless.web.live")
+ENDED = [events.reset("access")]
+
+
+class Holder(Protocol):
+    def revoke(self, tokens: list[str] | None, account_id: str | None) -> None: ...
+
+
+def matches(token_id: str, account_id: str | None, tokens: object, account: object) -> bool:
+    """Whether a revocation (`tokens`: None for all of the user's; `account`: one
+    account or None) reaches what holds `token_id` on `account_id`."""
+    if isinstance(tokens, list) and token_id not in tokens:
+        return False
+    return account is None or account == account_id
+
+
+class Held:
+    """A subscription whose wait `Live` can end: its next batch is then `reset(access)`.
+
+    Ending cancels the task waiting in `next()` (a subscription's wait is
+    cancel-safe) and takes that cancellation back, so `follow` sees a batch,
+    not a cancellation; a cancellation from anyone else still propagates.
+    """
+
+    __slots__ = ("account_id", "caller", "ended", "inner", "live", "poked", "waiter")
+
+    def __init__(self, live: Live, inner: Subscription, caller: Caller, account_id: str) -> None:
+        self.live, self.inner, self.caller, self.account_id = live, inner, caller, account_id
+        self.ended = self.poked = False
+        self.waiter: asyncio.Task[object] | None = None
+
+    async def next(self) -> list[Event]:
+        if self.ended:
+            return ENDED
+        self.waiter = asyncio.current_task()
+        try:
+            return await self.inner.next()
+        except asyncio.CancelledError:
+            if self.poked and self.waiter is not None:
+                self.poked = False
+                if self.waiter.uncancel() == 0:
+                    return ENDED
+            raise
+        finally:
+            self.waiter = None
+
+    def revoke(self, tokens: list[str] | None, account_id: str | None) -> None:
+        if self.ended or not matches(self.caller.token_id, self.account_id, tokens, account_id):
+            return
+        self.ended = True
+        if self.waiter is not None:
+            self.poked = True
+            self.waiter.cancel()
+
+    async def close(self) -> None:
+        self.live.release(self.caller.user_id, self)
+        await self.inner.close()
+
+
+class Live:
+    def __init__(self, log: EventLog, max_streams: int) -> None:
+        self.log, self.max_streams = log, max_streams
+        self.by_user: dict[str, set[Holder]] = {}
+        self.counts: dict[str, int] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def hold(self, subscription: Subscription, caller: Caller, account_id: str) -> Held:
+        """Register an established subscription (closing it when over the caller's cap)."""
+        count = self.counts.get(caller.user_id, 0)
+        if count >= self.max_streams:
+            raise RateLimitedError(
+                f"at most {self.max_streams} open streams and subscriptions per user",
+                code="too_many_streams",
+                retry_after=15,
+            )
+        held = Held(self, subscription, caller, account_id)
+        self.counts[caller.user_id] = count + 1
+        self.by_user.setdefault(caller.user_id, set()).add(held)
+        return held
+
+    def watch(self, user_id: str, holder: Holder) -> None:
+        """Tell `holder` (a WebSocket) of revocations of its user, uncounted."""
+        self.by_user.setdefault(user_id, set()).add(holder)
+
+    def release(self, user_id: str, holder: Holder) -> None:
+        held = self.by_user.get(user_id)
+        if held is None or holder not in held:
+            return
+        held.discard(holder)
+        if isinstance(holder, Held):
+            self.counts[user_id] -= 1
+            if not self.counts[user_id]:
+                del self.counts[user_id]
+        if not held:
+            del self.by_user[user_id]
+
+    def revoke(self, user_id: str, tokens: list[str] | None, account_id: str | None) -> None:
+        for holder in list(self.by_user.get(user_id, ())):
+            holder.revoke(tokens, account_id)
+
+    async def run(self) -> None:
+        """Follow `ACCESS` from now, for the process's life (again from now after a reset)."""
+        while True:
+            subscription = await self.log.subscribe(ACCESS, None)
+            try:
+                while True:
+                    batch = await subscription.next()
+                    for event in batch:
+                        if event.type == "access.revoked":
+                            found = event.payload()
+                            self.revoke(found["user_id"], found["tokens"], found["account_id"])
+                    if batch[-1].type == "reset":
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("following revocations failed; again in a second")
+                await asyncio.sleep(1)
+            finally:
+                await subscription.close()
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run())
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task

@@ -1,0 +1,1 @@
+"""HTTP resources by domain, one module each (`chats` and the rest are still in `web.api`)."""
