@@ -33,6 +33,9 @@ const FILES = [
   ["remend/LICENSE", "LICENSE.remend"],
   ["highlight.js/styles/github.css", "highlight.css"],
   ["highlight.js/LICENSE", "LICENSE.highlight"],
+  ["uplot/dist/uPlot.esm.js", "uplot.js"],
+  ["uplot/dist/uPlot.min.css", "uplot.css"],
+  ["uplot/LICENSE", "LICENSE.uplot"],
 ];
 
 function copy(from, to) {
