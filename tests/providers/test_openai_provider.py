@@ -174,8 +174,9 @@ async def test_request_renders_tools_and_earlier_calls_and_results_natively(wire
                 ToolCall("call_2", "files.read", '{"path": "/tmp/a.txt"}'),
             ), thinking="I should compute.", signature="sig"),
             Turn("tool", "84", tool_call_id="call_1", name="calculator"),
-            Turn("tool", "no such file", tool_call_id="call_2", name="files.read", is_error=True),
-            Turn("assistant", "", tool_calls=(ToolCall("call_3", "current_time", "{}"),)),
+            Turn("tool", "Error (not_found): no such file", tool_call_id="call_2",
+                 name="files.read", is_error=True),
+            Turn("assistant", "", tool_calls=(ToolCall("call_3", "current_time", ""),)),
             Turn("tool", '{"time": "16:00"}', tool_call_id="call_3", name="current_time"),
         ),
         tools=(CALCULATOR, READ),
@@ -204,10 +205,10 @@ async def test_request_renders_tools_and_earlier_calls_and_results_natively(wire
              "function": {"name": "files__read", "arguments": '{"path": "/tmp/a.txt"}'}},
         ]},
         {"role": "tool", "tool_call_id": "call_1", "content": "84"},
-        {"role": "tool", "tool_call_id": "call_2", "content": "Error: no such file"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "Error (not_found): no such file"},
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "call_3", "type": "function",
-             "function": {"name": "current_time", "arguments": "{}"}},
+             "function": {"name": "current_time", "arguments": "{}"}},  # empty: {}
         ]},
         {"role": "tool", "tool_call_id": "call_3", "content": '{"time": "16:00"}'},
     ]

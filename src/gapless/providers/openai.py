@@ -37,8 +37,9 @@ mid-arguments raises with no `ToolCallEnd`: the call is incomplete.
 
 Earlier steps are rendered natively: an assistant turn with `tool_calls`
 (consecutive ones merged into one message, which the API requires before the
-results), each result as a `tool` message naming its `tool_call_id`; a failed
-call's result is prefixed `Error: `, the API having no error flag.
+results), each result as a `tool` message naming its `tool_call_id` (the API
+has no error flag: a failed call's text says so itself, as the job words it);
+a call whose arguments are empty is handed back with `{}`.
 `temperature` and `max_tokens` are sent when the prompt sets them.
 
 Failures are translated once, in `failure`, into `ProviderError` codes:
@@ -84,7 +85,6 @@ from gapless.providers.base import (
     ToolCallEnd,
     ToolCallStart,
     ToolSpec,
-    Turn,
     Usage,
     api_tool_name,
     tool_name_from_api,
@@ -111,12 +111,8 @@ def call_for(call: ToolCall) -> ChatCompletionMessageFunctionToolCallParam:
     return {
         "id": call.id,
         "type": "function",
-        "function": {"name": api_tool_name(call.name), "arguments": call.arguments},
+        "function": {"name": api_tool_name(call.name), "arguments": call.arguments or "{}"},
     }
-
-
-def result_text(turn: Turn) -> str:
-    return f"Error: {turn.content}" if turn.is_error else turn.content
 
 
 def messages_for(prompt: Prompt) -> list[ChatCompletionMessageParam]:
@@ -129,7 +125,7 @@ def messages_for(prompt: Prompt) -> list[ChatCompletionMessageParam]:
             messages.append({"role": "user", "content": turn.content})
         elif turn.role == "tool":
             messages.append(
-                {"role": "tool", "tool_call_id": turn.tool_call_id, "content": result_text(turn)}
+                {"role": "tool", "tool_call_id": turn.tool_call_id, "content": turn.content}
             )
         elif not turn.tool_calls:
             messages.append({"role": "assistant", "content": turn.content})
