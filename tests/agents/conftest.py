@@ -1,4 +1,5 @@
-"""Fixtures for the tool tests: the test MCP server's files and its Streamable HTTP process."""
+"""Fixtures for the tool tests: the test MCP server's files and its Streamable HTTP process,
+and the storage tests' `engine` (each database engine)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mcp_setup import Files, HttpServer
+from tests.test_storage import engine  # noqa: F401 (a migrated engine on SQLite and PostgreSQL)
 
 
 @pytest.fixture

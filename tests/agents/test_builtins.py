@@ -4,9 +4,7 @@ caller's own chats, through `db.search` on SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,7 +15,6 @@ from gapless.agents.tools import ToolContext, ToolError
 from gapless.db import Engine
 from gapless.db import accounts as db_accounts
 from gapless.db import chats as db_chats
-from gapless.db import engine as db_engine
 from gapless.db.search import search_messages, snippet
 from gapless.db.tables import messages
 
@@ -98,20 +95,6 @@ async def test_current_time_defaults_to_utc_and_refuses_an_unknown_zone() -> Non
         with pytest.raises(ToolError) as raised:
             await TOOLS["current_time"].call({"zone": zone}, CONTEXT)
         assert raised.value.code == "unknown_zone"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'test.db'}"
-    created = db_engine.create(url)
-    await db_engine.migrate(created)
-    try:
-        yield created
-    finally:
-        await created.dispose()
 
 
 async def chat_with(engine: Engine, account: str, title: str, *texts: str) -> list[str]:

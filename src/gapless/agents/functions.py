@@ -118,9 +118,9 @@ def tool(
 
 def is_tool(value: object) -> bool:
     """Whether `value` already implements `Tool` (a function must first go through `tool`)."""
-    return all(hasattr(value, a) for a in ("name", "description", "schema", "call")) and not (
-        inspect.isfunction(value) or inspect.ismethod(value)
-    )
+    if isinstance(value, type) or inspect.isfunction(value) or inspect.ismethod(value):
+        return False
+    return all(hasattr(value, a) for a in ("name", "description", "schema", "call"))
 
 
 def as_tools(value: object) -> list[Tool]:

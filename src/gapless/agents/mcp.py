@@ -129,9 +129,9 @@ class McpConnection:
             raise ToolError(
                 f"MCP server {self.name} stopped during the call", code="server_died"
             ) from None
-        except ValueError as error:  # pydantic's: a result the protocol does not allow
-            raise ToolError(f"MCP server {self.name} answered an invalid result: {error}",
-                            code="mcp_error") from None
+        except Exception as error:  # an invalid result (pydantic's), a transport's own error
+            raise ToolError(f"MCP server {self.name}: {_describe(error)}", code="mcp_error"
+                            ) from None
         return answer(result)
 
     async def close(self) -> None:
