@@ -172,6 +172,8 @@ def _message_values(chat_id: str, parent_id: str | None, role: str, **extra: Any
         status="pending",
         seq=0,
         model=None,
+        user_id=None,
+        agent_id=None,  # every row of one insert has every key (executemany takes the first's)
         created_at=stamp,
         updated_at=stamp,
     )
