@@ -43,7 +43,7 @@ async def test_arithmetic_with_a_calculator_streams_a_call_over_several_deltas()
     thinking = "".join(c.text for c in chunks if isinstance(c, Thinking))
     text = "".join(c.text for c in chunks if isinstance(c, Text))
     assert thinking == "This is arithmetic. The calculator tool computes it exactly."
-    assert text == "Let me calculate 12*7."
+    assert text == "Let me calculate 12*7.\n\n"
     assert call_chunks(chunks) == [
         ToolCallStart("call_demo_1", "calculator"),
         ToolCallArgs("call_demo_1", '{"expression": '),
@@ -84,7 +84,7 @@ async def test_tool_results_are_answered_in_streamed_words() -> None:
     prompt = Prompt(
         turns=(
             Turn("user", "What is 12*7?"),
-            Turn("assistant", "Let me calculate 12*7.",
+            Turn("assistant", "Let me calculate 12*7.\n\n",
                  tool_calls=(ToolCall("call_demo_1", "calculator", '{"expression": "12*7"}'),)),
             Turn("tool", '{"expression": "12*7", "result": 84}', tool_call_id="call_demo_1",
                  name="calculator"),

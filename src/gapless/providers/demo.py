@@ -94,7 +94,7 @@ def plan_for(question: str, tools: set[str]) -> Plan | None:
         return Plan(
             tool="calculator",
             thinking="This is arithmetic. The calculator tool computes it exactly.",
-            sentence=f"Let me calculate {text}.",
+            sentence=f"Let me calculate {text}.\n\n",  # the answer's step follows it
             arguments=('{"expression": ', json.dumps(text), "}"),
         )
     if TIME_WORDS.search(question) and "current_time" in tools:
@@ -103,7 +103,7 @@ def plan_for(question: str, tools: set[str]) -> Plan | None:
         return Plan(
             tool="current_time",
             thinking="The user asks about the time. The current_time tool knows it.",
-            sentence=f"Let me look at the clock ({name}).",
+            sentence=f"Let me look at the clock ({name}).\n\n",
             arguments=('{"zone": ', json.dumps(name), "}"),
         )
     return None
