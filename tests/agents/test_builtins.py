@@ -3,7 +3,6 @@ caller's own chats, through `db.search` on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -15,7 +14,7 @@ from gapless.agents.tools import ToolContext, ToolError
 from gapless.db import Engine
 from gapless.db import accounts as db_accounts
 from gapless.db import chats as db_chats
-from gapless.db.search import search_messages, snippet
+from gapless.db.search import search_messages, searcher, snippet
 from gapless.db.tables import messages
 
 TOOLS = builtins()
@@ -171,7 +170,7 @@ async def test_search_chats_searches_through_the_context_it_is_given(engine: Eng
         account_ids=frozenset([mine]),
         chat_id="c",
         message_id="m",
-        search=functools.partial(_search, engine, frozenset([mine])),
+        search=searcher(engine, [mine]),
     )
     found = await TOOLS["search_chats"].call({"query": "KEY", "limit": 5}, context)
     assert isinstance(found, list)
@@ -191,9 +190,3 @@ def test_a_snippet_centres_the_match_and_marks_what_it_cut() -> None:
     assert len(cut) <= 42
     assert snippet("short needle", "needle") == "short needle"
     assert snippet("multi\n  line   text", "line") == "multi line text"
-
-
-async def _search(
-    engine: Engine, accounts: frozenset[str], query: str, limit: int
-) -> list[dict[str, object]]:
-    return await search_messages(engine, query, accounts, limit)

@@ -26,7 +26,7 @@ from gapless.agents.tools import Tool, ToolContext, ToolError
 from gapless.db import accounts as db_accounts
 from gapless.db import chats as db_chats
 from gapless.db import engine as db_engine
-from gapless.db.search import search_messages
+from gapless.db.search import searcher
 from tests.support.mcp_setup import Files, HttpServer, stdio
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)?$")
@@ -74,11 +74,7 @@ async def _search_chats(stack: AsyncExitStack, path: Path) -> Case:
     chat = await db_chats.create_chat(engine, account, "Notes", "demo:default", "")
     await db_chats.create_exchange(engine, chat["id"], db_chats.MISSING, "buy milk", "demo:x")
     accounts = frozenset([account])
-
-    async def search(query: str, limit: int) -> list[dict[str, Any]]:
-        return await search_messages(engine, query, accounts, limit)
-
-    context = ToolContext("u", accounts, "chat", "message", search)
+    context = ToolContext("u", accounts, "chat", "message", searcher(engine, accounts))
     return Case(builtins()["search_chats"], {"query": "MILK"}, [{"query": ""},
                                                                {"query": "x", "limit": 0}],
                 context)

@@ -192,6 +192,12 @@ class McpConnection:
         except Exception as error:  # the SDK raises many kinds (OSError, groups, HTTP errors)
             if not session.settled.is_set():
                 session.error = _describe(error)
+                cause = _innermost(error)
+                if isinstance(cause, MCPError) and cause.code == CONNECTION_CLOSED:
+                    session.error = (
+                        "it closed the connection during the handshake (a command that exited: "
+                        "its error output is in Gapless's own stderr)"
+                    )
             logger.warning("MCP server %s: %s", self.name, _describe(error))
         finally:
             session.ended.set()
@@ -277,8 +283,13 @@ async def _list(client: Client) -> list[RemoteTool]:
     return tools
 
 
-def _describe(error: BaseException) -> str:
-    """The innermost meaningful message of an error, which the SDK wraps in exception groups."""
+def _innermost(error: BaseException) -> BaseException:
+    """The first real error inside the exception groups the SDK's task groups wrap it in."""
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
+    return error
+
+
+def _describe(error: BaseException) -> str:
+    error = _innermost(error)
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

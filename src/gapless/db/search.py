@@ -10,7 +10,7 @@ Imports `db.tables`, `db.rows`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,6 +58,18 @@ async def search_messages(
         }
         for row in rows
     ]
+
+
+def searcher(
+    engine: Engine, account_ids: Iterable[str] | None
+) -> Callable[[str, int], Awaitable[list[dict[str, Any]]]]:
+    """`search_messages` bound to a database and a caller's accounts: `ToolContext.search`."""
+    accounts = None if account_ids is None else frozenset(account_ids)
+
+    async def search(query: str, limit: int) -> list[dict[str, Any]]:
+        return await search_messages(engine, query, accounts, limit)
+
+    return search
 
 
 def snippet(content: str, query: str, width: int = SNIPPET) -> str:
