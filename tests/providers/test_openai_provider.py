@@ -155,6 +155,18 @@ async def test_a_new_id_at_an_open_index_is_a_new_call(wire: Wire) -> None:
     ]
 
 
+async def test_calls_without_an_index_are_told_apart_by_id(wire: Wire) -> None:
+    chunks, error = await drain(provider(wire.url).stream("tools-no-index", TOOLS))
+
+    assert error is None
+    assert [c for c in chunks if isinstance(c, ToolCallStart | ToolCallEnd)] == [
+        ToolCallStart("g1", "calculator"),
+        ToolCallEnd("g1"),
+        ToolCallStart("g2", "current_time"),
+        ToolCallEnd("g2"),
+    ]
+
+
 async def test_a_connection_dropped_mid_arguments_leaves_the_call_unended(wire: Wire) -> None:
     chunks, error = await drain(provider(wire.url).stream("tools-drop", TOOLS))
 

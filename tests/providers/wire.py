@@ -214,6 +214,17 @@ OPENAI: dict[str, Reply] = {
             DONE,
         )
     ),
+    # Gemini's compatible API, once: no index at all, two whole calls told apart by id
+    "tools-no-index": Reply(
+        events=(
+            chunk({"tool_calls": [{"id": "g1", "type": "function",
+                                   "function": {"name": "calculator", "arguments": "{}"}}]}),
+            chunk({"tool_calls": [{"id": "g2", "type": "function",
+                                   "function": {"name": "current_time", "arguments": "{}"}}]}),
+            chunk({}, finish="tool_calls"),
+            DONE,
+        )
+    ),
     "tools-drop": Reply(
         events=(
             chunk(call_delta(0, id="call_Ab12", name="calculator")),

@@ -28,9 +28,10 @@ as it came (`ToolCallArgs`); parallel calls may interleave by index. A server
 that sends no id gets `call_<index>`; an id already used in this stream gets
 a `_2`, `_3`... suffix, so ids stay unique. A fragment bringing a new id at an
 index still open (Ollama numbers every parallel call 0) ends that call and
-starts another. Every open call is ended (`ToolCallEnd`, in the order they
-began) when `finish_reason` arrives, or when the stream ends without one; a
-call that streamed no argument text is given `{}` first. A stream that breaks
+starts another (a fragment with no index counts as index 0). Every open call
+is ended (`ToolCallEnd`, in the order they began) when `finish_reason`
+arrives, or when the stream ends without one; a call that streamed no
+argument text is given `{}` first. A stream that breaks
 mid-arguments raises with no `ToolCallEnd`: the call is incomplete.
 `finish_reason` is yielded as `Finish`, cached prompt tokens come from
 `prompt_tokens_details.cached_tokens`.
@@ -186,7 +187,9 @@ class Calls:
         return given
 
     def fragment(self, piece: ChoiceDeltaToolCall) -> Iterable[Chunk]:
-        index, function = piece.index, piece.function
+        # Gemini's compatible API once sent no index: such calls are told apart by id alone.
+        index = piece.index if isinstance(piece.index, int) else 0
+        function = piece.function
         current = self.open.get(index)
         if current is not None and piece.id and piece.id != self.server_ids[index]:
             yield from self.end(index)  # a new call at an index still open (Ollama)
