@@ -23,11 +23,11 @@ generations share the context.
 Tools. llama-cpp-python's `chatml-function-calling` handler was tried on this
 file and not used as is: with `tool_choice="auto"` it cannot stream (it
 raises "Automatic streaming tool choice is not supported"), its `auto` path
-constrains a plain answer by the follow-up grammar (so an answer comes out
-empty), it drops `tool`-role messages, and it lets arguments run to the
-context's end (`max_tokens=None`). So this module does what the handler does,
-with the same llama.cpp pieces, in three streamed steps it can stop at any
-token:
+constrains a plain answer by the follow-up grammar (tried: "Hello!" and
+"Who wrote Hamlet?" both came back as empty answers), it drops `tool`-role
+messages, and it lets arguments run to the context's end
+(`max_tokens=None`). So this module does what the handler does, with the
+same llama.cpp pieces, in three streamed steps it can stop at any token:
 
 1. When tools are offered and the last turn is the user's, the system prompt
    lists them (`functions.<name>:`, description, JSON schema) in the
@@ -39,9 +39,9 @@ token:
    under a grammar made from the tool's JSON schema (llama-cpp-python's
    converter, with its string rule made strict: it let raw newlines into
    strings; JSON in general when the schema is beyond it), every token a
-   `ToolCallArgs`, then `ToolCallEnd` and
-   `Finish("tool_calls")` (`"length"` when `max_tokens` cut it). One call per
-   step. An answer: the text after `message:`, streamed, `Finish("stop")`.
+   `ToolCallArgs`, then `ToolCallEnd` and `Finish("tool_calls")`
+   (`"length"` when `max_tokens` cut it). One call per step. An answer: the
+   text after `message:`, streamed, then `Finish("stop")`.
 3. When the last turns are tool results, the model is not offered tools
    again: the results are rendered into the prompt as text (an assistant
    turn "I called calculator with {...}.", then one user turn "Result of
