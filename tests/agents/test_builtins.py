@@ -129,6 +129,22 @@ async def test_search_finds_messages_in_any_case_newest_first_with_their_chat(
     assert await search_messages(engine, "plane", [account]) == []
 
 
+async def test_search_leaves_out_replies_still_being_written(engine: Engine) -> None:
+    account = await db_accounts.create_account(engine, "a")
+    chat = await db_chats.create_chat(engine, account, "T", "demo:default", "")
+    user, reply, _ = await db_chats.create_exchange(
+        engine, chat["id"], db_chats.MISSING, "look for the lighthouse", "demo:default"
+    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(messages).where(messages.c.id == reply["id"]).values(
+                content="Searching for the lighthouse", status="streaming"
+            )
+        )
+    found = await search_messages(engine, "lighthouse", [account])
+    assert [f["message_id"] for f in found] == [user["id"]]
+
+
 async def test_search_sees_only_the_callers_accounts_and_every_chat_for_an_admin(
     engine: Engine,
 ) -> None:

@@ -53,8 +53,9 @@ class Toolbox:
     async def resolve(self, names: Sequence[str]) -> dict[str, Tool]:
         """The tools of these names that exist; an unknown name is simply absent."""
         found: dict[str, Tool] = {n: self._local[n][0] for n in names if n in self._local}
-        remote = [(n, self._servers.get(n.split(".", 1)[0])) for n in names if n not in found]
-        tools = await asyncio.gather(*(s.resolve(n) for n, s in remote if s is not None))
+        remote = [(n, s) for n in names if n not in found for s in self._servers.values()
+                  if n.startswith(f"{s.name}.")]  # each server sorts out its own names
+        tools = await asyncio.gather(*(s.resolve(n) for n, s in remote))
         found.update({t.name: t for t in tools if t is not None})
         return found
 

@@ -3,7 +3,7 @@
 A case-insensitive substring match (`LIKE` on both engines, the query's `%`,
 `_` and escape character escaped so they match themselves), restricted to the
 chats of the caller's accounts exactly as the API restricts them (`None`: a
-site admin, every chat). Newest first. No full-text index: a chat service's
+site admin, every chat), finished messages only. Newest first. No full-text index: a chat service's
 own history is small enough per account, and both engines answer the same.
 Imports `db.tables`, `db.rows`.
 """
@@ -19,6 +19,7 @@ from gapless.db import Engine
 from gapless.db.rows import iso
 from gapless.db.tables import chats, messages
 
+UNFINISHED = ("pending", "streaming", "requires_action")
 SNIPPET = 160  # characters of context shown around the first match
 
 
@@ -40,6 +41,9 @@ async def search_messages(
         .join(chats, chats.c.id == messages.c.chat_id)
         # SQLAlchemy renders ILIKE on PostgreSQL and lower(..) LIKE lower(..) on SQLite.
         .where(messages.c.content.icontains(query, autoescape=True))
+        # Finished messages only: a reply still being written (the asking one among them,
+        # whose text may hold the query) is not yet something said.
+        .where(messages.c.status.notin_(UNFINISHED))
         .order_by(messages.c.created_at.desc(), messages.c.id.desc())
         .limit(limit)
     )
