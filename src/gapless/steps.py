@@ -29,6 +29,7 @@ from gapless.db import accounts as db_accounts
 from gapless.db import agents as db_agents
 from gapless.db import chats as db
 from gapless.db import generations as records
+from gapless.db import search as db_search
 from gapless.db.rows import now
 from gapless.errors import FencedError, ProviderError
 from gapless.generation import (
@@ -460,12 +461,7 @@ class Steps:
             accounts: frozenset[str] | None = frozenset({self.chat["account_id"]})
         else:
             accounts = None if caller.site_admin else frozenset(caller.account_ids)
-
-        async def search(query: str, limit: int) -> list[dict[str, Any]]:
-            from gapless.db import search as db_search
-
-            return await db_search.search_messages(self.ctx.engine, query, accounts, limit)
-
+        search = db_search.searcher(self.ctx.engine, accounts)
         return ToolContext(user_id, accounts, self.chat["id"], self.reply_id, search)
 
     # ---- approval ----------------------------------------------------------------------------
