@@ -78,6 +78,28 @@ async def test_an_is_error_result_is_a_tool_error_with_its_text(
     assert "the disk is full" in raised.value.message
 
 
+async def test_a_stdio_server_gets_its_configured_env_and_none_of_the_service_s_secrets(
+    files: Files, connect: Callable[[McpServer], McpConnection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GAPLESS_OPENAI_API_KEY", "sk-secret")
+    getenv = await connect(stdio("test", files)).resolve("test.getenv")
+    assert getenv is not None
+    assert await getenv.call({"name": "GAPLESS_OPENAI_API_KEY"}, CONTEXT) == {"result": ""}
+    count = await getenv.call({"name": "GAPLESS_MCP_COUNT"}, CONTEXT)
+    assert count == {"result": str(files.count)}
+    assert (await getenv.call({"name": "PATH"}, CONTEXT)) != {"result": ""}
+
+
+async def test_an_http_server_receives_the_configured_headers(
+    http_server: HttpServer, connect: Callable[[McpServer], McpConnection]
+) -> None:
+    settings = http_server.settings("test", headers={"Authorization": "Bearer t0ken"})
+    header = await connect(settings).resolve("test.header")
+    assert header is not None
+    answer = await header.call({"name": "Authorization"}, CONTEXT)
+    assert answer == {"result": "Bearer t0ken"}
+
+
 async def test_a_server_starts_on_first_use_and_only_once(
     files: Files, connect: Callable[[McpServer], McpConnection]
 ) -> None:

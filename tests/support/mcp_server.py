@@ -9,6 +9,7 @@ With `GAPLESS_MCP_STARTS` set, each start appends the process id to that file.
 
 Tools:
 - `echo(text)`, `add(a, b)`: plain answers;
+- `getenv(name)`, `header(name)`: what the process was given, what the request carried;
 - `fail(message)`: an `isError` result carrying `message`;
 - `die()`: kills this very process while its call is in flight;
 - `bump()` (destructiveHint): appends a line to the file named by `GAPLESS_MCP_COUNT`
@@ -25,7 +26,7 @@ import sys
 from pathlib import Path
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
@@ -42,6 +43,18 @@ def echo(text: str) -> str:
 def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b
+
+
+@server.tool()
+def getenv(name: str) -> str:
+    """An environment variable of the server process ("" when unset)."""
+    return os.environ.get(name, "")
+
+
+@server.tool()
+def header(name: str, ctx: Context) -> str:
+    """A header of the HTTP request that carried this call ("" over stdio, or when absent)."""
+    return (ctx.headers or {}).get(name.lower(), "")
 
 
 @server.tool()
