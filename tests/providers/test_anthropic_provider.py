@@ -228,3 +228,21 @@ async def test_one_step_given_as_turns_per_thinking_block_is_one_message(wire: W
     assert [b["type"] for b in request.body["messages"][1]["content"]] == [
         "thinking", "tool_use", "thinking", "tool_use"
     ]
+
+
+async def test_a_question_right_after_results_joins_their_user_message(wire: Wire) -> None:
+    prompt = Prompt(
+        turns=(
+            Turn("user", "go"),
+            Turn("assistant", "", tool_calls=(ToolCall("t1", "calculator", "{}"),)),
+            Turn("tool", "1", tool_call_id="t1"),  # the step limit ended the reply here
+            Turn("user", "and then?"),
+        ),
+    )
+    await drain(provider(wire.url).stream("chat", prompt))
+
+    [request] = wire.seen
+    assert request.body["messages"][-1] == {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t1", "content": "1", "is_error": False},
+        {"type": "text", "text": "and then?"},
+    ]}

@@ -32,7 +32,8 @@ when it has one), text (when not empty), tool_use (input = the parsed
 arguments; `{}` when they are not a JSON object)]`; consecutive assistant
 turns merge into one message (one step may come as several turns, its
 thinking interleaved), and consecutive `tool` turns into ONE user message of
-`tool_result` blocks (`tool_use_id`, `content`, `is_error`).
+`tool_result` blocks (`tool_use_id`, `content`, `is_error`); a user turn
+right after results joins that message as a text block after them.
 `prompt.temperature` is never sent: the API version this SDK speaks
 (2026-10-21) answers 400 to any sampling parameter, on every model.
 
@@ -63,7 +64,6 @@ from anthropic.types import (
     RawMessageStreamEvent,
     ThinkingConfigParam,
     ToolParam,
-    ToolResultBlockParam,
 )
 
 from gapless.errors import ProviderError
@@ -131,30 +131,43 @@ def assistant_blocks(turn: Turn) -> list[ContentBlockParam]:
     return blocks
 
 
+Content = str | list[ContentBlockParam]
+
+
+def content_of(turn: Turn) -> Content:
+    """A turn as the API's content: plain text where it is only text, else blocks."""
+    if turn.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": turn.tool_call_id,
+                 "content": turn.content, "is_error": turn.is_error}]
+    if turn.role == "assistant" and (turn.tool_calls or (turn.thinking and turn.signature)):
+        return assistant_blocks(turn)
+    return turn.content
+
+
+def blocks(content: Content) -> list[ContentBlockParam]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return list(content)
+
+
 def messages_for(prompt: Prompt) -> list[MessageParam]:
-    messages: list[MessageParam] = []
+    """The turns as messages; consecutive turns of one role become ONE message (a step told in
+    several turns, a step's results, a question after results), as the API wants them."""
+    merged: list[tuple[str, Content]] = []
     for turn in prompt.turns:
-        last = messages[-1] if messages else None
-        merge = last is not None and isinstance(last["content"], list)
-        # Spelled per role: the SDK's message type is a union that mypy cannot pick from a variable.
-        if turn.role == "user":
-            messages.append({"role": "user", "content": turn.content})
-        elif turn.role == "tool":
-            result: ToolResultBlockParam = {"type": "tool_result", "tool_use_id": turn.tool_call_id,
-                                            "content": turn.content, "is_error": turn.is_error}
-            if merge and last is not None and last["role"] == "user":
-                assert isinstance(last["content"], list)
-                last["content"].append(result)
-            else:
-                messages.append({"role": "user", "content": [result]})
-        elif not turn.tool_calls and not (turn.thinking and turn.signature):
-            messages.append({"role": "assistant", "content": turn.content})
-        elif merge and last is not None and last["role"] == "assistant":
-            assert isinstance(last["content"], list)
-            last["content"].extend(assistant_blocks(turn))
+        content = content_of(turn)
+        role = "assistant" if turn.role == "assistant" else "user"
+        if merged and merged[-1][0] == role:
+            merged[-1] = (role, [*blocks(merged[-1][1]), *blocks(content)])
         else:
-            messages.append({"role": "assistant", "content": assistant_blocks(turn)})
-    return messages
+            merged.append((role, content))
+    # Spelled per role: the SDK's message type is a union that mypy cannot pick from a variable.
+    return [
+        {"role": "user", "content": content}
+        if role == "user"
+        else {"role": "assistant", "content": content}
+        for role, content in merged
+    ]
 
 
 def code_for(error: anthropic.APIStatusError) -> str:
