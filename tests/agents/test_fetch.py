@@ -4,13 +4,20 @@ address check (loopback is private), redirects re-checked hop by hop, size and t
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ipaddress
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from gapless.agents.fetch import address_allowed, fetch_tool, host_allowed
+from gapless.agents.fetch import address_allowed, fetch_tool, get, host_allowed
 from gapless.agents.functions import FunctionTool
 from gapless.agents.toolbox import build_toolbox
 from gapless.agents.tools import ToolContext, ToolError
@@ -218,3 +225,67 @@ def test_fetch_is_offered_only_when_the_settings_list_it() -> None:
     )
     assert set(enabled._local) == {"calculator", "fetch"}
     assert "example.com" in enabled._local["fetch"][0].description
+
+
+def certificate(name: str, folder: Path) -> tuple[Path, Path, str]:
+    """A self-signed certificate for `name`: its file, its key's file, and its PEM text."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_file.write_text(pem)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file, pem
+
+
+@pytest.mark.parametrize("certified", ["localhost", "elsewhere.test"])
+async def test_https_to_the_checked_address_keeps_the_name_for_sni_and_the_certificate(
+    site: Site, tmp_path: Path, certified: str
+) -> None:
+    cert_file, key_file, pem = certificate(certified, tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    names: list[str | None] = []
+
+    def heard(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        names.append(name)
+
+    context.sni_callback = heard
+    server = await asyncio.start_server(site.handle, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    trusted = ssl.create_default_context(cadata=pem)
+    url = f"https://localhost:{port}/page"
+    try:
+        if certified == "localhost":
+            answer = await get(url, ("localhost",), private=True, max_bytes=1000,
+                               time_limit=10, verify=trusted)
+            assert answer["text"] == "<p>café</p>"
+        else:  # the certificate is checked against the URL's name, not the address used
+            with pytest.raises(ToolError) as raised:
+                await get(url, ("localhost",), private=True, max_bytes=1000, time_limit=10,
+                          verify=trusted)
+            assert raised.value.code == "fetch_failed"
+            assert "certificate" in raised.value.message.lower()
+        assert names and set(names) == {"localhost"}
+    finally:
+        server.close()
+        await server.wait_closed()

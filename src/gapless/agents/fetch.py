@@ -22,6 +22,7 @@ import asyncio
 import codecs
 import ipaddress
 import socket
+import ssl
 from typing import Annotated, Any
 
 import httpx
@@ -58,13 +59,20 @@ def fetch_tool(
 
 
 async def get(
-    url: str, hosts: tuple[str, ...], *, private: bool, max_bytes: int, time_limit: float
+    url: str,
+    hosts: tuple[str, ...],
+    *,
+    private: bool,
+    max_bytes: int,
+    time_limit: float,
+    verify: ssl.SSLContext | bool = True,
 ) -> dict[str, Any]:
-    """GET `url` under the rules above: `{url, status, content_type, text}` or ToolError."""
+    """GET `url` under the rules above: `{url, status, content_type, text}` or ToolError.
+    `verify`: the certificates trusted (the system's; a test passes its own)."""
     try:
         async with (
             asyncio.timeout(time_limit),  # one limit for every hop together
-            httpx.AsyncClient(trust_env=False, timeout=time_limit) as client,
+            httpx.AsyncClient(trust_env=False, timeout=time_limit, verify=verify) as client,
         ):
             for _hop in range(MAX_REDIRECTS + 1):
                 target = _parse(url)
