@@ -8,7 +8,7 @@
  * ../lib/core.js), so the core is wrapped into an ES module here, and a small
  * generated module registers the languages we ship.
  */
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -36,6 +36,7 @@ const FILES = [
   ["uplot/dist/uPlot.esm.js", "uplot.js"],
   ["uplot/dist/uPlot.min.css", "uplot.css"],
   ["uplot/LICENSE", "LICENSE.uplot"],
+  ["diff/LICENSE", "LICENSE.diff"],
 ];
 
 function copy(from, to) {
@@ -46,6 +47,11 @@ function copy(from, to) {
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, "highlight", "languages"), { recursive: true });
 for (const [from, to] of FILES) copy(from, to);
+// jsdiff's ES modules import each other by relative .js paths: its tree is copied whole.
+cpSync(join(modules, "diff/libesm"), join(out, "diff"), {
+  recursive: true,
+  filter: (path) => !path.endsWith(".d.ts") && !path.endsWith(".map"),
+});
 
 const core = readFileSync(join(modules, "highlight.js/lib/core.js"), "utf8");
 writeFileSync(
