@@ -114,6 +114,17 @@ async def test_results_are_made_json_and_failures_are_tool_errors() -> None:
         assert raised.value.code == code and message in raised.value.message
 
 
+async def test_parameters_may_be_named_like_pydantic_s_own_attributes() -> None:
+    def odd(json: str, schema: int, model_config: str = "!") -> str:
+        """Names pydantic keeps for itself."""
+        return json * schema + model_config
+
+    made = tool(odd)
+    assert set(made.schema["properties"]) == {"json", "schema", "model_config"}
+    assert made.schema["required"] == ["json", "schema"]
+    assert await made.call({"json": "ab", "schema": 2}, CONTEXT) == "abab!"
+
+
 def test_a_signature_a_model_cannot_call_is_refused() -> None:
     def variadic(*numbers: int) -> int:
         return sum(numbers)

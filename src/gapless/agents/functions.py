@@ -53,6 +53,7 @@ class FunctionTool:
     destructive: bool
     fn: Callable[..., Any]
     model: type[pydantic.BaseModel] = field(repr=False)
+    parameters: dict[str, str] = field(default_factory=dict, repr=False)  # field -> parameter
     context_parameter: str | None = None
 
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> JSON:
@@ -60,7 +61,7 @@ class FunctionTool:
             values = self.model.model_validate(arguments)
         except pydantic.ValidationError as error:
             raise ToolError(_validation_message(error), code="invalid_arguments") from None
-        kwargs = {name: getattr(values, name) for name in type(values).model_fields}
+        kwargs = {name: getattr(values, key) for key, name in self.parameters.items()}
         if self.context_parameter:
             kwargs[self.context_parameter] = context
         try:
@@ -85,10 +86,18 @@ def tool(
     description: str | None = None,
     destructive: bool = False,
 ) -> FunctionTool:
-    """`fn` as a tool; usable as a decorator. Raises TypeError for a signature a model cannot
-    call (`*args`, `**kwargs`, positional-only parameters)."""
-    hints = typing.get_type_hints(fn, include_extras=True)
+    """`fn` as a tool; usable as a bare decorator. Raises TypeError for a signature a model
+    cannot call (`*args`, `**kwargs`, positional-only parameters) or hints that do not resolve.
+
+    The model's fields are named `arg0`, `arg1`... with the parameters' names as aliases, so a
+    parameter may be called anything (`json`, `schema`, `model_config` would clash with
+    pydantic's own names)."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (NameError, TypeError) as error:
+        raise TypeError(f"{fn.__name__}: its type hints do not resolve: {error}") from error
     fields: dict[str, Any] = {}
+    parameters: dict[str, str] = {}
     context_parameter = None
     for parameter in inspect.signature(fn).parameters.values():
         if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
@@ -98,7 +107,9 @@ def tool(
             context_parameter = parameter.name
             continue
         default = ... if parameter.default is parameter.empty else parameter.default
-        fields[parameter.name] = (annotation, default)
+        key = f"arg{len(fields)}"
+        fields[key] = (annotation, pydantic.Field(default, alias=parameter.name))
+        parameters[key] = parameter.name
     tool_name = name or fn.__name__
     model = pydantic.create_model(
         tool_name, __config__=pydantic.ConfigDict(extra="forbid"), **fields
@@ -112,6 +123,7 @@ def tool(
         destructive=destructive,
         fn=fn,
         model=model,
+        parameters=parameters,
         context_parameter=context_parameter,
     )
 
