@@ -8,6 +8,7 @@ import { ApiError, api, setCsrfToken } from "./api.js";
 import { ChatView } from "./chat.js";
 import { AccountFeed } from "./feed.js";
 import { GenerationsView } from "./generations.js";
+import { ObserveView } from "./observe.js";
 import { Sidebar } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -36,6 +37,7 @@ class App {
     this.chatView = new ChatView(shell);
     this.generations = new GenerationsView(shell);
     this.agentsView = new AgentsView(shell);
+    this.observe = new ObserveView(shell);
     this.sidebar = new Sidebar({
       navigate: shell.navigate,
       toast: shell.toast,
@@ -183,7 +185,14 @@ class App {
     const path = location.pathname;
     const chat = path.match(/^\/chats\/([^/]+)$/);
     const agents = path.match(/^\/agents(?:\/([^/]+))?$/);
-    $("open-settings").hidden = path === "/generations" || agents !== null;
+    $("open-settings").hidden = path === "/generations" || agents !== null || ObserveView.serves(path);
+    if (ObserveView.serves(path)) {
+      for (const view of [this.chatView, this.generations, this.agentsView]) view.hide();
+      this.chatView.reset();
+      this.sidebar.highlight();
+      return this.observe.show(path);
+    }
+    this.observe.hide();
     if (agents) {
       this.chatView.reset();
       this.chatView.hide();

@@ -1,0 +1,210 @@
+"""The observability pages in Chromium: the dashboard's charts from seeded data, a filter
+of the trace list, the waterfall of a two-step run, and a running trace growing live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from gapless.observe.recorder import Observation, Run, trace_id_of
+from gapless.observe.seed import Plan, seed
+from gapless.observe.store import DbRecorder
+from tests.browser.conftest import SCREENSHOTS, new_context, sign_in
+from tests.support.server import LiveServer
+
+
+@pytest.fixture(scope="module")
+def observed(make_server: Callable[..., LiveServer]) -> LiveServer:
+    """A server of its own (seeded chats would crowd other tests' sidebars), seeded."""
+    live = make_server()
+    live.run(seed(live.runtime.engine, Plan(generations=1500, accounts=2, days=30, seed=5)))
+    return live
+
+
+@pytest.fixture
+def obs_page(browser: Browser, observed: LiveServer) -> Iterator[Page]:
+    context = new_context(browser, observed)
+    sign_in(context, observed)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+def record(live: LiveServer, recorder: DbRecorder, *calls: tuple[str, Any]) -> None:
+    """Tell the recorder, on the server's loop, and write it (as its writer would)."""
+
+    async def tell() -> None:
+        for method, argument in calls:
+            getattr(recorder, method)(*argument)
+        await recorder.flush()
+
+    live.run(tell())
+
+
+def chat_of(live: LiveServer) -> tuple[str, str]:
+    import httpx
+
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {live.token}"}) as c:
+        chat = c.post("/api/chats", json={"title": "traced"}).json()
+    return chat["id"], chat["account_id"]
+
+
+def run_of(live: LiveServer, reply: str) -> Run:
+    chat_id, account_id = chat_of(live)
+    return Run(
+        trace_id=trace_id_of(reply),
+        reply_id=reply,
+        chat_id=chat_id,
+        account_id=account_id,
+        user_id=None,
+        agent_id=None,
+        agent_name="helper",
+        model="demo:echo",
+        started_at=datetime.now(UTC),
+    )
+
+
+def call(trace: str, obs_id: str, step: int, kind: str = "generation", **attrs: Any) -> Observation:
+    name = "chat demo:echo" if kind == "generation" else attrs.pop("tool", "calculator")
+    return Observation(
+        id=obs_id,
+        trace_id=trace,
+        kind=kind,
+        name=name,  # type: ignore[arg-type]
+        started_at=datetime.now(UTC),
+        attributes={"step": step, **attrs},
+    )
+
+
+def done(obs: Observation, status: str = "complete", **attrs: Any) -> Observation:
+    obs.ended_at = max(datetime.now(UTC), obs.started_at + timedelta(milliseconds=5))
+    obs.status = status
+    obs.attributes.update(attrs)
+    return obs
+
+
+def test_the_dashboard_draws_its_charts_and_cards_from_seeded_data(
+    obs_page: Page, observed: LiveServer
+) -> None:
+    page = obs_page
+    page.goto("/dashboard")
+    page.get_by_role("button", name="30 d").click()
+    expect(page.locator(".chart canvas")).to_have_count(5, timeout=15_000)
+    for name in ("cost", "tokens", "latency", "ttft", "errors"):
+        expect(page.locator(f'[data-chart="{name}"] canvas')).to_be_visible()
+    expect(page.locator('[data-chart="cost"] .u-legend .u-series')).not_to_have_count(0)
+    calls = page.locator('[data-card="Model calls"] .card-value')
+    expect(calls).not_to_have_text("0")
+    expect(page.locator('[data-top="models"] tbody tr')).to_have_count(6)
+    expect(page.locator('[data-top="users"] tbody tr')).not_to_have_count(0)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-30d.png"), full_page=True)
+    page.get_by_role("button", name="24 h").click()
+    expect(page.locator('[data-card="Model calls"] .card-value')).not_to_have_text(
+        calls.text_content() or "", timeout=15_000
+    )
+
+
+def test_a_filter_changes_the_trace_list(obs_page: Page) -> None:
+    page = obs_page
+    page.goto("/traces")
+    rows = page.locator(".traces-table tbody tr")
+    expect(rows).to_have_count(50, timeout=15_000)
+    statuses = set(rows.evaluate_all("rows => rows.map(r => r.dataset.status)"))
+    assert len(statuses) >= 1
+    page.get_by_label("Status").select_option("failed")
+    expect(rows.first).to_have_attribute("data-status", "failed", timeout=15_000)
+    assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.status)")) == {"failed"}
+    assert "status=failed" in page.url
+    page.get_by_label("Search").fill("tokyo")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(".traces-table tbody tr .question").first).to_contain_text(
+        "Tokyo", timeout=15_000
+    )
+
+
+def test_the_waterfall_nests_a_two_step_run_and_shows_a_calls_content(
+    obs_page: Page, observed: LiveServer
+) -> None:
+    recorder = DbRecorder(observed.runtime.engine, observed.runtime.log)
+    run = run_of(observed, "msg_twostep")
+    t = run.trace_id
+    g1 = call(t, "g1", 1, input=[{"role": "user", "content": "time and 6*7?"}])
+    t1 = call(t, "t1", 1, "tool", tool="current_time", arguments='{"zone": "UTC"}')
+    t2 = call(t, "t2", 1, "tool", tool="calculator", arguments='{"expression": "6*7"}')
+    record(
+        observed,
+        recorder,
+        ("run_started", (run,)),
+        ("started", (g1,)),
+        ("ended", (done(g1, usage={"input_tokens": 12, "output_tokens": 3}),)),
+        ("started", (t1,)),
+        ("started", (t2,)),
+        ("ended", (done(t1, output="12:00"),)),
+        ("ended", (done(t2, output="42"),)),
+    )
+    g2 = call(t, "g2", 2)
+    record(
+        observed,
+        recorder,
+        ("started", (g2,)),
+        ("ended", (done(g2, output="It is 12:00; 42."),)),
+        ("run_ended", (t, "complete", None, datetime.now(UTC))),
+    )
+    page = obs_page
+    page.goto(f"/traces/{t}")
+    rows = page.locator(".waterfall .wf-row:not(.wf-scale)")
+    expect(rows).to_have_count(6, timeout=15_000)
+    shape = rows.evaluate_all(
+        "rows => rows.map(r => [r.dataset.kind, r.dataset.depth, r.dataset.id])"
+    )
+    assert shape == [
+        ["step", "0", "step-1"],
+        ["generation", "1", "g1"],
+        ["tool", "1", "t1"],
+        ["tool", "1", "t2"],
+        ["step", "0", "step-2"],
+        ["generation", "1", "g2"],
+    ]
+    page.locator('.wf-row[data-id="t2"]').click()
+    expect(page.locator(".trace-detail")).to_contain_text("6*7")
+    expect(page.locator(".trace-detail")).to_contain_text("42")
+    page.locator('.wf-row[data-id="g1"]').click()
+    expect(page.locator(".trace-detail")).to_contain_text("time and 6*7?")
+    page.get_by_role("link", name="Open chat").click()
+    expect(page).to_have_url(f"{observed.url}/chats/{run.chat_id}")
+    expect(page.locator("#page-title")).to_have_text("traced")
+
+
+def test_a_running_trace_grows_live(obs_page: Page, observed: LiveServer) -> None:
+    recorder = DbRecorder(observed.runtime.engine, observed.runtime.log)
+    run = run_of(observed, "msg_live")
+    t = run.trace_id
+    g1 = call(t, "live-g1", 1)
+    record(observed, recorder, ("run_started", (run,)), ("started", (g1,)))
+    page = obs_page
+    page.goto(f"/traces/{t}")
+    rows = page.locator(".waterfall .wf-row:not(.wf-scale)")
+    expect(rows).to_have_count(2, timeout=15_000)  # step 1 and its running call
+    expect(page.locator('.wf-row[data-id="live-g1"]')).to_have_attribute("data-status", "running")
+    page.wait_for_function("() => !!document.querySelector('.wf-row')")
+    tool = call(t, "live-t1", 1, "tool", tool="calculator")
+    record(observed, recorder, ("ended", (done(g1),)), ("started", (tool,)))
+    expect(rows).to_have_count(3, timeout=15_000)
+    expect(page.locator('.wf-row[data-id="live-g1"]')).to_have_attribute("data-status", "complete")
+    record(
+        observed,
+        recorder,
+        ("ended", (done(tool, status="failed"),)),
+        ("run_ended", (t, "failed", {"code": "tool", "message": "no"}, datetime.now(UTC))),
+    )
+    expect(page.locator(".observe-inner.trace")).to_have_attribute(
+        "data-status", "failed", timeout=15_000
+    )
