@@ -149,9 +149,17 @@ export class ChatView {
     this.composer.setAgents(this.shell.agents.agents, selected);
   }
 
-  /** The agent picker changed: the chat runs that agent from its next reply (null: none). */
+  /**
+   * The agent picker changed: the chat runs that agent from its next reply
+   * (null: none). The agent brings its model: the model picker shows it and
+   * the chat keeps it, so what the picker shows is what runs (a message's
+   * model wins over its agent's, and the page always sends the one shown).
+   */
   chooseAgent(agentId) {
-    if (this.chatId) return this.patchChat({ agent_id: agentId });
+    const agent = this.shell.agents.agents.find((a) => a.id === agentId);
+    const model = agent?.model && this.shell.models.models.some((m) => m.id === agent.model) ? agent.model : null;
+    if (model) this.fillModels(model);
+    if (this.chatId) return this.patchChat(model ? { agent_id: agentId, model } : { agent_id: agentId });
     this.draft = { ...this.draft, agent_id: agentId };
   }
 

@@ -66,9 +66,11 @@ export function outputSource(output) {
   return output;
 }
 
-/** A one-line summary of an output, for the folded state. */
-function outputSummary(output) {
-  const line = output.trim().split("\n")[0].replace(/\s+/g, " ");
+/** A one-line summary of an output, for the folded state: compact JSON, or its first line. */
+export function outputSummary(output) {
+  const trimmed = output.trim();
+  const value = trimmed.startsWith("{") || trimmed.startsWith("[") ? parseJson(trimmed) : undefined;
+  const line = value === undefined ? trimmed.split("\n")[0].replace(/\s+/g, " ") : JSON.stringify(value);
   return line.length > 80 ? `${line.slice(0, 79)}…` : line;
 }
 
