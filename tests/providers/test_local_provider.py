@@ -300,3 +300,27 @@ async def test_openai_provider_streams_from_a_real_llama_cpp_server(llama_server
     assert finish in (Finish("stop"), Finish("length"))
     # the server sends no usage in streams: ours is counted (see providers.openai)
     assert usage == Usage(input_tokens=estimate_tokens(HELLO), output_tokens=len(texts))
+
+
+async def test_closing_the_stream_mid_arguments_stops_the_worker_leaving_the_call_open() -> None:
+    forced = LocalProvider(n_threads=1, tool_choice="required")
+    # At least 200 characters of arguments: far more tokens than one read takes to arrive.
+    essay = ToolSpec("write", "Write an essay.", {
+        "type": "object", "required": ["essay"],
+        "properties": {"essay": {"type": "string", "minLength": 200, "maxLength": 300}}})
+    prompt = Prompt(turns=(Turn("user", "Write about the sea."),), tools=(essay,), max_tokens=400)
+    stream = forced.stream("smollm2", prompt)
+    assert isinstance(stream, AsyncGenerator)
+    seen = [await anext(stream), await anext(stream)]
+    run = forced.current
+
+    await stream.aclose()  # what `stop` does
+    await asyncio.wait_for(forced.idle(), 5.0)
+
+    assert seen[0] == ToolCallStart("call_local_1", "write")
+    assert isinstance(seen[1], ToolCallArgs)
+    assert run is not None and run.ended.is_set() and run.stopped
+    left = []  # what the worker handed over after the reader left
+    while not run.queue.empty():
+        left.append(run.queue.get_nowait())
+    assert not any(isinstance(item, ToolCallEnd | Finish) for item in left)
