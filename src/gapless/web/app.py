@@ -27,7 +27,7 @@ from gapless.config import Settings
 from gapless.errors import GaplessError, RateLimitedError
 from gapless.limits import attempts_for
 from gapless.runtime import Runtime, build
-from gapless.web import api, sse, ws
+from gapless.web import api, document, sse, ws
 from gapless.web.deps import accounts_of
 from gapless.web.guard import Guard
 from gapless.web.live import Live
@@ -118,12 +118,14 @@ class Front:
 
 
 class Api(FastAPI):
-    """FastAPI, whose OpenAPI document also describes the streams `Front` serves."""
+    """FastAPI, whose OpenAPI document also describes the streams `Front` serves, and the
+    errors, security and links of every operation (`web.document`)."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
-            super().openapi()["paths"].update(sse.OPENAPI)
-        assert self.openapi_schema is not None
+            spec = super().openapi()
+            spec["paths"].update(sse.OPENAPI)
+            self.openapi_schema = document.complete(spec)
         return self.openapi_schema
 
 

@@ -202,8 +202,14 @@ async def endpoint(
     connection = HTTPConnection(scope)
     try:
         caller = await identify(connection, Accounts(runtime.engine))
-    except GaplessError:
-        await send({"type": "websocket.close", "code": 4401})
+    except GaplessError as exc:
+        if "websocket.http.response" in scope.get("extensions", {}):  # 401, as HTTP says it
+            body = encode({"error": {"code": exc.code, "message": exc.message}}).encode()
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 4401})
         return
     if caller.session and not same_origin(connection, runtime.settings.public_url):
         await send({"type": "websocket.close", "code": 4403})  # another site's page
