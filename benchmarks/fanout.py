@@ -547,6 +547,7 @@ class Plan:
     workloads: list[str]
     transports: list[str]
     targets: list[str]
+    tool_deltas: bool = False  # W2's Gapless streams are one tool call's arguments
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -594,9 +595,11 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
                                 rate,
                                 int(rate * p.seconds),
                                 window=window,
+                                tool_deltas=p.tool_deltas and name == "gapless",
                             )
                         )
-                        book.add("W2", f"S={s} K={k} R={rate}", transport, name, run)
+                        label = f"S={s} K={k} R={rate}" + (" tool" if p.tool_deltas else "")
+                        book.add("W2", label, transport, name, run)
     if "W3" in p.workloads:
         print(
             f"W3 saturation (K=3, R=50, {p.w3_seconds:g} s streams; good = 0 faults and "
@@ -845,6 +848,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transports", default="sse,ws")
     parser.add_argument("--targets", default="gapless,ceiling")
     parser.add_argument("--w2", default="", help="W2 configs as S:K:R,S:K:R (e.g. 2:2:50)")
+    parser.add_argument(
+        "--tool-deltas",
+        action="store_true",
+        help="W2: Gapless streams each reply as one tool call's arguments (bench model's -t)",
+    )
     parser.add_argument("--debounce", type=float, default=0.2, help="GAPLESS_DEBOUNCE for W1-W6")
     parser.add_argument(
         "--profile",
@@ -875,6 +883,7 @@ def main(argv: list[str] | None = None) -> int:
     p = plan(args)
     if args.w2:
         p.w2 = [tuple(int(x) for x in c.split(":")) for c in args.w2.split(",")]  # type: ignore[misc]
+    p.tool_deltas = args.tool_deltas
     NICE[0] = args.nice
     raise_nofile()
     cpus = sorted(os.sched_getaffinity(0))

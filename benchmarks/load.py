@@ -141,7 +141,7 @@ class Subscriber:
             self.cursor = cursor
         if type == "message.delta":
             track = self.track(data["message_id"])
-            content = data.get("content", "")
+            content = data.get("content", "") or stamps_of(data.get("tool"))
             if not track.add(data["seq"], content):
                 return True
             if not track.first_ns:
@@ -632,11 +632,29 @@ def check(subs: list[Subscriber], replies: dict[str, str]) -> dict[str, Any]:
         out["overlap"] += track.overlap
         text = "".join(track.parts)
         final = track.final
-        if text != final["content"] or not well_formed(text, int(final["seq"])):
+        expected = final["content"] or final_stamps(final)
+        tokens = int(final["seq"]) if final["content"] else len(expected.split())
+        if text != expected or not well_formed(text, tokens):
             out["mismatch"] += 1
             if "mismatch_detail" not in out:
                 out["mismatch_detail"] = describe(text, final)
     return out
+
+
+def stamps_of(tool: Any) -> str:
+    """A tool delta's clock readings (the bench model's `-t`): its arguments when they are
+    one `"<ns> "`; the call's start and its JSON's opening and closing pieces carry none."""
+    text = str((tool or {}).get("arguments", ""))
+    return text if text[:-1].isdigit() else ""
+
+
+def final_stamps(final: dict[str, Any]) -> str:
+    """The clock readings of a final `-t` reply: its one call's arguments, unwrapped."""
+    calls = [p for p in final.get("parts") or [] if p.get("type") == "tool"]
+    if not calls:
+        return ""
+    arguments = str(calls[0]["arguments"])
+    return arguments.removeprefix('{"stamps": "').removesuffix('"}')
 
 
 def describe(text: str, final: dict[str, Any]) -> str:
@@ -805,8 +823,10 @@ async def steady(
     reconnect: float | None = None,
     slow: int = 0,
     window: contextlib.AbstractContextManager[Any] | None = None,
+    tool_deltas: bool = False,
 ) -> dict[str, Any]:
-    """W2/W3 (W5 with `reconnect`, W8 with `slow`): S streams x K subscribers x R tokens/s.
+    """W2/W3 (W5 with `reconnect`, W8 with `slow`): S streams x K subscribers x R tokens/s
+    (`tool_deltas`: each stream is one tool call's arguments, the bench model's `-t`).
 
     Every subscriber is checked. `slow` more subscribers, one on each of the first
     `slow` streams, stop reading: they are left out of the figures (the others').
@@ -815,9 +835,8 @@ async def steady(
     latencies: list[int] = []
     stamps: list[int] = []
     async with Api(target) as api:
-        chats = await gather_limited(
-            (api.chat(f"bench:r{rate}-n{tokens}") for _ in range(streams)), 16
-        )
+        model = f"bench:r{rate}-n{tokens}" + ("-t" if tool_deltas else "")
+        chats = await gather_limited((api.chat(model) for _ in range(streams)), 16)
         subs = await open_subscribers(target, transport, chats, k, latencies, stamps)
         laggards = [Subscriber(chat, []) for chat in chats[:slow]]
         for laggard in laggards:

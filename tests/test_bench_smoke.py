@@ -13,10 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_tiny_fanout_run_loses_nothing_and_writes_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tools", [False, True], ids=["text", "tool-deltas"])
+def test_tiny_fanout_run_loses_nothing_and_writes_json(tmp_path: Path, tools: bool) -> None:
+    """`tool-deltas`: Gapless's streams are one tool call's arguments, checked the same."""
     out = tmp_path / "result.json"
     done = subprocess.run(
         [
@@ -34,6 +38,7 @@ def test_tiny_fanout_run_loses_nothing_and_writes_json(tmp_path: Path) -> None:
             "--no-pin",
             "--out",
             str(out),
+            *(["--tool-deltas"] if tools else []),
         ],
         cwd=ROOT,
         capture_output=True,
