@@ -172,6 +172,20 @@ async def test_an_http_server_dying_mid_call_fails_that_call_and_a_restarted_one
     assert files.bumps() == 2
 
 
+async def test_an_http_server_gone_while_idle_is_unreachable_not_dead_mid_call(
+    files: Files, http_server: HttpServer, connect: Callable[[McpServer], McpConnection]
+) -> None:
+    connection = connect(http_server.settings("test"))
+    bump = await connection.resolve("test.bump")
+    assert bump is not None
+    assert await bump.call({}, CONTEXT) == {"result": 1}
+    http_server.close()  # process and socket: connections are refused now
+    with pytest.raises(ToolError) as raised:
+        await bump.call({}, CONTEXT)
+    assert raised.value.code == "server_unavailable"  # the call never reached it
+    assert files.bumps() == 1
+
+
 async def test_a_server_that_cannot_start_leaves_the_other_tools_working(
     files: Files, http_server: HttpServer
 ) -> None:

@@ -74,7 +74,8 @@ class _Session:
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # died, or asked to stop
     client: Client | None = None
     tools: list[RemoteTool] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # why it could not start
+    failure: BaseException | None = None  # what ended it, once it ended by an error
 
     @property
     def usable(self) -> bool:
@@ -126,6 +127,13 @@ class McpConnection:
                 raise ToolError(f"MCP server {self.name}: {error.message}", code="mcp_error"
                                 ) from None
             session.ended.set()  # the next call starts it again
+            if session.task is not None:
+                await asyncio.wait({session.task}, timeout=5)  # to learn what ended it
+            if isinstance(session.failure, httpx2.ConnectError):  # the call never left
+                raise ToolError(
+                    f"MCP server {self.name} cannot be reached: {_describe(session.failure)}",
+                    code="server_unavailable",
+                ) from None
             raise ToolError(
                 f"MCP server {self.name} stopped during the call", code="server_died"
             ) from None
@@ -190,6 +198,7 @@ class McpConnection:
                 session.settled.set()
                 await session.ended.wait()
         except Exception as error:  # the SDK raises many kinds (OSError, groups, HTTP errors)
+            session.failure = _innermost(error)
             if not session.settled.is_set():
                 session.error = _describe(error)
                 cause = _innermost(error)
