@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from gapless import events
 from gapless.stream import TOOL_STATUSES, Delta, Parts, Replica
 from tests.support.clients import assert_parts_prefix
+from tests.support.schedules import actions, play
 
 # one delta: ("text"|"thinking", piece) or ("tool", call index, what)
 pieces = st.one_of(
@@ -97,18 +98,6 @@ def state_at(log: list[dict[str, Any]], head: int, flushed: int) -> dict[str, An
     return {"messages": [row], "cursor": f"e.{min(head, 1 + flushed)}"}
 
 
-actions = st.lists(
-    st.one_of(
-        st.tuples(st.just("read"), st.integers(1, 6)),
-        st.tuples(st.just("replay"), st.integers(1, 5)),
-        st.tuples(st.just("lose"), st.integers(1, 3)),
-        st.tuples(st.just("reset"), st.integers(0, 0)),
-        st.tuples(st.just("reload"), st.integers(0, 60)),
-    ),
-    max_size=40,
-)
-
-
 @settings(max_examples=400, deadline=None)
 @given(
     plan=st.lists(pieces, max_size=25),
@@ -121,16 +110,11 @@ def test_any_schedule_of_parts_keeps_prefixes_moves_forward_and_converges(
 ) -> None:
     log = build_log(deltas_of(plan))
     final = log[-1]["data"]
-    head = min(start, len(log))
-    replica = Replica()
     statuses: dict[str, int] = {}
 
-    def load(at: int, rows: int) -> int:
-        state = state_at(log, at, rows)
-        replica.load(state["messages"], state["cursor"])
-        return int(state["cursor"].split(".")[1])
-
-    def check() -> None:
+    def check(replica: Replica, reloaded: bool) -> None:
+        if reloaded:
+            statuses.clear()  # a reloaded page starts its own history
         shown = replica.messages.get("a")
         if shown is None:
             return
@@ -143,41 +127,7 @@ def test_any_schedule_of_parts_keeps_prefixes_moves_forward_and_converges(
                 assert rank >= statuses.get(part["id"], 0), "a status moved back"
                 statuses[part["id"]] = rank
 
-    position = load(head, flushed)
-    delivered = position
-    check()
-    for action, amount in schedule:
-        if action == "read":
-            for event in log[position : position + amount]:
-                position += 1
-                head = max(head, position)
-                if not replica.receive(event["type"], event["data"], event["cursor"]):
-                    position = load(head, amount)
-                    break
-            delivered = position
-        elif action == "replay":
-            for event in log[max(0, delivered - amount) : delivered]:
-                assert replica.receive(event["type"], event["data"], event["cursor"])
-        elif action == "lose":
-            position = min(position + amount, len(log) - 1)
-            head = max(head, position)
-        elif action == "reset":
-            assert not replica.receive("reset", {"reason": "test"}, None)
-            position = delivered = load(head, flushed)
-        else:
-            replica = Replica()
-            statuses.clear()  # a reloaded page starts its own history
-            head = min(max(head, amount), len(log))
-            position = delivered = load(head, amount)
-        check()
-    for _ in range(len(log) + 2):
-        if position >= len(log):
-            break
-        event = log[position]
-        position += 1
-        if not replica.receive(event["type"], event["data"], event["cursor"]):
-            position = load(len(log) - 1, len(log))
-        check()
+    replica = play(log, state_at, start, flushed, schedule, check)
     assert replica.messages["a"]["parts"] == final["parts"]
     assert replica.messages["a"]["seq"] == final["seq"]
 

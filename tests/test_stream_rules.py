@@ -30,6 +30,7 @@ from gapless.stream import (
     parse_cursor,
     supersedes,
 )
+from tests.support.schedules import actions, play
 
 CASES = json.loads((Path(__file__).parent / "reducer_cases.json").read_text())["cases"]
 
@@ -192,18 +193,6 @@ def state_at(log: list[dict[str, Any]], head: int, flushed: int) -> dict[str, An
     return {"messages": [row], "cursor": f"e.{position}"}
 
 
-actions = st.lists(
-    st.one_of(
-        st.tuples(st.just("read"), st.integers(1, 6)),
-        st.tuples(st.just("replay"), st.integers(1, 5)),
-        st.tuples(st.just("lose"), st.integers(1, 3)),
-        st.tuples(st.just("reset"), st.integers(0, 0)),
-        st.tuples(st.just("reload"), st.integers(0, 50)),
-    ),
-    max_size=40,
-)
-
-
 @settings(max_examples=400, deadline=None)
 @given(
     chunks=st.lists(st.tuples(st.text(max_size=3), st.text(max_size=2)), min_size=0, max_size=15),
@@ -218,54 +207,14 @@ def test_any_schedule_keeps_prefix_and_converges_exactly_once(
     chunks = [(f"<{i}:{c}>", f"[{i}:{t}]" if t else "") for i, (c, t) in enumerate(chunks)]
     log = build_log(chunks)
     final = log[-1]["data"]
-    head = min(start, len(log))  # events published before the client shows up
-    replica = Replica()
 
-    def load(at: int, rows: int) -> int:
-        state = state_at(log, at, rows)
-        replica.load(state["messages"], state["cursor"])
-        return int(state["cursor"].split(".")[1])
-
-    def check() -> None:
+    def check(replica: Replica, reloaded: bool) -> None:
         shown = replica.messages.get("a")
         if shown is not None:
             assert final["content"].startswith(shown["content"] or "")
             assert final["thinking"].startswith(shown["thinking"] or "")
 
-    position = load(head, flushed)  # the subscription delivers log[position:]
-    delivered = position  # the replica reflects log[:delivered]: only that can be replayed
-    check()
-    for action, amount in schedule:
-        if action == "read":
-            for event in log[position : position + amount]:
-                position += 1
-                head = max(head, position)
-                if not replica.receive(event["type"], event["data"], event["cursor"]):
-                    position = load(head, amount)
-                    break
-            delivered = position
-        elif action == "replay":  # an overlapping replay: duplicates only
-            for event in log[max(0, delivered - amount) : delivered]:
-                assert replica.receive(event["type"], event["data"], event["cursor"])
-        elif action == "lose":  # deltas that never arrive: the next one is a gap
-            position = min(position + amount, len(log) - 1)
-            head = max(head, position)
-        elif action == "reset":
-            assert not replica.receive("reset", {"reason": "test"}, None)
-            position = delivered = load(head, flushed)
-        else:  # reload the page: a fresh replica from a fresh state
-            replica = Replica()
-            head = min(max(head, amount), len(log))
-            position = delivered = load(head, amount)
-        check()
-    for _ in range(len(log) + 2):  # then the stream runs to its end
-        if position >= len(log):
-            break
-        event = log[position]
-        position += 1
-        if not replica.receive(event["type"], event["data"], event["cursor"]):
-            position = load(len(log) - 1, len(log))
-        check()
+    replica = play(log, state_at, start, flushed, schedule, check)
     assert replica.messages["a"]["content"] == final["content"]
     assert replica.messages["a"]["thinking"] == final["thinking"]
     assert replica.messages["a"]["seq"] == final["seq"]

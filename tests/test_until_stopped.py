@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gapless.waits import until_stopped
 from gapless.providers.base import Chunk, Text
+from gapless.waits import until_stopped
 
 
 class Model:
