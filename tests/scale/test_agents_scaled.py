@@ -1,0 +1,260 @@
+"""Agents scaled out: two API processes, a worker, PostgreSQL and Redis, all real, with a real
+MCP server started by each process that calls a tool and a model served over the wire
+(`agent_wire.py`). A decision, a stop or a death in one process is seen by every
+other, a tool call is a part of the reply under the text's guarantee, and a tool
+never runs twice for one call: the MCP tools count their calls in files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from saq import Job as SaqJob
+from saq.job import Status
+
+from gapless.config import McpServer
+from gapless.db import agents as db_agents
+from gapless.jobs.saq import queue_from_url
+from tests.scale.agent_wire import AgentWire, endpoint
+from tests.scale.cluster import Cluster, until
+from tests.scale.test_faults import CONVERGE, Watchers, check_clients, send, start_chat
+from tests.support.clients import Tab
+from tests.support.mcp_setup import Files
+
+SCRIPT = Path(__file__).with_name("mcp_hold.py")
+KEY = "held"  # the gate `mcp.hold` waits at (its arguments from the wire model)
+
+
+@dataclass
+class Rig:
+    """The cluster's model and MCP server, and the files the tools count their calls in."""
+
+    cluster: Cluster
+    wire: AgentWire
+    files: Files
+
+    def calls(self, key: str = KEY) -> int:
+        """How many `hold` calls started, in any process."""
+        path = self.files.gates / f"{key}.calls"
+        return len(path.read_text().split()) if path.exists() else 0
+
+    def open(self, key: str = KEY) -> None:
+        (self.files.gates / f"{key}.open").touch()
+
+    def leftovers(self) -> list[int]:
+        """MCP servers of this test still alive (a killed worker's child may outlive it)."""
+        found = list(self.files.pids())
+        calls = self.files.gates / f"{KEY}.calls"
+        if calls.exists():
+            found += [int(pid) for pid in calls.read_text().split()]
+        alive = []
+        for pid in sorted(set(found)):
+            with suppress(OSError):
+                if str(SCRIPT).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    alive.append(pid)
+        return alive
+
+
+@asynccontextmanager
+async def rigged(cluster: Cluster) -> AsyncIterator[Rig]:
+    """Configure every process of `cluster` with the wire model and the MCP server `mcp`."""
+    wire = AgentWire()
+    await wire.start()
+    files = Files(cluster.tmp / "mcp")
+    server = McpServer(name="mcp", command=sys.executable, args=(str(SCRIPT),), env=files.env())
+    cluster.settings["GAPLESS_ENDPOINTS"] = endpoint(wire.url)
+    cluster.settings["GAPLESS_MCP_SERVERS"] = json.dumps([server.model_dump(mode="json")])
+    rig = Rig(cluster, wire, files)
+    try:
+        yield rig
+    finally:
+        rig.open()  # a call still held anywhere may end
+        await cluster.close()  # the processes first: their MCP servers end with them
+        for pid in rig.leftovers():  # started by this test (their pids are in its files)
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await wire.close()
+
+
+async def make_agent(http: httpx.AsyncClient, tool: str, **fields: Any) -> dict[str, Any]:
+    """An agent whose model calls `tool` (an MCP tool `mcp.<name>`)."""
+    model = f"wire:{tool.replace('.', '__')}"
+    body = {"name": "scaled", "model": model, "tools": [tool], **fields}
+    response = await http.post("/api/agents", json=body)
+    assert response.status_code == 201, response.text
+    agent: dict[str, Any] = response.json()
+    return agent
+
+
+def tools_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in message["parts"] if p["type"] == "tool"]
+
+
+async def paused(cluster: Cluster, watchers: Watchers, reply_id: str) -> dict[str, Any]:
+    """The reply once it awaits approval in the database and in every client's view."""
+    found = await until(
+        lambda: cluster.message(reply_id), lambda m: m["status"] == "requires_action", CONVERGE
+    )
+
+    async def statuses() -> list[str]:
+        return [t.replica.messages.get(reply_id, {}).get("status", "") for t in watchers.tabs]
+
+    await until(statuses, lambda seen: seen == ["requires_action"] * 2, CONVERGE)
+    return found
+
+
+def check_parts(tabs: tuple[Tab, ...], reply_id: str, stored: dict[str, Any]) -> None:
+    """Every client holds the database's Message, parts and all, and only ever showed
+    prefixes of it with tool statuses moving forward (besides `check_clients`)."""
+    check_clients(tabs, reply_id, stored)
+    for tab in tabs:
+        assert tab.replica.messages[reply_id] == stored
+        tab.assert_prefixes(reply_id, stored)
+
+
+async def decide(http: httpx.AsyncClient, reply_id: str, call_id: str) -> httpx.Response:
+    return await http.post(
+        f"/api/messages/{reply_id}/tools/{call_id}", json={"decision": "approve"}
+    )
+
+
+async def test_an_approval_sent_to_the_other_api_process_runs_the_tool_exactly_once(
+    any_queue_cluster: Cluster,
+) -> None:
+    cluster = any_queue_cluster
+    async with rigged(cluster) as rig:
+        a, b = await cluster.api(), await cluster.api()
+        await cluster.worker()
+        async with cluster.client(a) as http_a, cluster.client(b) as http_b:
+            agent = await make_agent(http_a, "mcp.bump")
+            assert agent["approval"] == {"mcp.bump": "always"}  # the tool is destructive
+            chat_id = await start_chat(http_a, agent_id=agent["id"])
+            watchers = Watchers(cluster, a, b, chat_id)
+            await watchers.load()
+            reply_id = await send(http_a, chat_id)  # posted to `a`
+            watchers.follow(reply_id)
+            waiting = await paused(cluster, watchers, reply_id)
+            (call,) = tools_of(waiting)
+            assert (call["name"], call["status"], call["arguments"]) == (
+                "mcp.bump",
+                "awaiting_approval",
+                "{}",
+            )
+            assert rig.files.bumps() == 0
+            response = await decide(http_b, reply_id, call["id"])  # decided on `b`
+            assert response.status_code == 200, response.text
+            await watchers.done()
+            again = await decide(http_a, reply_id, call["id"])
+            assert again.status_code == 409, again.text
+        stored = await cluster.message(reply_id)
+        assert stored["status"] == "complete" and stored["error"] is None, cluster.logs()
+        (done,) = tools_of(stored)
+        assert done["status"] == "complete" and "1" in done["output"]
+        assert stored["content"] == f"Calling it.The tool said {done['output']}."
+        assert rig.files.bumps() == 1  # ran once, in the worker, after the decision
+        check_parts(watchers.tabs, reply_id, stored)
+        (row,) = await db_agents.calls_of(cluster.engine, reply_id)
+        assert (row["status"], row["decision"]) == ("complete", "approve")
+
+
+@pytest.mark.parametrize("approval", ["never", "always"])
+async def test_a_worker_killed_while_a_tool_runs_ends_the_reply_interrupted_and_the_tool_never_runs_again(  # noqa: E501
+    any_queue_cluster: Cluster, approval: str
+) -> None:
+    """`never`: the tool runs in the reply's first run; `always`: in the run the approval
+    (sent to the other API process) submitted."""
+    cluster = any_queue_cluster
+    async with rigged(cluster) as rig:
+        a, b = await cluster.api(), await cluster.api()
+        victim = await cluster.worker()
+        async with cluster.client(a) as http_a, cluster.client(b) as http_b:
+            agent = await make_agent(http_a, "mcp.hold", approval={"mcp.hold": approval})
+            chat_id = await start_chat(http_a, agent_id=agent["id"])
+            watchers = Watchers(cluster, a, b, chat_id)
+            await watchers.load()
+            reply_id = await send(http_a, chat_id)
+            watchers.follow(reply_id)
+            if approval == "always":
+                (call,) = tools_of(await paused(cluster, watchers, reply_id))
+                response = await decide(http_b, reply_id, call["id"])
+                assert response.status_code == 200, response.text
+
+            async def started() -> int:
+                return rig.calls()
+
+            await until(started, lambda n: n == 1, CONVERGE)  # the tool holds, mid-run
+            victim.kill()
+            killed = time.monotonic()
+            await watchers.done()
+            noticed = time.monotonic() - killed
+        stored = await cluster.message(reply_id)
+        assert stored["status"] == "failed" and stored["error"]["code"] == "interrupted"
+        assert noticed < 8.0, noticed  # lease 2 s, a reaper's look every 0.67 s, the load
+        (part,) = tools_of(stored)
+        assert part["status"] == "failed" and part["error"]["code"] == "interrupted", part
+        assert part["arguments"] == '{"key": "held"}'
+        check_parts(watchers.tabs, reply_id, stored)
+        (row,) = await db_agents.calls_of(cluster.engine, reply_id)
+        assert row["status"] == "failed" and row["error"]["code"] == "interrupted", row
+
+        # A new worker, and the reply's job delivered again: nothing runs, nothing changes.
+        await cluster.worker()
+        queue = queue_from_url(cluster.queue)
+        await queue.connect()
+        try:
+            key = f"again-{reply_id}"
+            job = SaqJob("generate", kwargs={"reply_id": reply_id}, key=key, timeout=0)
+            await queue.enqueue(job)
+
+            async def delivered() -> Any:
+                return await queue.job(key)
+
+            await until(delivered, lambda j: j is not None and j.status == Status.COMPLETE, 30)
+        finally:
+            await queue.disconnect()
+        rig.open()  # were the call held anywhere still, it would end now; no new one starts
+        assert rig.calls() == 1
+        assert await cluster.message(reply_id) == stored
+
+
+async def test_a_stop_sent_to_the_other_api_process_while_awaiting_approval_cancels_the_call(
+    any_queue_cluster: Cluster,
+) -> None:
+    cluster = any_queue_cluster
+    async with rigged(cluster) as rig:
+        a, b = await cluster.api(), await cluster.api()
+        await cluster.worker()
+        async with cluster.client(a) as http_a, cluster.client(b) as http_b:
+            agent = await make_agent(http_a, "mcp.bump")
+            chat_id = await start_chat(http_a, agent_id=agent["id"])
+            watchers = Watchers(cluster, a, b, chat_id)
+            await watchers.load()
+            reply_id = await send(http_a, chat_id)
+            watchers.follow(reply_id)
+            (call,) = tools_of(await paused(cluster, watchers, reply_id))
+            response = await http_b.post(f"/api/messages/{reply_id}/stop")
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "cancelled"
+            await watchers.done()
+            late = await decide(http_a, reply_id, call["id"])
+            assert late.status_code == 409, late.text
+        stored = await cluster.message(reply_id)
+        assert stored["status"] == "cancelled" and stored["error"] is None
+        assert stored["content"] == "Calling it."  # the text before the call is kept
+        (part,) = tools_of(stored)
+        assert part["status"] == "cancelled", part
+        check_parts(watchers.tabs, reply_id, stored)
+        (row,) = await db_agents.calls_of(cluster.engine, reply_id)
+        assert row["status"] == "cancelled" and row["decision"] is None
+        assert rig.files.bumps() == 0
