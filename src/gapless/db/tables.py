@@ -294,3 +294,80 @@ chat_usage = sa.Table(
 # "api", "session", "invite" (a link that sets a first password).
 tokens.append_column(sa.Column("name", sa.String(200)))
 tokens.append_column(sa.Column("last_used_at", Time))
+
+# ---- evaluations ----
+# Prompts (named per account), their versions (never changed once saved), labels pointing at a
+# version (`latest` moved automatically), every move of a label, and scores: numeric, boolean
+# or categorical, on a trace, an observation, a chat or a reply (thumbs are a reply's score).
+
+prompts = sa.Table(
+    "prompts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("created_by", sa.String(40)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("account_id", "name", name="uq_prompts_account_name"),
+)
+
+prompt_versions = sa.Table(
+    "prompt_versions",
+    metadata,
+    sa.Column("prompt_id", sa.ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("config", sa.Text, nullable=False),  # JSON {model, temperature, max_tokens}
+    sa.Column("message", sa.Text, nullable=False),  # the commit message
+    sa.Column("author", sa.String(40)),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+prompt_labels = sa.Table(
+    "prompt_labels",
+    metadata,
+    sa.Column("prompt_id", sa.ForeignKey("prompts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("label", sa.String(50), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("moved_by", sa.String(40)),
+    sa.Column("moved_at", Time, nullable=False),
+)
+
+prompt_label_moves = sa.Table(
+    "prompt_label_moves",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("prompt_id", sa.ForeignKey("prompts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("label", sa.String(50), nullable=False),
+    sa.Column("from_version", sa.Integer),  # NULL: the label is new
+    sa.Column("to_version", sa.Integer),  # NULL: the label was removed
+    sa.Column("moved_by", sa.String(40)),
+    sa.Column("moved_at", Time, nullable=False),
+    sa.Index("ix_prompt_label_moves_prompt", "prompt_id", "moved_at"),
+)
+
+scores = sa.Table(
+    "scores",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("data_type", sa.String(12), nullable=False),  # numeric | boolean | categorical
+    sa.Column("value", sa.Float),  # numeric, or 1/0 for boolean
+    sa.Column("label", sa.String(200)),  # categorical
+    sa.Column("comment", sa.Text),
+    sa.Column("source", sa.String(20), nullable=False),  # feedback | annotation | evaluator | api
+    sa.Column("trace_id", sa.String(40)),
+    sa.Column("observation_id", sa.String(100)),
+    sa.Column("chat_id", sa.ForeignKey("chats.id", ondelete="CASCADE")),
+    sa.Column("message_id", sa.ForeignKey("messages.id", ondelete="CASCADE")),
+    sa.Column("author", sa.String(40)),
+    # One score per key (a user's thumbs on a reply: `feedback:{message}:{user}`), else NULL.
+    sa.Column("key", sa.String(200), unique=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_scores_account_created", "account_id", "created_at"),
+    sa.Index("ix_scores_trace", "trace_id"),
+    sa.Index("ix_scores_chat", "chat_id"),
+)

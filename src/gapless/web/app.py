@@ -33,6 +33,7 @@ from gapless.web.guard import Guard
 from gapless.web.live import Live
 from gapless.web.routes import accounts
 from gapless.web.routes import agents as agent_routes
+from gapless.web.routes import evals as eval_routes
 from gapless.web.routes import traces as trace_routes
 
 STATIC = Path(__file__).parent / "static"
@@ -170,6 +171,7 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Guard:
     app.include_router(api.router)
     app.include_router(trace_routes.router)
     app.include_router(agent_routes.router)
+    app.include_router(eval_routes.router)
 
     @app.exception_handler(GaplessError)
     async def gapless_error(request: Request, exc: GaplessError) -> Response:
