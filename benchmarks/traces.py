@@ -83,6 +83,7 @@ async def measure(url: str, repeat: int, tokens: dict[str, str]) -> dict[str, An
         data_dir=Path(tempfile.mkdtemp(prefix="gapless-traces-")),
         database_url=url,
         providers=("demo",),
+        trace_retention_days=0,  # keep the 90 seeded days (the janitor would trim to 30)
     )
     runtime = build(settings)
     sock = socket.socket()

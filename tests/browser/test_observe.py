@@ -21,7 +21,7 @@ from tests.support.server import LiveServer
 def observed(make_server: Callable[..., LiveServer]) -> LiveServer:
     """A server of its own (seeded chats would crowd other tests' sidebars), seeded."""
     live = make_server()
-    live.run(seed(live.runtime.engine, Plan(generations=1500, accounts=2, days=30, seed=5)))
+    live.run(seed(live.runtime.engine, Plan(generations=1500, accounts=2, days=25, seed=5)))
     return live
 
 

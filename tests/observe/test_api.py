@@ -21,7 +21,7 @@ async def seeded(server: LiveServer) -> tuple[dict[str, Any], str]:
 
     async def make() -> tuple[dict[str, Any], str]:
         engine = server.runtime.engine
-        done = await seed(engine, Plan(generations=400, accounts=2, seed=3))
+        done = await seed(engine, Plan(generations=400, accounts=2, seed=3, days=20))
         user = await db_accounts.create_user(engine, "mia@example.com", "Mia", None)
         await db_accounts.add_member(engine, done["accounts"][0], user)
         token, _ = await db_accounts.issue_token(engine, user)
@@ -69,7 +69,7 @@ async def test_a_member_sees_only_their_accounts_traces_metrics_and_exports(
         ):
             assert (await mia.get(url)).status_code == 404, url
 
-        period = "?period=90d&group_by=model"
+        period = "?period=30d&group_by=model"
         all_calls = (await admin.get("/api/metrics" + period)).json()["totals"]["count"]
         my_calls = (await mia.get("/api/metrics" + period)).json()["totals"]["count"]
         assert my_calls == sum(t["generations"] for t in visible)

@@ -12,7 +12,7 @@ import base64
 import contextlib
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -67,7 +67,10 @@ async def save_observations(conn: Connection, name: str, rows: Sequence[dict[str
     statement = upsert(name, observations)
     statement = statement.on_conflict_do_update(
         index_elements=["id"],
-        set_={c: statement.excluded[c] for c in OBSERVATION_COLUMNS if c != "id"},
+        # The first start stands: an end told by another run (or built anew) keeps it.
+        set_={
+            c: statement.excluded[c] for c in OBSERVATION_COLUMNS if c not in ("id", "started_at")
+        },
     )
     await conn.execute(statement, [{c: row.get(c) for c in OBSERVATION_COLUMNS} for row in rows])
 
@@ -80,6 +83,17 @@ async def open_observations(conn: Connection, trace_ids: Iterable[str]) -> list[
         )
     )
     return [dict(row._mapping) for row in found]
+
+
+async def starts(conn: Connection, ids: Iterable[str]) -> dict[str, datetime]:
+    """When these observations started, as stored (their end is told without it)."""
+    wanted = list(ids)
+    if not wanted:
+        return {}
+    found = await conn.execute(
+        sa.select(observations.c.id, observations.c.started_at).where(observations.c.id.in_(wanted))
+    )
+    return {row.id: row.started_at.replace(tzinfo=row.started_at.tzinfo or UTC) for row in found}
 
 
 async def trace_info(conn: Connection, trace_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -342,7 +356,8 @@ def observation_json(row: Any) -> dict[str, Any]:
     code, message = values.pop("error_code"), values.pop("error_message")
     values["error"] = {"code": code, "message": message or ""} if code else None
     values["attributes"] = json.loads(values["attributes"]) if values["attributes"] else {}
-    if values["input"]:
-        with contextlib.suppress(ValueError):  # stored as text: shown as text
-            values["input"] = json.loads(values["input"])
+    for key in ("input", "output"):  # JSON (messages, arguments, parts) shown as such
+        if values[key] and values[key][:1] in ("[", "{"):
+            with contextlib.suppress(ValueError):
+                values[key] = json.loads(values[key])
     return values

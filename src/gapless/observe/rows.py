@@ -48,11 +48,13 @@ def run_row(run: Run) -> dict[str, Any]:
 
 
 def merged(started: Observation | None, ended: Observation) -> Observation:
-    """An observation's end, with what only its start said (a job may tell each half)."""
+    """An observation's end, with what only its start said (a job may tell each half,
+    and build the end anew: its start time is the start's)."""
     if started is None:
         return ended
     ended.attributes = {**started.attributes, **ended.attributes}
     ended.parent_id = ended.parent_id or started.parent_id
+    ended.started_at = started.started_at
     return ended
 
 
@@ -85,12 +87,16 @@ def observation_row(obs: Observation, account_id: str, content: bool) -> dict[st
         "input": None,
         "output": None,
     }
+    given = a.get("input") if obs.kind != "tool" else a.get("arguments")
     if content:
-        given = a.get("input") if obs.kind != "tool" else a.get("arguments")
-        row["input"] = given if isinstance(given, str) or given is None else _json(given)
+        shown = messages(given) if obs.kind == "generation" else given
+        row["input"] = shown if isinstance(shown, str) or shown is None else _json(shown)
         output = a.get("output")
         row["output"] = output if isinstance(output, str) or output is None else _json(output)
     rest = {k: v for k, v in a.items() if k not in COLUMNS and k not in CONTENT}
+    tools = getattr(given, "tools", None)
+    if tools:  # the tools the model was offered, by name (their schemas are the agent's)
+        rest["tools"] = [getattr(t, "name", str(t)) for t in tools]
     if not content and "tool_calls" in rest:
         rest["tool_calls"] = [_without_arguments(call) for call in rest["tool_calls"] or []]
     row["attributes"] = _json(rest) if rest else None
@@ -113,12 +119,48 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def messages(given: Any) -> Any:
+    """A model call's input as a list of messages: a `Prompt` (system, turns) becomes
+    `[{role, content, ...}]` (fields that are empty left out); anything else stays."""
+    turns = getattr(given, "turns", None)
+    if turns is None:
+        return given
+    found: list[dict[str, Any]] = []
+    if getattr(given, "system", ""):
+        found.append({"role": "system", "content": given.system})
+    for turn in turns:
+        item = {"role": turn.role, "content": turn.content}
+        for name in ("tool_call_id", "name", "is_error", "thinking"):
+            if getattr(turn, name, None):
+                item[name] = getattr(turn, name)
+        calls = getattr(turn, "tool_calls", ())
+        if calls:
+            item["tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls
+            ]
+        found.append(item)
+    return found
+
+
+def answer(obs: Observation) -> str | None:
+    """A model call's output as text: the text parts of a reply's parts, or the text."""
+    output = obs.attributes.get("output")
+    if isinstance(output, list):
+        text = "".join(
+            "".join(p.get("text") or "")
+            for p in output
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+        return text or None
+    return output if isinstance(output, str) and output else None
+
+
 def question(obs: Observation) -> str | None:
     """The last user message of a model call's input (a trace's title in lists)."""
-    messages = obs.attributes.get("input")
-    if not isinstance(messages, list):
+    found = messages(obs.attributes.get("input"))
+    if not isinstance(found, list):
         return None
-    for message in reversed(messages):
+    for message in reversed(found):
         if isinstance(message, dict) and message.get("role") == "user":
             text = message.get("content")
             return text if isinstance(text, str) else _json(text)

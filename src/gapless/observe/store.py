@@ -39,6 +39,7 @@ class _Batch:
     runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     observations: dict[str, Observation] = dataclasses.field(default_factory=dict)
     ended: list[str] = dataclasses.field(default_factory=list)  # observation ids, in order
+    unstarted: set[str] = dataclasses.field(default_factory=set)  # ends whose start is elsewhere
     run_ends: dict[str, tuple[str, dict[str, str] | None, datetime]] = dataclasses.field(
         default_factory=dict
     )
@@ -124,13 +125,17 @@ class DbRecorder:
             if op[0] == "run":
                 run: Run = op[1]
                 row = rows.run_row(run)
-                self._runs[run.trace_id] = row
+                if not run.resumed:  # a resumed run's start is the stored one
+                    self._runs[run.trace_id] = row
                 batch.runs.append(row)
             elif op[0] == "start":
                 self._open[op[1].id] = op[1]
                 batch.observations[op[1].id] = op[1]
             elif op[0] == "end":
-                obs = rows.merged(self._open.pop(op[1].id, None), op[1])
+                start = self._open.pop(op[1].id, None)
+                if start is None and op[1].id not in batch.observations:
+                    batch.unstarted.add(op[1].id)
+                obs = rows.merged(start or batch.observations.get(op[1].id), op[1])
                 batch.observations[obs.id] = obs
                 batch.ended.append(obs.id)
             else:
@@ -146,6 +151,8 @@ class DbRecorder:
             if missing := wanted - set(who):
                 who.update(await db.trace_info(conn, missing))
             await db.save_runs(conn, name, batch.runs)
+            for obs_id, started in (await db.starts(conn, batch.unstarted)).items():
+                batch.observations[obs_id].started_at = started  # told by another process
             await self._close_open(conn, batch)
             found = [o for o in batch.observations.values() if o.trace_id in who]
             saved = {
@@ -191,8 +198,8 @@ class DbRecorder:
             question, answer = texts.get(obs.trace_id, (None, None))
             if obs.kind == "generation" and self.content:
                 question = question or rows.question(obs)
-                if obs.ended_at is not None and isinstance(row["output"], str) and row["output"]:
-                    answer = row["output"]
+                if obs.ended_at is not None:
+                    answer = rows.answer(obs) or answer
             texts[obs.trace_id] = (question, answer)
             if obs_id not in batch.ended or obs.kind == "span":
                 continue
