@@ -126,6 +126,22 @@ async def test_calls_to_one_server_run_in_parallel(
     assert await waiting == {"result": "opened"}
 
 
+async def test_a_call_its_caller_gives_up_on_is_cancelled_on_the_server_which_stays_usable(
+    server: McpServer, files: Files, connect: Callable[[McpServer], McpConnection]
+) -> None:
+    connection = connect(server)
+    slow, add = await connection.resolve("test.slow"), await connection.resolve("test.add")
+    assert slow is not None and add is not None
+    waiting = asyncio.create_task(slow.call({"key": "c"}, CONTEXT))
+    await until((files.gates / "c.started").exists)
+    waiting.cancel()  # what the job's per-tool time-out does
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await until((files.gates / "c.cancelled").exists)
+    assert await add.call({"a": 2, "b": 2}, CONTEXT) == {"result": 4}
+    assert len(files.pids()) == 1  # the same process throughout
+
+
 async def test_a_stdio_server_dying_mid_call_fails_that_call_and_the_next_call_restarts_it(
     files: Files, connect: Callable[[McpServer], McpConnection]
 ) -> None:

@@ -15,7 +15,8 @@ Tools:
 - `bump()` (destructiveHint): appends a line to the file named by `GAPLESS_MCP_COUNT`
   and answers how many lines it holds, so a test can assert a tool never ran twice;
 - `slow(key)`: creates `<GAPLESS_MCP_GATES>/<key>.started`, then waits until
-  `<GAPLESS_MCP_GATES>/<key>.open` exists (a gate the test opens), and answers "opened".
+  `<GAPLESS_MCP_GATES>/<key>.open` exists (a gate the test opens), and answers "opened";
+  cancelled by the client, it creates `<key>.cancelled`.
 Imports only the SDK: it runs outside the project's package.
 """
 
@@ -83,8 +84,12 @@ async def slow(key: str = "gate") -> str:
     """Wait until the test opens the gate named `key`."""
     gates = Path(os.environ["GAPLESS_MCP_GATES"])
     (gates / f"{key}.started").touch()
-    while not (gates / f"{key}.open").exists():  # noqa: ASYNC110 (another process opens it)
-        await anyio.sleep(0.01)  # polling a condition the test sets, not a guess at timing
+    try:
+        while not (gates / f"{key}.open").exists():  # noqa: ASYNC110 (another process opens it)
+            await anyio.sleep(0.01)  # polling a condition the test sets, not a guess at timing
+    except anyio.get_cancelled_exc_class():
+        (gates / f"{key}.cancelled").touch()  # the client gave up on the call and said so
+        raise
     return "opened"
 
 

@@ -102,7 +102,8 @@ class McpConnection:
         try:
             tools = await self.tools()
         except ToolError as error:
-            return [ToolInfo(f"{self.name}.*", "", source=self.source, error=error.message)]
+            about = f"The tools of MCP server {self.name}."
+            return [ToolInfo(f"{self.name}.*", about, source=self.source, error=error.message)]
         return [info(tool, self.source) for tool in tools]
 
     async def resolve(self, name: str) -> McpTool | None:
