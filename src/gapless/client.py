@@ -36,8 +36,10 @@ def call_text(part: dict[str, Any]) -> str:
 
 
 def summary(text: str) -> str:
-    """An output on one line, cut to SUMMARY characters."""
+    """An output on one line (JSON compacted), cut to SUMMARY characters."""
     line = " ".join(text.split())
+    with contextlib.suppress(ValueError):
+        line = json.dumps(json.loads(text), ensure_ascii=False, separators=(", ", ": "))
     return line if len(line) <= SUMMARY else line[: SUMMARY - 1] + "…"
 
 
