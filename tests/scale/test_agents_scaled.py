@@ -7,6 +7,7 @@ never runs twice for one call: the MCP tools count their calls in files.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -27,7 +28,7 @@ from gapless.config import McpServer
 from gapless.db import agents as db_agents
 from gapless.jobs.saq import queue_from_url
 from tests.scale.agent_wire import AgentWire, endpoint
-from tests.scale.cluster import Cluster, until
+from tests.scale.cluster import Cluster, Process, until
 from tests.scale.test_faults import CONVERGE, Watchers, check_clients, send, start_chat
 from tests.support.clients import Tab
 from tests.support.mcp_setup import Files
@@ -87,6 +88,14 @@ async def rigged(cluster: Cluster) -> AsyncIterator[Rig]:
         await wire.close()
 
 
+async def scaled(cluster: Cluster) -> tuple[str, str, Process]:
+    """Two API processes and a worker; the second API and the worker start together, once
+    the first has migrated the fresh database."""
+    a = await cluster.api()
+    b, worker = await asyncio.gather(cluster.api(), cluster.worker())
+    return a, b, worker
+
+
 async def make_agent(http: httpx.AsyncClient, tool: str, **fields: Any) -> dict[str, Any]:
     """An agent whose model calls `tool` (an MCP tool `mcp.<name>`)."""
     model = f"wire:{tool.replace('.', '__')}"
@@ -134,8 +143,7 @@ async def test_an_approval_sent_to_the_other_api_process_runs_the_tool_exactly_o
 ) -> None:
     cluster = any_queue_cluster
     async with rigged(cluster) as rig:
-        a, b = await cluster.api(), await cluster.api()
-        await cluster.worker()
+        a, b, _ = await scaled(cluster)
         async with cluster.client(a) as http_a, cluster.client(b) as http_b:
             agent = await make_agent(http_a, "mcp.bump")
             assert agent["approval"] == {"mcp.bump": "always"}  # the tool is destructive
@@ -176,8 +184,7 @@ async def test_a_worker_killed_while_a_tool_runs_ends_the_reply_interrupted_and_
     (sent to the other API process) submitted."""
     cluster = any_queue_cluster
     async with rigged(cluster) as rig:
-        a, b = await cluster.api(), await cluster.api()
-        victim = await cluster.worker()
+        a, b, victim = await scaled(cluster)
         async with cluster.client(a) as http_a, cluster.client(b) as http_b:
             agent = await make_agent(http_a, "mcp.hold", approval={"mcp.hold": approval})
             chat_id = await start_chat(http_a, agent_id=agent["id"])
@@ -196,6 +203,7 @@ async def test_a_worker_killed_while_a_tool_runs_ends_the_reply_interrupted_and_
             await until(started, lambda n: n == 1, CONVERGE)  # the tool holds, mid-run
             victim.kill()
             killed = time.monotonic()
+            replacement = asyncio.create_task(cluster.worker())  # it starts while the reaper acts
             await watchers.done()
             noticed = time.monotonic() - killed
         stored = await cluster.message(reply_id)
@@ -209,7 +217,7 @@ async def test_a_worker_killed_while_a_tool_runs_ends_the_reply_interrupted_and_
         assert row["status"] == "failed" and row["error"]["code"] == "interrupted", row
 
         # A new worker, and the reply's job delivered again: nothing runs, nothing changes.
-        await cluster.worker()
+        await replacement
         queue = queue_from_url(cluster.queue)
         await queue.connect()
         try:
@@ -233,8 +241,7 @@ async def test_a_stop_sent_to_the_other_api_process_while_awaiting_approval_canc
 ) -> None:
     cluster = any_queue_cluster
     async with rigged(cluster) as rig:
-        a, b = await cluster.api(), await cluster.api()
-        await cluster.worker()
+        a, b, _ = await scaled(cluster)
         async with cluster.client(a) as http_a, cluster.client(b) as http_b:
             agent = await make_agent(http_a, "mcp.bump")
             chat_id = await start_chat(http_a, agent_id=agent["id"])
