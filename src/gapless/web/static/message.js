@@ -8,6 +8,7 @@
  * step's thinking, text and tool cards, one block per part, each redrawn
  * only when its part changed.
  */
+import { Thumbs } from "./feedback.js";
 import { patch } from "./render.js";
 import { ToolCard } from "./tools.js";
 
@@ -34,6 +35,9 @@ const STOPPED = { cancelled: "Stopped", failed: "" };
 
 /** A reply not ended yet: still written, or waiting for a person's approval. */
 export const UNFINISHED = new Set(["pending", "streaming", "requires_action"]);
+
+/** A tool call that has ended: the model's next step comes next. */
+const TOOL_DONE = new Set(["complete", "failed", "denied"]);
 
 const hasTools = (message) => Array.isArray(message.parts) && message.parts.some((part) => part.type === "tool");
 
@@ -122,8 +126,7 @@ export class MessageNode {
         this.drawThinking(thinking, streaming && content === "");
       }
     }
-    const typing = streaming && message.status !== "requires_action" && content === "" && thinking === "";
-    this.el.querySelector(".typing").hidden = !(typing && !hasTools(message));
+    this.el.querySelector(".typing").hidden = !this.waiting(message, streaming);
     const error = message.status === "failed" ? message.error?.message || "The model failed to reply." : "";
     if (error !== this.drawn.error) {
       this.el.querySelector(".msg-error").hidden = error === "";
@@ -134,6 +137,23 @@ export class MessageNode {
     stopped.textContent = STOPPED[message.status] ?? "";
     stopped.hidden = stopped.textContent === "";
     this.el.querySelector('[data-action="retry"].action').disabled = streaming;
+    if (message.status === "complete" && !this.thumbs && message.chat_id) {
+      this.thumbs = new Thumbs(message); // feedback.js: thumbs up/down and a comment
+      this.el.querySelector(".msg-actions").after(this.thumbs.panel);
+      this.el.querySelector(".stopped").before(this.thumbs.el);
+    }
+  }
+
+  /**
+   * Whether the reply is working with nothing to show for it yet: before its
+   * first text, or (with tools) between a step's finished calls and the next
+   * step's first words.
+   */
+  waiting(message, streaming) {
+    if (!streaming || message.status === "requires_action") return false;
+    if (!hasTools(message)) return !message.content && !message.thinking;
+    const last = message.parts.at(-1);
+    return last.type === "tool" && TOOL_DONE.has(last.status);
   }
 
   /**
@@ -146,6 +166,7 @@ export class MessageNode {
       this.content.replaceChildren();
       this.content.classList.remove("markdown");
       this.content.classList.add("steps");
+      this.el.classList.add("has-steps");
       this.el.querySelector(".thinking").hidden = true;
     }
     parts.forEach((part, index) => {

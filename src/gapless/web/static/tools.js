@@ -111,6 +111,8 @@ export class ToolCard {
     if (name !== this.drawn.name) {
       el.querySelector(".tool-name").textContent = name;
       el.setAttribute("aria-label", `Tool call ${name}`);
+      el.querySelector('[data-action="approve"]').setAttribute("aria-label", `Approve ${name}`);
+      el.querySelector('[data-action="deny"]').setAttribute("aria-label", `Deny ${name}`);
     }
     const raw = part.arguments ?? "";
     if (raw !== this.drawn.raw || status !== this.drawn.status) {
