@@ -266,3 +266,24 @@ def test_a_hostile_tool_output_renders_inert(
     assert page.evaluate("window.__pwned") is None
     screenshot(page, "tool-output-hostile")
     assert_parts_match(page, tool_server, reply)
+
+
+def test_stop_while_a_call_awaits_approval_ends_the_reply_and_the_call(
+    open_tab: Callable[[str], Page], tool_server: LiveServer, tool_api: AgentApi
+) -> None:
+    tool_server.script("Shall I?", *call("call_x", "danger", '{"text": "x"}'), Finish("tool_calls"))
+    agent = tool_api.agent(tools=["danger"])
+    chat = tool_api.chat("Stop while waiting", agent_id=agent["id"])
+    page = open_tab(f"/chats/{chat['id']}")
+    before = tool_server.kit.calls["danger"]
+    reply = tool_api.send(chat["id"], "Maybe")["assistant_message"]["id"]
+    expect(card(page, reply, "call_x")).to_have_attribute("data-status", "awaiting_approval")
+    page.get_by_role("button", name="Stop generating").click()
+    wait_final(page, reply, "cancelled")
+    tool = card(page, reply, "call_x")
+    expect(tool).not_to_have_attribute("data-status", "awaiting_approval")
+    expect(tool.locator(".tool-approval")).to_be_hidden()
+    expect(assistant(page, reply).locator(".stopped")).to_have_text("Stopped")
+    expect(page.locator("#send")).to_be_visible()  # the composer is free again
+    assert tool_server.kit.calls["danger"] == before
+    assert_parts_match(page, tool_server, reply)
