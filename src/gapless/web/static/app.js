@@ -6,6 +6,7 @@
 import { AgentsView } from "./agents.js";
 import { ApiError, api, setCsrfToken } from "./api.js";
 import { ChatView } from "./chat.js";
+import { EvalsView } from "./evals.js";
 import { AccountFeed } from "./feed.js";
 import { GenerationsView } from "./generations.js";
 import { ObserveView } from "./observe.js";
@@ -38,6 +39,7 @@ class App {
     this.generations = new GenerationsView(shell);
     this.agentsView = new AgentsView(shell);
     this.observe = new ObserveView(shell);
+    this.evals = new EvalsView(shell);
     this.sidebar = new Sidebar({
       navigate: shell.navigate,
       toast: shell.toast,
@@ -186,6 +188,14 @@ class App {
     const chat = path.match(/^\/chats\/([^/]+)$/);
     const agents = path.match(/^\/agents(?:\/([^/]+))?$/);
     $("open-settings").hidden = path === "/generations" || agents !== null || ObserveView.serves(path);
+    if (EvalsView.serves(path)) {
+      $("open-settings").hidden = true;
+      for (const view of [this.chatView, this.generations, this.agentsView, this.observe]) view.hide();
+      this.chatView.reset();
+      this.sidebar.highlight();
+      return this.evals.show(path);
+    }
+    this.evals.hide();
     if (ObserveView.serves(path)) {
       for (const view of [this.chatView, this.generations, this.agentsView]) view.hide();
       this.chatView.reset();
