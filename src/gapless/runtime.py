@@ -282,7 +282,7 @@ def build(
     async def job(reply_id: str, stop: asyncio.Event) -> None:
         await generation.generate(context, reply_id, stop)
 
-    runner = build_runner(settings.queue_url, job, engine)
+    runner = observe.traced(build_runner(settings.queue_url, job, engine), recorder)
     chats = Chats(
         engine=engine,
         log=log,

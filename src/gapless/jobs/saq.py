@@ -46,6 +46,7 @@ from saq.utils import millis
 
 from gapless.jobs.base import Job
 from gapless.jobs.control import Control
+from gapless.observe import carrier
 
 logger = logging.getLogger("gapless.jobs")
 
@@ -101,7 +102,7 @@ class SaqRunner:
         await self._connect()
         job = SaqJob(
             FUNCTION,
-            kwargs={"reply_id": reply_id},
+            kwargs={"reply_id": reply_id, **carrier.kwargs()},
             key=key or reply_id,
             timeout=0,  # a generation may be long; stop and the lease bound it
             heartbeat=HEARTBEAT,
@@ -241,7 +242,7 @@ class SaqWorker:
 
         return dequeue_in_turn
 
-    async def _generate(self, ctx: Context, *, reply_id: str) -> None:
+    async def _generate(self, ctx: Context, *, reply_id: str, trace: str | None = None) -> None:
         stop = self.runs.setdefault(reply_id, asyncio.Event())
         self._holders[reply_id] += 1
         beat = asyncio.create_task(_heartbeat(ctx["job"]))
@@ -250,7 +251,8 @@ class SaqWorker:
         # asking the model for a chunk, and checks `stop` before every one.
         asked = asyncio.create_task(self._asked(reply_id, stop))
         try:
-            await self._job(reply_id, stop)
+            with carrier.carrying(trace):  # the submitter's trace context, when exporting
+                await self._job(reply_id, stop)
         except asyncio.CancelledError:
             await asyncio.shield(self._abandon(reply_id))
             raise

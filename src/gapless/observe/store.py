@@ -27,7 +27,7 @@ from gapless.db import traces as db
 from gapless.db import usage as db_usage
 from gapless.log.base import EventLog, account_stream
 from gapless.observe import rows
-from gapless.observe.recorder import Observation, Run
+from gapless.observe.recorder import Observation, Recorder, Run
 
 logger = logging.getLogger("gapless.observe")
 PAUSED = "requires_action"  # a run waiting for approval: its open observations stay open
@@ -55,8 +55,10 @@ class DbRecorder:
         *,
         content: bool = True,
         every: float = 0.25,
+        forward: Recorder | None = None,
     ) -> None:
         self.engine, self.log, self.content, self.every = engine, log, content, every
+        self.forward = forward  # told everything first (the OpenTelemetry recorder)
         self._ops: list[tuple[Any, ...]] = []
         self._open: dict[str, Observation] = {}  # started here, not ended yet
         self._runs: dict[str, dict[str, Any]] = {}  # who and where of this process's runs
@@ -68,17 +70,25 @@ class DbRecorder:
     # ---- the Recorder protocol: never blocks, never raises ---------------------
 
     def run_started(self, run: Run) -> None:
+        if self.forward is not None:
+            _quietly(self.forward.run_started, run)
         self._push(("run", dataclasses.replace(run)))
 
     def started(self, observation: Observation) -> None:
+        if self.forward is not None:
+            _quietly(self.forward.started, observation)
         self._push(("start", _copy(observation)))
 
     def ended(self, observation: Observation) -> None:
+        if self.forward is not None:
+            _quietly(self.forward.ended, observation)
         self._push(("end", _copy(observation)))
 
     def run_ended(
         self, trace_id: str, status: str, error: dict[str, str] | None, ended_at: datetime
     ) -> None:
+        if self.forward is not None:
+            _quietly(self.forward.run_ended, trace_id, status, error, ended_at)
         self._push(("run_end", trace_id, status, error, ended_at))
 
     def _push(self, op: tuple[Any, ...]) -> None:
@@ -112,6 +122,9 @@ class DbRecorder:
                 await self._announce(touched)
 
     async def close(self) -> None:
+        telemetry = getattr(self.forward, "t", None)
+        if telemetry is not None:  # spans and metrics still buffered go out now
+            await asyncio.to_thread(telemetry.shutdown)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -243,6 +256,14 @@ class DbRecorder:
             event = events.make("trace.updated", {"id": trace_id, "chat_id": place.get("chat_id")})
             with contextlib.suppress(Exception):  # a live view misses one update, no more
                 await self.log.append(account_stream(place["account_id"]), event)
+
+
+def _quietly(call: Any, *args: Any) -> None:
+    """A recorder never raises into the job: what fails here is logged, and skipped."""
+    try:
+        call(*args)
+    except Exception:
+        logger.exception("a forwarded recorder failed")
 
 
 def _copy(observation: Observation) -> Observation:
