@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from gapless.evals.prompts import resolve_instructions
+import pytest
+
+from gapless.errors import InvalidError
+from gapless.evals.prompts import apply_prompt, check_ref, resolve_instructions
 from tests.conftest import client_for
 from tests.evals.conftest import outsider
 from tests.support.server import LiveServer
@@ -241,3 +244,46 @@ async def test_concurrent_new_versions_get_distinct_numbers(live_server: LiveSer
         assert sorted(a.json()["version"] for a in answers) == [2, 3, 4, 5, 6, 7]
         latest = (await api.get("/api/prompts/support-bot/labels/latest")).json()
         assert latest["version"] == 7
+
+
+async def test_an_agent_with_a_prompt_gets_its_text_and_a_run_going_on_keeps_its_version(
+    live_server: LiveServer,
+) -> None:
+    async with client_for(live_server) as api:
+        created = (await api.post("/api/prompts", json=FIRST)).json()
+        engine, account = live_server.runtime.engine, created["account_id"]
+        variables = {"customer": "Cy", "product": "kites"}
+        agent = {
+            "name": "a",
+            "instructions": "ignored",
+            "prompt": {"name": "support-bot", "variables": variables},
+        }
+        started, used = await live_server.arun(apply_prompt(engine, account, agent))
+        assert started is not None and started["instructions"] == "You help Cy with kites."
+        assert used == {"name": "support-bot", "version": 1}
+        await api.post(
+            "/api/prompts/support-bot/versions",
+            json={"content": "New words for {{ customer }}.", "labels": ["production"]},
+        )
+        going_on, same = await live_server.arun(apply_prompt(engine, account, agent, used))
+        assert going_on is not None and going_on["instructions"] == "You help Cy with kites."
+        assert same == used
+        fresh, now_used = await live_server.arun(apply_prompt(engine, account, agent))
+        assert fresh is not None and fresh["instructions"] == "New words for Cy."
+        assert now_used == {"name": "support-bot", "version": 2}
+        plain = {"name": "b", "instructions": "Be terse."}
+        assert await live_server.arun(apply_prompt(engine, account, plain)) == (plain, None)
+
+        for ref, code in [
+            ({"name": "nope"}, "unknown_prompt"),
+            ({"name": "support-bot", "label": "canary"}, "unknown_prompt"),
+            ({"name": "support-bot", "version": 9}, "unknown_prompt"),
+            ({"name": "support-bot", "version": 1}, "missing_variable"),
+        ]:
+            with pytest.raises(InvalidError) as caught:
+                await live_server.arun(check_ref(engine, account, ref))
+            assert caught.value.code == code
+        await live_server.arun(check_ref(engine, account, agent["prompt"]))
+        eve = await outsider(live_server)
+        with pytest.raises(InvalidError):  # another account's prompt is not found from here
+            await live_server.arun(check_ref(engine, eve.account_id, agent["prompt"]))

@@ -100,6 +100,34 @@ async def resolve_instructions(
     return text, {"name": found[0]["name"], "version": version["version"]}
 
 
+async def apply_prompt(
+    engine: Engine,
+    account_id: str,
+    agent: Mapping[str, Any] | None,
+    used: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The agent with `instructions` taken from its `prompt` ({name, label | version,
+    variables?}), and {name, version} used; an agent without a prompt comes back as it is,
+    with None. `used` (what the reply stored when it started) pins the version, so a run
+    going on after an approval keeps its text however the label moved."""
+    if agent is None or not agent.get("prompt"):
+        return (dict(agent) if agent is not None else None), None
+    ref = dict(agent["prompt"])
+    if used is not None:
+        ref = {"name": used["name"], "version": used["version"], "variables": ref.get("variables")}
+    text, found = await resolve_instructions(engine, account_id, ref)
+    return {**agent, "instructions": text}, found
+
+
+async def check_ref(engine: Engine, account_id: str, ref: Mapping[str, Any]) -> None:
+    """Refuse (422) an agent's prompt reference that cannot resolve in its account now: an
+    unknown prompt, label or version, or a template its variables cannot render."""
+    try:
+        await resolve_instructions(engine, account_id, ref)
+    except NotFoundError as exc:
+        raise InvalidError(exc.message, code="unknown_prompt") from None
+
+
 @dataclass(frozen=True)
 class Prompts:
     engine: Engine
