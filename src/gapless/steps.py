@@ -17,19 +17,15 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gapless import events
-from gapless.agents import calls as checks
 from gapless.agents.history import build_prompt
-from gapless.agents.tools import Tool, ToolContext
-from gapless.db import accounts as db_accounts
+from gapless.agents.phase import ToolPhase, end, span
+from gapless.agents.tools import Tool
 from gapless.db import agents as db_agents
 from gapless.db import chats as db
 from gapless.db import generations as records
-from gapless.db import search as db_search
 from gapless.db.rows import now
 from gapless.errors import FencedError, ProviderError
 from gapless.generation import (
@@ -39,8 +35,6 @@ from gapless.generation import (
     end_unstarted,
     finish,
     publish,
-    stored,
-    usage_json,
     wait_for_path,
 )
 from gapless.log.base import chat_stream
@@ -76,7 +70,7 @@ async def run(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
     stream = chat_stream(chat["id"])
     waited: Observation | None = None
     if not going_on and blocking(path[:-1]):  # rare: most replies follow finished ones
-        waited = _span(reply_id, "path")
+        waited = span(reply_id, "path")
         if not await wait_for_path(ctx, stream, reply, stop):
             await end_unstarted(ctx, reply_id, "cancelled", None)
             return
@@ -101,15 +95,8 @@ async def run(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
     await steps.go(record, decided, waited)
 
 
-def _span(reply_id: str, what: str, key: str = "") -> Observation:
-    trace = trace_id_of(reply_id)
-    return Observation(
-        f"{trace}.{what}{key}", trace, "span", what, now(), attributes={"what": what}
-    )
-
-
 @dataclass
-class Steps:
+class Steps(ToolPhase):
     ctx: Context
     chat: dict[str, Any]
     path: list[dict[str, Any]]  # the reply's ancestors, root first
@@ -125,19 +112,10 @@ class Steps:
     totals: list[int] = field(default_factory=lambda: [0, 0, 0])
 
     @property
-    def reply_id(self) -> str:
-        return str(self.reply["id"])
-
-    @property
     def limit(self) -> int:
         if self.agent is None:
             return 1
         return max(1, min(int(self.agent["step_limit"] or STEP_LIMIT), self.ctx.max_steps))
-
-    def taken(self) -> None:
-        """The flusher found the lease taken (stopped elsewhere, or presumed dead)."""
-        self.lost.set()
-        self.stop.set()
 
     async def go(
         self,
@@ -150,7 +128,7 @@ class Steps:
         ctx.flusher.track(reply_id, self.lease, self.progress, self.taken)
         ctx.recorder.run_started(self._run(resumed=bool(decided)))
         if waited is not None:
-            _end(ctx, waited, "complete")
+            end(ctx, waited, "complete")
         status, error = "complete", None
         try:
             if self.agent is not None:
@@ -328,204 +306,6 @@ class Steps:
         totals[2] += usage.reasoning_tokens
         self.progress.usage = Usage(*totals)
 
-    # ---- tool calls --------------------------------------------------------------------------
-
-    def _approval(self, name: str) -> bool:
-        policy = (self.agent or {}).get("approval", {}).get(name)
-        if policy is not None:
-            return bool(policy == "always")
-        tool = self.tools.get(name)
-        return bool(tool is not None and tool.destructive)
-
-    async def _tool_step(self, calls: list[dict[str, Any]]) -> bool:
-        """Check the step's calls, record them, run those that need no approval; answers
-        False when the run ends here (paused for approval, or its lease was lost)."""
-        rows, ready, failed, waiting = [], [], [], []
-        for part in calls:
-            tool = self.tools.get(part["name"])
-            checked = checks.check(tool, part["name"], part["arguments"])
-            if isinstance(checked, checks.Outcome):
-                failed.append((part, checked))
-                status = "failed"
-            elif self._approval(part["name"]):
-                waiting.append(part)
-                status = "awaiting_approval"
-            else:
-                assert tool is not None
-                ready.append((part, tool, checked))
-                status = "running"
-            rows.append(self._row(part, status))
-        await db_agents.record_calls(self.ctx.engine, rows)  # before anything runs
-        for part, outcome in failed:
-            await self._conclude(part, outcome)
-        for part in waiting:
-            await self._publish(tool={"id": part["id"], "status": "awaiting_approval"})
-        await self._run_calls(ready)
-        if not waiting or self.stop.is_set():
-            return True
-        return await self._pause()
-
-    def _row(self, part: Mapping[str, Any], status: str) -> dict[str, Any]:
-        return {
-            "message_id": self.reply_id,
-            "call_id": part["id"],
-            "chat_id": self.chat["id"],
-            "account_id": self.chat["account_id"],
-            "step": self.step,
-            "name": part["name"],
-            "arguments": part["arguments"],
-            "status": status,
-        }
-
-    async def _refuse(self, calls: list[dict[str, Any]], error: dict[str, str]) -> None:
-        """Calls asked for at the step limit are not run: they end with the reply."""
-        await db_agents.record_calls(self.ctx.engine, [self._row(p, "failed") for p in calls])
-        for part in calls:
-            await self._conclude(part, checks.Outcome("failed", None, error))
-
-    async def _run_calls(self, ready: list[tuple[dict[str, Any], Tool, dict[str, Any]]]) -> None:
-        """Run calls concurrently, each result published as it comes; a stop cancels the rest."""
-        if not ready:
-            return
-        context = await self._tool_context()
-        tasks: dict[asyncio.Future[Any], dict[str, Any]] = {}
-        for part, tool, arguments in ready:
-            await self._publish(tool={"id": part["id"], "status": "running"})
-            self.ctx.recorder.started(self._tool_observation(part))
-            running = asyncio.ensure_future(
-                checks.run(
-                    tool, arguments, context, self.ctx.tool_timeout, self.ctx.tool_output_max
-                )
-            )
-            tasks[running] = part
-        stopper = asyncio.ensure_future(self.stop.wait())
-        pending: set[asyncio.Future[Any]] = set(tasks)
-        try:
-            while pending and not self.stop.is_set():
-                done, pending = await asyncio.wait(
-                    pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
-                )
-                pending.discard(stopper)
-                for finished in done:
-                    if finished is not stopper:
-                        await self._conclude(tasks[finished], finished.result())  # type: ignore[arg-type]
-        finally:
-            stopper.cancel()
-            for cut in pending:
-                cut.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        for cut in pending:  # stopped: the calls still running end cancelled
-            await self._conclude(tasks[cut], checks.Outcome("cancelled", None, None))
-
-    async def _conclude(self, part: Mapping[str, Any], outcome: checks.Outcome) -> None:
-        change: dict[str, Any] = {"id": part["id"], "status": outcome.status}
-        if outcome.output is not None:
-            change["output"] = outcome.output
-        if outcome.error is not None:
-            change["error"] = outcome.error
-        await self._publish(tool=change)
-        await db_agents.finish_call(
-            self.ctx.engine,
-            self.reply_id,
-            part["id"],
-            outcome.status,
-            outcome.output,
-            outcome.error,
-        )
-        observation = self._tool_observation(part)
-        observation.ended_at, observation.status = now(), outcome.status
-        observation.error = outcome.error
-        observation.attributes["output"] = outcome.output
-        self.ctx.recorder.ended(observation)
-
-    def _tool_observation(self, part: Mapping[str, Any]) -> Observation:
-        trace = trace_id_of(self.reply_id)
-        return Observation(
-            f"{trace}.tool.{part['id']}",
-            trace,
-            "tool",
-            f"execute_tool {part['name']}",
-            now(),
-            attributes={
-                "tool": part["name"],
-                "call_id": part["id"],
-                "arguments": part.get("arguments", ""),
-                "step": self.step,
-            },
-        )
-
-    async def _tool_context(self) -> ToolContext:
-        user_id = self.reply.get("user_id")
-        caller = await db_accounts.caller_for_user(self.ctx.engine, user_id) if user_id else None
-        if caller is None:
-            accounts: frozenset[str] | None = frozenset({self.chat["account_id"]})
-        else:
-            accounts = None if caller.site_admin else frozenset(caller.account_ids)
-        search = db_search.searcher(self.ctx.engine, accounts)
-        return ToolContext(user_id, accounts, self.chat["id"], self.reply_id, search)
-
-    # ---- approval ----------------------------------------------------------------------------
-
-    async def _pause(self) -> bool:
-        """Leave the reply `requires_action` and end this run; True when every call was
-        decided meanwhile (the run goes on at once)."""
-        ctx = self.ctx
-        await ctx.flusher.untrack(self.reply_id)
-        paused = await db.pause_reply(
-            ctx.engine,
-            self.reply_id,
-            self.lease,
-            **stored(self.progress.parts, self.progress.seq),
-            **(usage_json(self.progress.usage) or {}),
-        )
-        if paused is False:
-            self.lost.set()
-            return False
-        if paused is True:
-            ctx.flusher.track(self.reply_id, self.lease, self.progress, self.taken)
-            decided = await db_agents.calls_of(ctx.engine, self.reply_id)
-            return await self._decided(decided)
-        assert isinstance(paused, dict)
-        ctx.recorder.started(_span(self.reply_id, "approval", f".{self.step}"))
-        with contextlib.suppress(FencedError):  # stopped meanwhile: the stop's final event wins
-            await ctx.log.append(
-                self.stream, events.message("message.updated", paused), fence=self.reply_id
-            )
-        self.lost.set()  # nothing more of this run: the decision starts the next
-        return False
-
-    async def _decided(self, calls: list[dict[str, Any]]) -> bool:
-        """Run the approved calls of the paused step and tell the model of the denied ones."""
-        span = _span(self.reply_id, "approval", f".{self.step}")
-        _end(self.ctx, span, "complete")
-        ready = []
-        for call in calls:
-            if call["status"] != "awaiting_approval" or not call["decision"]:
-                continue
-            part = self.progress.parts.tool(call["call_id"]) or {
-                "id": call["call_id"],
-                "name": call["name"],
-                "arguments": call["arguments"],
-            }
-            if call["decision"] == "deny":
-                reason = call["reason"] or "The user denied this call."
-                await self._conclude(
-                    part, checks.Outcome("denied", None, {"code": "denied", "message": reason})
-                )
-                continue
-            tool = self.tools.get(call["name"])
-            checked = checks.check(tool, call["name"], call["arguments"])
-            if not await db_agents.start_call(self.ctx.engine, self.reply_id, call["call_id"]):
-                # Started by a run before this one: it may have run, so it never runs again.
-                checked = checks.failed("interrupted", "This call was started before; not rerun.")
-            if isinstance(checked, checks.Outcome):
-                await self._conclude(part, checked)
-            else:
-                assert tool is not None
-                ready.append((part, tool, checked))
-        await self._run_calls(ready)
-        return not self.lost.is_set()
-
     def _run(self, resumed: bool) -> Run:
         agent = self.agent or {}
         return Run(
@@ -540,11 +320,6 @@ class Steps:
             now(),
             resumed,
         )
-
-
-def _end(ctx: Context, observation: Observation, status: str) -> None:
-    observation.ended_at, observation.status = now(), status
-    ctx.recorder.ended(observation)
 
 
 def _usage(usage: Usage | None) -> dict[str, int] | None:
