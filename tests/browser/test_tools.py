@@ -38,6 +38,14 @@ new MutationObserver(() => {
 """
 
 
+# Counts the nodes and texts redrawn under an element from now on.
+UNTOUCHED = """el => {
+  el.__mutations = 0;
+  new MutationObserver((changes) => (el.__mutations += changes.length))
+    .observe(el, {subtree: true, childList: true, characterData: true});
+}"""
+
+
 def call(call_id: str, name: str, *pieces: Any) -> tuple[Any, ...]:
     """A tool call as the model streams it: start, argument pieces (or gates), end."""
     steps = [piece if isinstance(piece, Gate) else Args(call_id, piece) for piece in pieces]
@@ -75,7 +83,10 @@ def test_a_tool_card_streams_its_arguments_then_shows_its_status_and_output(
     chat = tool_api.chat("Arithmetic", agent_id=agent["id"])
     page = open_tab(f"/chats/{chat['id']}")
     page.evaluate(CARD_RECORDER)
-    reply = tool_api.send(chat["id"], "What is 6 times 7?")["assistant_message"]["id"]
+    sent = tool_api.send(chat["id"], "What is 6 times 7?")
+    reply = sent["assistant_message"]["id"]
+    question = page.locator(f'.msg.user[data-id="{sent["user_message"]["id"]}"]')
+    question.evaluate(UNTOUCHED)
     try:
         assert gate.reached.wait(30)
         tool = card(page, reply, "call_1")
@@ -113,6 +124,7 @@ def test_a_tool_card_streams_its_arguments_then_shows_its_status_and_output(
     statuses = [s for i, (s, _) in enumerate(history) if i == 0 or s != history[i - 1][0]]
     assert len(statuses) == len(set(statuses))  # the status only moved forward
     assert statuses[0] == "input" and statuses[-1] == "complete"
+    assert question.evaluate("el => el.__mutations") == 0  # only the reply redrew
 
 
 def test_a_reload_mid_call_shows_the_same_card_once_and_it_converges(
