@@ -125,11 +125,16 @@ def test_terminal_chat_asks_y_n_for_an_approval_and_runs_the_tool(
     live_server.script(Call("call_1", "calculator", ('{"expression": "6 * 7"}',)))
     live_server.script("It is 42.")
     client = Client(live_server.url, live_server.token)
-    chat_id = agent_chat(client, "always")
+    agent = client.call(
+        "POST",
+        "/api/agents",
+        json={"name": "Calculator", "model": "scripted:default", "tools": ["calculator"],
+              "approval": {"calculator": "always"}},
+    )
     gapless = str(Path(sys.executable).parent / "gapless")
     done = subprocess.run(
         [gapless, "chat", "--url", live_server.url, "--token", live_server.token,
-         "--chat", chat_id],
+         "--agent", agent["id"]],
         input="What is 6 times 7?\ny\n",
         capture_output=True,
         text=True,

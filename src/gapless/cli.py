@@ -282,15 +282,17 @@ def chat(
     token: str = typer.Option("", envvar="GAPLESS_TOKEN", help="API token (`gapless token`)."),
     chat_id: str = typer.Option("", "--chat", help="Continue this chat."),
     model: str = typer.Option("", help="Model, as provider:model."),
+    agent: str = typer.Option("", "--agent", help="Start the chat with this agent (its id)."),
 ) -> None:
-    """Chat in the terminal through the public API (Ctrl-C stops a reply; Ctrl-D quits)."""
+    """Chat in the terminal through the public API (Ctrl-C stops a reply; Ctrl-D quits;
+    a tool call that needs approval asks y/n)."""
     from gapless.client import Client
 
     if not token:
         typer.echo("error: give --token or set GAPLESS_TOKEN (see `gapless token`)", err=True)
         raise typer.Exit(2)
     client = Client(url, token)
-    chat_id = chat_id or client.new_chat(model or None)["id"]
+    chat_id = chat_id or client.new_chat(model or None, agent or None)["id"]
     typer.echo(f"chat {chat_id} — type a message; Ctrl-C stops a reply, Ctrl-D quits.")
 
     def show(kind: str, text: str) -> None:

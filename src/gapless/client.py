@@ -83,8 +83,9 @@ class Client:
                 response.raise_for_status()
         return response.json() if response.content else None
 
-    def new_chat(self, model: str | None = None) -> dict[str, Any]:
+    def new_chat(self, model: str | None = None, agent_id: str | None = None) -> dict[str, Any]:
         body = {"title": "Terminal chat"} | ({"model": model} if model else {})
+        body |= {"agent_id": agent_id} if agent_id else {}
         result: dict[str, Any] = self.call("POST", "/api/chats", json=body)
         return result
 
