@@ -32,6 +32,10 @@ class AgentApi(Api):
         body = {"name": name, "instructions": "Use your tools.", "model": "scripted:default"}
         return self.call("POST", "/api/agents", json=body | fields)
 
+    def agent_chat(self, title: str, **agent: Any) -> dict[str, Any]:
+        """A new chat whose agent has these fields (tools, approval, ...)."""
+        return self.chat(title, agent_id=self.agent(**agent)["id"])
+
 
 @pytest.fixture(scope="module")
 def mcp_files(tmp_path_factory: pytest.TempPathFactory) -> Files:

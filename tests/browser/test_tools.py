@@ -79,8 +79,7 @@ def test_a_tool_card_streams_its_arguments_then_shows_its_status_and_output(
         Finish("tool_calls"),
     )
     tool_server.script("The answer is **42**.")
-    agent = tool_api.agent(tools=["calculator"], approval={"calculator": "never"})
-    chat = tool_api.chat("Arithmetic", agent_id=agent["id"])
+    chat = tool_api.agent_chat("Arithmetic", tools=["calculator"], approval={"calculator": "never"})
     page = open_tab(f"/chats/{chat['id']}")
     page.evaluate(CARD_RECORDER)
     sent = tool_api.send(chat["id"], "What is 6 times 7?")
@@ -138,8 +137,7 @@ def test_a_reload_mid_call_shows_the_same_card_once_and_it_converges(
     kit = tool_server.kit
     kit.reached.clear()
     kit.opened.clear()
-    agent = tool_api.agent(tools=["gated"])
-    chat = tool_api.chat("Reload mid-call", agent_id=agent["id"])
+    chat = tool_api.agent_chat("Reload mid-call", tools=["gated"])
     page = open_tab(f"/chats/{chat['id']}")
     tool_server.flush_gate.clear()  # the database copy lags the log from here
     try:
@@ -182,8 +180,7 @@ def test_approve_in_one_tab_runs_the_tool_and_the_other_tab_shows_it(
         Finish("tool_calls"),
     )
     tool_server.script("Echoed.")
-    agent = tool_api.agent(tools=["echo"], approval={"echo": "always"})
-    chat = tool_api.chat("Approval", agent_id=agent["id"])
+    chat = tool_api.agent_chat("Approval", tools=["echo"], approval={"echo": "always"})
     first = open_tab(f"/chats/{chat['id']}")
     second = open_tab(f"/chats/{chat['id']}")
     reply = tool_api.send(chat["id"], "Echo something")["assistant_message"]["id"]
@@ -212,8 +209,7 @@ def test_deny_ends_the_call_denied_and_the_reply_goes_on(
 ) -> None:
     tool_server.script(*call("call_d", "danger", '{"text": "rm -rf"}'), Finish("tool_calls"))
     tool_server.script("Understood, I did not run it.")
-    agent = tool_api.agent(tools=["danger"])  # destructive: approval by default
-    chat = tool_api.chat("Deny", agent_id=agent["id"])
+    chat = tool_api.agent_chat("Deny", tools=["danger"])  # destructive: approval by default
     page = open_tab(f"/chats/{chat['id']}")
     before = tool_server.kit.calls["danger"]
     reply = tool_api.send(chat["id"], "Do the dangerous thing")["assistant_message"]["id"]
@@ -251,8 +247,7 @@ def test_a_hostile_tool_output_renders_inert(
         Finish("tool_calls"),
     )
     tool_server.script("Done.")
-    agent = tool_api.agent(tools=["flood", "echo", "boom"])
-    chat = tool_api.chat("Hostile", agent_id=agent["id"])
+    chat = tool_api.agent_chat("Hostile", tools=["flood", "echo", "boom"])
     page = open_tab(f"/chats/{chat['id']}")
     reply = tool_api.send(chat["id"], "Render this")["assistant_message"]["id"]
     wait_final(page, reply)
@@ -284,8 +279,7 @@ def test_stop_while_a_call_awaits_approval_ends_the_reply_and_the_call(
     open_tab: Callable[[str], Page], tool_server: LiveServer, tool_api: AgentApi
 ) -> None:
     tool_server.script("Shall I?", *call("call_x", "danger", '{"text": "x"}'), Finish("tool_calls"))
-    agent = tool_api.agent(tools=["danger"])
-    chat = tool_api.chat("Stop while waiting", agent_id=agent["id"])
+    chat = tool_api.agent_chat("Stop while waiting", tools=["danger"])
     page = open_tab(f"/chats/{chat['id']}")
     before = tool_server.kit.calls["danger"]
     reply = tool_api.send(chat["id"], "Maybe")["assistant_message"]["id"]
