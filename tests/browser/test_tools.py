@@ -191,6 +191,9 @@ def test_approve_in_one_tab_runs_the_tool_and_the_other_tab_shows_it(
         expect(assistant(page, reply)).to_have_attribute("data-status", "requires_action")
         expect(page.locator("#stop")).to_be_visible()  # stop works while it waits
     screenshot(second, "tool-card-awaiting-approval")
+    second.reload()  # a tab opened while the call waits shows the same, once
+    expect(card(second, reply, "call_a").get_by_role("button", name="Approve")).to_be_visible()
+    expect(assistant(second, reply).locator(".tool-card")).to_have_count(1)
     card(first, reply, "call_a").get_by_role("button", name="Approve").click()
     wait_final(second, reply)
     tool = card(second, reply, "call_a")
