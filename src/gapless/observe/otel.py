@@ -310,3 +310,51 @@ def _status(span: Any, status: str, error: dict[str, str] | None) -> None:
 
 def _clean(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def watch_delivery(telemetry: Telemetry, tally: Any) -> None:
+    """The delivery figures (`observe.delivery.Tally`) as observable metrics, read when the
+    SDK collects (nothing between collections)."""
+    from opentelemetry.metrics import CallbackOptions, Observation
+
+    meter = telemetry.meter
+
+    def counter(name: str, read: Any, description: str) -> None:
+        def observe(options: CallbackOptions) -> list[Observation]:
+            return [Observation(read())]
+
+        meter.create_observable_counter(name, callbacks=[observe], description=description)
+
+    def subscribers(options: CallbackOptions) -> list[Observation]:
+        return [Observation(n, {"gapless.transport": t}) for t, n in tally.subscribers.items()]
+
+    def resets(options: CallbackOptions) -> list[Observation]:
+        return [Observation(n, {"gapless.reset.reason": r}) for r, n in tally.resets.items()]
+
+    def lag(ring: Any, scale: float) -> Any:
+        def observe(options: CallbackOptions) -> list[Observation]:
+            found = tally.percentiles(ring)
+            return [
+                Observation(v / scale, {"quantile": q}) for q, v in found.items() if v is not None
+            ]
+
+        return observe
+
+    meter.create_observable_up_down_counter(
+        "gapless.delivery.subscribers", callbacks=[subscribers], description="Live subscriptions"
+    )
+    counter("gapless.delivery.events_appended", lambda: tally.appended, "Events appended")
+    counter("gapless.delivery.events_delivered", lambda: tally.delivered, "Events delivered")
+    counter("gapless.delivery.replays", lambda: tally.replays, "Resumes that replayed events")
+    counter("gapless.delivery.replayed_events", lambda: tally.replayed, "Events replayed")
+    counter("gapless.delivery.slow_subscribers_ended", lambda: tally.slow_ended, "Slow ended")
+    counter("gapless.delivery.reconnects", lambda: tally.reconnects, "Resumed subscriptions")
+    meter.create_observable_counter(
+        "gapless.delivery.resets", callbacks=[resets], description="Resets by reason"
+    )
+    meter.create_observable_gauge(
+        "gapless.delivery.lag_events", callbacks=[lag(tally.lag_events, 1.0)], unit="{event}"
+    )
+    meter.create_observable_gauge(
+        "gapless.delivery.lag", callbacks=[lag(tally.lag_ms, 1000.0)], unit="s"
+    )

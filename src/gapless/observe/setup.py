@@ -16,10 +16,16 @@ from gapless.db import Engine
 from gapless.db import traces as db_traces
 from gapless.db.rows import now
 from gapless.log.base import EventLog
+from gapless.observe.delivery import CountingLog
 from gapless.observe.store import DbRecorder
 
 R = TypeVar("R")
 EXPIRE_EVERY = 3600.0  # seconds between the janitor's retention passes
+
+
+def counted(log: EventLog) -> CountingLog:
+    """The process's event log, counting what streams (`observe.delivery`)."""
+    return CountingLog(log)
 
 
 def build_recorder(settings: Settings, engine: Engine, log: EventLog) -> DbRecorder:
@@ -30,6 +36,8 @@ def build_recorder(settings: Settings, engine: Engine, log: EventLog) -> DbRecor
         from gapless.observe import otel  # the SDK is imported only when export is on
 
         forward = otel.OtelRecorder(otel.Telemetry())
+        if isinstance(log, CountingLog):
+            otel.watch_delivery(forward.t, log.tally)
     return DbRecorder(engine, log, content=settings.trace_content, forward=forward)
 
 

@@ -29,6 +29,7 @@ from gapless.errors import GaplessError, NotFoundError
 from gapless.events import Event
 from gapless.feed import follow
 from gapless.log.base import Subscription, account_stream, chat_stream
+from gapless.observe.delivery import label
 from gapless.runtime import Runtime
 from gapless.web.auth import identify
 from gapless.web.live import Live
@@ -86,6 +87,7 @@ async def open_stream(runtime: Runtime, scope: Scope, live: Live) -> EventStream
         return await accounts.still_sees(caller, account_id)
 
     subscription = await runtime.log.subscribe(stream, cursor)
+    label(subscription, "sse")  # delivery figures by transport
     try:
         held = live.hold(subscription, caller, account_id)
     except GaplessError:

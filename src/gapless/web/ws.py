@@ -34,6 +34,7 @@ from gapless.errors import GaplessError, UnauthorizedError
 from gapless.events import Event, encode, reset
 from gapless.feed import follow
 from gapless.log.base import Subscription, chat_stream
+from gapless.observe.delivery import label
 from gapless.runtime import Runtime
 from gapless.web.auth import identify, same_origin
 from gapless.web.guard import bad_text
@@ -120,6 +121,7 @@ class Socket:
                 await self.recheck()
             chat = await self.runtime.chats.chat(self.caller, chat_id)
             subscription = await self.runtime.log.subscribe(chat_stream(chat_id), cursor)
+            label(subscription, "ws")  # delivery figures by transport
             try:
                 held = self.live.hold(subscription, self.caller, chat["account_id"])
             except GaplessError:

@@ -6,14 +6,15 @@ export). Imports `observe`, `web.deps`.
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from gapless.errors import InvalidError
+from gapless.errors import InvalidError, NotFoundError, UnauthorizedError
 from gapless.observe import metrics as figures
 from gapless.observe.traces import Traces
 from gapless.web.deps import CallerDep, RuntimeDep
@@ -163,6 +164,33 @@ async def metrics(
     filters = {"model": model, "agent_id": agent_id, "user_id": user_id, "chat_id": chat_id}
     query = figures.Query(start, end, group_by, bucket, filters, exact, detail)
     return await Traces(runtime.engine).metrics(caller, query)
+
+
+@router.get("/api/delivery", tags=["traces"])
+async def delivery(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    """This process's streaming figures (subscribers by transport, events appended and
+    delivered, replays, resets by reason, lag p50/p99, slow subscribers ended, reconnects)
+    and its busiest chats. Site admins only: the figures span every account."""
+    tally = getattr(runtime.log, "tally", None)
+    if not caller.site_admin or tally is None:
+        raise NotFoundError("not found")
+    found: dict[str, Any] = tally.json()
+    return found
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus(request: Request, runtime: RuntimeDep) -> Response:
+    """Prometheus text format; off unless GAPLESS_METRICS_TOKEN is set, then behind it."""
+    token = runtime.settings.metrics_token
+    tally = getattr(runtime.log, "tally", None)
+    if not token or tally is None:
+        raise NotFoundError("not found")
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise UnauthorizedError("a metrics token is required")
+    from gapless.observe import prometheus as exposition
+
+    return Response(exposition.render(tally), media_type=exposition.CONTENT_TYPE)
 
 
 async def _page() -> Response:
