@@ -14,7 +14,15 @@ from gapless.db import accounts as db_accounts
 from gapless.db import evals as db
 from gapless.db.tables import accounts, metadata
 
-MINE = {"prompts", "prompt_versions", "prompt_labels", "prompt_label_moves", "scores"}
+MINE = {
+    "prompts",
+    "prompt_versions",
+    "prompt_labels",
+    "prompt_label_moves",
+    "scores",
+    "review_queues",
+    "review_items",
+}
 
 
 async def test_the_migration_builds_the_evaluation_tables_as_declared(engine: Engine) -> None:

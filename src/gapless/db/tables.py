@@ -371,3 +371,35 @@ scores = sa.Table(
     sa.Index("ix_scores_trace", "trace_id"),
     sa.Index("ix_scores_chat", "chat_id"),
 )
+
+# Review queues: rules (JSON) add traces to a queue as items; a reviewer steps through them.
+review_queues = sa.Table(
+    "review_queues",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("rules", sa.Text, nullable=False),  # JSON [{kind, value?, name?}]
+    sa.Column("scores", sa.Text, nullable=False),  # JSON [{name, data_type, categories?}]
+    sa.Column("since", Time, nullable=False),  # rules look at traces from then on
+    sa.Column("created_by", sa.String(40)),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+review_items = sa.Table(
+    "review_items",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("queue_id", sa.ForeignKey("review_queues.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("trace_id", sa.String(40), nullable=False),
+    sa.Column("reason", sa.String(200), nullable=False),  # the rule that added it
+    sa.Column("status", sa.String(10), nullable=False),  # pending | skipped | done
+    sa.Column("claimed_by", sa.String(40)),  # the reviewer it was handed to, until claimed_at+5m
+    sa.Column("claimed_at", Time),
+    sa.Column("reviewed_by", sa.String(40)),
+    sa.Column("reviewed_at", Time),
+    sa.Column("added_at", Time, nullable=False),
+    sa.UniqueConstraint("queue_id", "trace_id", name="uq_review_items_queue_trace"),
+    sa.Index("ix_review_items_queue_status", "queue_id", "status", "added_at"),
+)

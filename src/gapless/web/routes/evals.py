@@ -1,4 +1,5 @@
-"""Prompts (`/api/prompts`), feedback on replies and scores (`/api/scores`), and their pages.
+"""Prompts (`/api/prompts`), feedback on replies and scores (`/api/scores`), review queues
+(`web.routes.review`, included here), and their pages.
 
 Thin: parse, call `evals.prompts` / `evals.feedback`, answer JSON (or stream an
 export). A prompt is named in the path; `account_id` picks the account when the
@@ -19,6 +20,7 @@ from gapless.errors import InvalidError
 from gapless.evals.feedback import Scores
 from gapless.evals.prompts import Prompts
 from gapless.web.deps import CallerDep, RuntimeDep
+from gapless.web.routes import review
 
 router = APIRouter(tags=["evaluations"])
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -325,3 +327,4 @@ async def _page() -> Response:
 
 for _path in ("/prompts", "/prompts/{name}", "/playground"):
     router.add_api_route(_path, _page, include_in_schema=False)
+router.include_router(review.router)  # review queues: their own module, one router for the app
