@@ -208,3 +208,32 @@ def test_a_running_trace_grows_live(obs_page: Page, observed: LiveServer) -> Non
     expect(page.locator(".observe-inner.trace")).to_have_attribute(
         "data-status", "failed", timeout=15_000
     )
+
+
+def test_a_reply_opens_its_trace_and_the_delivery_tab_shows_figures(
+    obs_page: Page, observed: LiveServer
+) -> None:
+    import httpx
+
+    with httpx.Client(
+        base_url=observed.url, headers={"Authorization": f"Bearer {observed.token}"}
+    ) as client:
+        chat = client.post("/api/chats", json={"title": "to trace"}).json()
+        reply = client.post(f"/api/chats/{chat['id']}/messages", json={"content": "hi"}).json()
+    observed.drain()
+    observed.run(observed.runtime.recorder.flush())
+    reply_id = reply["assistant_message"]["id"]
+    page = obs_page
+    page.goto(f"/chats/{chat['id']}")
+    message = page.locator(f'.msg.assistant[data-id="{reply_id}"]')
+    expect(message).to_have_attribute("data-status", "complete", timeout=15_000)
+    message.hover()
+    message.get_by_role("link", name="Open trace").click()
+    expect(page).to_have_url(f"{observed.url}/traces/{trace_id_of(reply_id)}")
+    expect(page.locator('.wf-row[data-kind="generation"]')).to_have_count(1, timeout=15_000)
+    page.goto("/dashboard")
+    page.get_by_role("tab", name="Delivery").click()
+    expect(page.locator('.delivery [data-card="Live subscribers"]')).to_be_visible(timeout=15_000)
+    expect(page.locator('.delivery [data-card="Appended / s"] .card-foot')).to_contain_text(
+        "in all"
+    )

@@ -80,6 +80,7 @@ export class MessageNode {
               <div class="msg-actions">
                 <span class="switcher" hidden></span>
                 ${button("copy", "Copy reply", "copy")}${button("retry", "Regenerate reply", "retry")}
+                <a class="action trace-link" data-link href="/traces" aria-label="Open trace" title="Open trace"><svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 6h10M8 12h12M6 18h8"/></svg></a>
                 <span class="stopped muted small" hidden></span>
               </div>
             </div>
@@ -98,6 +99,8 @@ export class MessageNode {
   update(message) {
     const el = this.el;
     el.dataset.id = message.id;
+    const trace = el.querySelector(".trace-link"); // the reply's trace (observe/recorder.py trace_id_of)
+    if (trace) trace.href = `/traces/trc_${message.id.slice(message.id.indexOf("_") + 1)}`;
     el.dataset.status = message.status;
     const streaming = UNFINISHED.has(message.status);
     el.setAttribute("aria-busy", String(streaming));
