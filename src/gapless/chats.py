@@ -14,6 +14,7 @@ from typing import Any
 
 from gapless import events
 from gapless.db import Engine
+from gapless.db import accounts as db_accounts
 from gapless.db import agents as db_agents
 from gapless.db import chats as db
 from gapless.db.accounts import Caller
@@ -94,6 +95,12 @@ class Chats:
     async def create(self, caller: Caller, fields: Mapping[str, Any]) -> dict[str, Any]:
         account_id = fields.get("account_id") or next(iter(sorted(caller.account_ids)), None)
         if account_id is None or not caller.sees(account_id):
+            raise InvalidError("no account to create the chat in", code="no_account")
+        if (  # a site admin may name any account: one that exists
+            caller.site_admin
+            and account_id not in caller.account_ids
+            and await db_accounts.find_account(self.engine, account_id) != account_id
+        ):
             raise InvalidError("no account to create the chat in", code="no_account")
         agent = await self._agent(fields.get("agent_id"), account_id)
         model = self.check_model(

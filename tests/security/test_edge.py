@@ -250,3 +250,12 @@ async def test_the_host_header_is_never_reflected_in_a_redirect(live_server: Liv
         response = await http.get("/api/chats/", headers={"Host": "evil.example"})
         assert response.status_code in (401, 404)
         assert "evil.example" not in response.headers.get("location", "")
+
+
+async def test_a_site_admin_naming_an_account_that_does_not_exist_gets_422(
+    live_server: LiveServer,
+) -> None:
+    async with client_for(live_server) as admin:
+        response = await admin.post("/api/chats", json={"account_id": "acc_nope"})
+        assert response.status_code == 422  # was a 500 (a foreign key refused in the database)
+        assert response.json()["error"]["code"] == "no_account"

@@ -9,6 +9,7 @@ bodies are the smallest the request schema accepts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,15 +24,16 @@ from tests.support.server import LiveServer
 
 PASSWORD = "matrix orchid tunnel seven"
 # Values a field of this name must have to be valid beyond its schema (a model that exists).
-VALUES = {"model": "scripted:default"}
+VALUES: dict[str, Any] = {"model": "scripted:default", "value": 1}
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
-def smallest(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
-    """The smallest value `schema` accepts (required fields only, first choices)."""
+def smallest(schema: dict[str, Any], spec: dict[str, Any], known: dict[str, str]) -> Any:
+    """The smallest value `schema` accepts (required fields, first choices), with the real
+    ids of `known` in any field of an id's name (a score needs its chat_id)."""
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
-        return smallest(spec["components"]["schemas"][name], spec)
+        return smallest(spec["components"]["schemas"][name], spec, known)
     if "enum" in schema:
         return schema["enum"][0]
     if "const" in schema:
@@ -39,12 +41,23 @@ def smallest(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
     for key in ("anyOf", "oneOf", "allOf"):
         if key in schema:
             options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
-            return smallest(options[0], spec)
+            return smallest(options[0], spec, known)
     kind = schema.get("type", "object")
     if kind == "object":
+        fields = schema.get("properties", {})
+        # One optional reference to a real resource (a score targets one thing), no more.
+        required = schema.get("required", [])
+        refs = [
+            n
+            for n in fields
+            if n not in required and n.endswith("_id") and not known.get(n, "no_").startswith("no_")
+        ]
+        names = [*required, *refs[:1]]
         return {
-            name: VALUES.get(name) or smallest(schema["properties"][name], spec)
-            for name in schema.get("required", [])
+            name: (known.get(name) if name.endswith("_id") else None)
+            or ("enum" not in fields[name] and VALUES.get(name))
+            or smallest(fields[name], spec, known)
+            for name in dict.fromkeys(names)
         }
     if kind == "array":
         return []
@@ -57,10 +70,20 @@ def smallest(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
     return None
 
 
-def body_for(operation: dict[str, Any], spec: dict[str, Any]) -> Any:
+def body_for(operation: dict[str, Any], spec: dict[str, Any], known: dict[str, str]) -> Any:
     content = operation.get("requestBody", {}).get("content", {})
     schema = content.get("application/json", {}).get("schema")
-    return None if schema is None else smallest(schema, spec)
+    return None if schema is None else smallest(schema, spec, known)
+
+
+def query_for(operation: dict[str, Any], spec: dict[str, Any], known: dict[str, str]) -> str:
+    """The required query parameters, smallest (real ids by name)."""
+    pairs = [
+        f"{p['name']}={known.get(p['name']) or smallest(p.get('schema', {}), spec, known)}"
+        for p in operation.get("parameters", [])
+        if p.get("in") == "query" and p.get("required")
+    ]
+    return "?" + "&".join(pairs) if pairs else ""
 
 
 class World:
@@ -83,14 +106,20 @@ class World:
         return self.ids[parameter]
 
     async def created(self, parameter: str, http: httpx.AsyncClient) -> str:
-        """Through the create operation the document links to `{parameter}`."""
+        """Through the create operation the document links to `{parameter}` (with a chat and
+        a reply made first: what is made may need to refer to one)."""
+        if parameter not in ("chat_id", "message_id"):
+            await self.id_of("message_id")
         for path, item in self.spec["paths"].items():
             links = item.get("post", {}).get("responses", {}).get("201", {}).get("links", {})
-            if any(parameter in link["parameters"] for link in links.values()):
+            for link in links.values():
+                pointer = link["parameters"].get(parameter)
+                if pointer is None:
+                    continue
                 url = await self.url(path)
-                made = await http.post(url, json=body_for(item["post"], self.spec))
-                assert made.status_code == 201, (path, made.text)
-                return str(made.json()["id"])
+                made = await http.post(url, json=body_for(item["post"], self.spec, self.ids))
+                assert made.status_code == 201, (path, made.request.content, made.text)
+                return str(made.json()[pointer.rsplit("/", 1)[-1]])
         return f"no_{parameter}"  # nothing makes one: still refused, if vacuously
 
     async def url(self, path: str) -> str:
@@ -108,10 +137,15 @@ async def make_message(world: World, http: httpx.AsyncClient) -> str:
 
 
 async def make_trace(world: World, http: httpx.AsyncClient) -> str:
-    await world.id_of("message_id")  # a reply ran: a trace exists
-    found = await http.get("/api/traces")
-    items = found.json().get("traces", []) if found.status_code == 200 else []
-    return str(items[0]["id"]) if items else "no_trace"
+    """The reply's trace, once the recorder (a background writer) has stored it."""
+    await world.id_of("message_id")
+    for _ in range(100):
+        found = await http.get("/api/traces")
+        items = found.json().get("traces", []) if found.status_code == 200 else []
+        if items:
+            return str(items[0]["id"])
+        await asyncio.sleep(0.1)
+    return "no_trace"
 
 
 async def make_account(world: World, http: httpx.AsyncClient) -> str:
@@ -132,7 +166,15 @@ async def make_session(world: World, http: httpx.AsyncClient) -> str:
     return str((await http.get("/api/me/sessions")).json()["sessions"][0]["id"])
 
 
+async def make_label(world: World, http: httpx.AsyncClient) -> str:
+    name = await world.id_of("name")
+    moved = await http.put(f"/api/prompts/{name}/labels/production", json={"version": 1})
+    assert moved.status_code == 200, moved.text
+    return "production"
+
+
 MAKE: dict[str, Callable[[World, httpx.AsyncClient], Awaitable[str]]] = {
+    "label": make_label,
     "message_id": make_message,
     "trace_id": make_trace,
     "account_id": make_account,
@@ -184,8 +226,8 @@ async def world(live_server: LiveServer) -> World:
 async def test_every_operation_refuses_a_caller_without_a_token(world: World) -> None:
     async with world.client(None) as anonymous:
         for method, path, operation in operations(world.spec):
-            url = await world.url(path)
-            body = body_for(operation, world.spec)
+            url = await world.url(path) + query_for(operation, world.spec, world.ids)
+            body = body_for(operation, world.spec, world.ids)
             found = await status(anonymous, method, url, body, streams(operation))
             assert found == 401, (method, path, found)
 
@@ -199,8 +241,8 @@ async def test_every_operation_on_account_a_is_404_to_another_account(world: Wor
         for method, path, operation in operations(world.spec):
             if "{" not in path:
                 continue  # collections: the caller's own (`..._sees_nothing_...` below)
-            url = urls[path]
-            body = body_for(operation, world.spec)
+            url = urls[path] + query_for(operation, world.spec, world.ids)
+            body = body_for(operation, world.spec, world.ids)
             found = await status(foreign, method, url, body, streams(operation))
             assert found == 404, (method, path, found)
             checked += 1
@@ -230,7 +272,7 @@ async def test_a_site_admin_may_read_every_resource_of_account_a(world: World) -
         for method, path, operation in operations(world.spec):
             if method != "get" or "/me/" in path:
                 continue  # `me` is the caller's own, whoever asks
-            url = await world.url(path)
+            url = await world.url(path) + query_for(operation, world.spec, world.ids)
             if "no_" in url:
                 continue  # nothing of that kind could be made
             found = await status(admin, "get", url, None, streams(operation))

@@ -79,7 +79,8 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def link(spec: dict[str, Any]) -> None:
-    """`POST /x` answering 201 with an `id` links to each operation on `/x/{param}`."""
+    """`POST /x` answering 201 links to each operation on `/x/{param}`: `{x_id}` is the new
+    resource's `id`, any other `{name}` its field of that name (a prompt's `name`)."""
     paths: dict[str, Any] = spec.get("paths", {})
     for path, item in paths.items():
         created = item.get("post", {}).get("responses", {}).get("201")
@@ -93,7 +94,9 @@ def link(spec: dict[str, Any]) -> None:
                 continue
             for method, operation in other_item.items():
                 if method in METHODS and "operationId" in operation:
+                    name = found.group(1)
+                    field = "id" if name == "id" or name.endswith("_id") else name
                     links[operation["operationId"]] = {
                         "operationId": operation["operationId"],
-                        "parameters": {found.group(1): "$response.body#/id"},
+                        "parameters": {name: f"$response.body#/{field}"},
                     }
