@@ -1,29 +1,15 @@
-"""Fixtures: a migrated database on each engine, and a second account with its own member."""
+"""Fixtures: a migrated database on each engine (the observability tests' own fixture), and a
+second account with its own member."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
-
-from gapless.db import Engine
 from gapless.db import accounts as db_accounts
-from gapless.db import engine as db_engine
+from tests.observe.conftest import engine
 from tests.support.server import LiveServer
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'evals.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    created = db_engine.create(url)
-    await db_engine.migrate(created)
-    yield created
-    await created.dispose()
+__all__ = ["Outsider", "engine", "outsider"]
 
 
 @dataclass(frozen=True)

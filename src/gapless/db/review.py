@@ -105,18 +105,20 @@ async def counts(engine: Engine, queue_ids: list[str]) -> dict[str, dict[str, in
     return found
 
 
+def _held(queue_id: str, trace_id: Any) -> Any:
+    """Whether the queue holds the trace `trace_id` (a column of the outer query)."""
+    return (
+        sa.select(review_items.c.id)
+        .where(review_items.c.queue_id == queue_id, review_items.c.trace_id == trace_id)
+        .exists()
+    )
+
+
 def _rule_query(queue: Mapping[str, Any], rule: Mapping[str, Any]) -> Any:
     """The ids of traces `rule` selects that the queue does not hold yet."""
     since = datetime.fromisoformat(queue["since"].replace("Z", "+00:00"))
     kind = rule["kind"]
     if kind in ("thumbs_down", "score_below"):
-        held = (
-            sa.select(review_items.c.id)
-            .where(
-                review_items.c.queue_id == queue["id"], review_items.c.trace_id == scores.c.trace_id
-            )
-            .exists()
-        )
         if kind == "thumbs_down":
             match = [scores.c.name == "thumbs", scores.c.source == "feedback", scores.c.value == 0]
         else:
@@ -127,17 +129,12 @@ def _rule_query(queue: Mapping[str, Any], rule: Mapping[str, Any]) -> Any:
                 scores.c.account_id == queue["account_id"],
                 scores.c.created_at >= since,
                 scores.c.trace_id.is_not(None),
-                ~held,
+                ~_held(queue["id"], scores.c.trace_id),
                 *match,
             )
             .group_by(scores.c.trace_id)
             .limit(SCAN_LIMIT)
         )
-    held = (
-        sa.select(review_items.c.id)
-        .where(review_items.c.queue_id == queue["id"], review_items.c.trace_id == traces.c.id)
-        .exists()
-    )
     conditions = {
         "error": sa.or_(traces.c.status == "failed", traces.c.error_code.is_not(None)),
         "cost_above": traces.c.cost > float(rule.get("value") or 0),
@@ -149,7 +146,7 @@ def _rule_query(queue: Mapping[str, Any], rule: Mapping[str, Any]) -> Any:
             traces.c.account_id == queue["account_id"],
             traces.c.started_at >= since,
             traces.c.ended_at.is_not(None),
-            ~held,
+            ~_held(queue["id"], traces.c.id),
             conditions[kind],
         )
         .order_by(traces.c.started_at)

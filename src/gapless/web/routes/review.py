@@ -9,18 +9,15 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from gapless.evals.review import Review
+from gapless.web.api import Strict
 from gapless.web.deps import CallerDep, RuntimeDep
 
 router = APIRouter(tags=["evaluations"])
 STATIC = Path(__file__).resolve().parents[1] / "static"
 DataType = Literal["numeric", "boolean", "categorical"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Rule(Strict):
