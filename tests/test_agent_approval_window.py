@@ -29,12 +29,6 @@ class _Awaiting(Exception):
     pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="db.agents.decide refuses (409) a reply whose row is still `pending`: a step "
-    "quicker than the debounce publishes `awaiting_approval` before any write made the "
-    "row `streaming`, so a decision in that window is refused instead of found by the pause",
-)
 async def test_a_call_approved_as_soon_as_it_awaits_approval_runs_even_before_any_write(
     make_live_server: Any,
 ) -> None:

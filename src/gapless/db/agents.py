@@ -260,8 +260,10 @@ async def decide(
     paused yet (its run is writing the pause) finds the decision when it pauses.
     `DecisionError` when this call awaits no decision."""
     async with engine.begin() as conn:
+        # Any unfinished row: a step quicker than the debounce publishes `awaiting_approval`
+        # while the row still says `pending`; the pause then finds this decision.
         if not await lock_reply(
-            conn, message_id, messages.c.status.in_(("streaming", "requires_action"))
+            conn, message_id, messages.c.status.in_(("pending", "streaming", "requires_action"))
         ):
             raise DecisionError("the reply is not waiting for approval")
         result = await conn.execute(
