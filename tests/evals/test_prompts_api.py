@@ -287,3 +287,27 @@ async def test_an_agent_with_a_prompt_gets_its_text_and_a_run_going_on_keeps_its
         eve = await outsider(live_server)
         with pytest.raises(InvalidError):  # another account's prompt is not found from here
             await live_server.arun(check_ref(engine, eve.account_id, agent["prompt"]))
+
+
+async def test_the_openapi_document_describes_prompts_feedback_scores_and_queues(
+    live_server: LiveServer,
+) -> None:
+    async with client_for(live_server) as api:
+        spec = (await api.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path, method in [
+        ("/api/prompts", "post"),
+        ("/api/prompts/{name}/versions", "post"),
+        ("/api/prompts/{name}/labels/{label}", "put"),
+        ("/api/prompts/{name}/history", "get"),
+        ("/api/prompts/{name}/diff", "get"),
+        ("/api/prompts/{name}/render", "post"),
+        ("/api/messages/{message_id}/feedback", "post"),
+        ("/api/scores", "post"),
+        ("/api/scores/export", "get"),
+        ("/api/queues", "post"),
+        ("/api/queues/{queue_id}/next", "post"),
+        ("/api/queues/{queue_id}/items/{item_id}", "post"),
+    ]:
+        assert "evaluations" in paths[path][method]["tags"], (path, method)
+    assert not any(p in paths for p in ("/prompts", "/playground", "/queues"))  # pages

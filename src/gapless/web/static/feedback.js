@@ -14,8 +14,9 @@ import { h } from "./figures.js";
 const UP = '<path d="M7 11v9H4v-9h3zm0 0l4-8a2 2 0 0 1 2 2v4h5.5a2 2 0 0 1 2 2.3l-1.2 7a2 2 0 0 1-2 1.7H7"/>';
 const DOWN = '<path d="M17 13V4h3v9h-3zm0 0l-4 8a2 2 0 0 1-2-2v-4H5.5a2 2 0 0 1-2-2.3l1.2-7a2 2 0 0 1 2-1.7H17"/>';
 
-/** chat id -> Promise of {message id: feedback} */
+/** chat id -> Promise of {message id: feedback} (the signed-in user's; forgotten at sign-out) */
 const loaded = new Map();
+window.addEventListener("gapless:signed-out", () => loaded.clear());
 
 function feedbackOf(chatId) {
   if (!loaded.has(chatId)) {

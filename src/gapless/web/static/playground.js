@@ -49,6 +49,9 @@ export class PlaygroundView {
     this.question = h("textarea", { id: "playground-input", rows: "3", placeholder: "The user's message", "aria-label": "User message" });
     this.run = h("button", { type: "submit", class: "button primary", id: "playground-run" }, "Run");
     this.error = h("p", { class: "form-error", role: "alert", hidden: true });
+    // a chat has no temperature or token limit of its own yet: say so rather than pretend
+    this.note = h("p", { class: "muted small", id: "playground-note", hidden: true },
+      "This version's temperature and max tokens are not applied here: the playground runs it as a chat, which has neither setting yet.");
     this.output = h("div", { class: "messages playground-output", "aria-label": "Reply" });
     this.links = h("p", { class: "small playground-links" });
     const form = h("form", { class: "agent-form", "aria-label": "Playground" },
@@ -58,6 +61,7 @@ export class PlaygroundView {
       h("div", { class: "field" }, h("label", { for: "playground-model" }, "Model"), this.modelPick),
       this.variables,
       h("div", { class: "field" }, h("label", { for: "playground-input" }, "User message"), this.question),
+      this.note,
       this.error,
       h("div", { class: "form-actions" }, this.run));
     form.addEventListener("submit", (event) => {
@@ -102,6 +106,8 @@ export class PlaygroundView {
       h("div", { class: "field" }, h("label", { for: `var-${name}` }, name),
         h("input", { id: `var-${name}`, name, value: kept[name] ?? "", "data-variable": name }))));
     this.system.textContent = this.version.content;
+    const { temperature, max_tokens: maxTokens } = this.version.config ?? {};
+    this.note.hidden = temperature === undefined && maxTokens === undefined;
   }
 
   values() {
