@@ -259,3 +259,16 @@ async def test_a_site_admin_naming_an_account_that_does_not_exist_gets_422(
         response = await admin.post("/api/chats", json={"account_id": "acc_nope"})
         assert response.status_code == 422  # was a 500 (a foreign key refused in the database)
         assert response.json()["error"]["code"] == "no_account"
+
+
+async def test_the_database_files_are_readable_by_their_owner_only(
+    live_server: LiveServer,
+) -> None:
+    async with client_for(live_server) as http:
+        await http.post("/api/chats", json={"title": "t"})  # the WAL is written
+    folder = live_server.runtime.settings.data_dir
+    files = list(folder.glob("gapless.db*"))
+    assert {f.name for f in files} >= {"gapless.db", "gapless.db-wal", "gapless.db-shm"}
+    for found in files:
+        assert found.stat().st_mode & 0o777 == 0o600, (found, oct(found.stat().st_mode))
+    assert folder.stat().st_mode & 0o077 == 0

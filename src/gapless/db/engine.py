@@ -8,6 +8,7 @@ engine over asyncpg. Imports `db.tables`, `db.inline`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def _sqlite(url: str) -> InlineEngine:
     path = location.database or ""
     on_disk = bool(path) and path != ":memory:"
     if on_disk:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private(Path(path))
     engine = sa.create_engine(
         location,
         poolclass=sa.pool.StaticPool,
@@ -47,6 +48,15 @@ def _sqlite(url: str) -> InlineEngine:
     )
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     return InlineEngine(engine, path if on_disk else None)
+
+
+def private(path: Path) -> None:
+    """The database file readable by its owner only (0600; SQLite gives its -wal and -shm
+    files the same mode), in a directory that is theirs (0700 when created here)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

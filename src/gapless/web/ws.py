@@ -228,8 +228,12 @@ async def endpoint(
             text = message.get("text")
             if text is None:
                 await socket.send(error_frame("invalid", "frames must be text"))
-            else:
+                continue
+            try:
                 await socket.handle(text)
+            except Exception as exc:  # one frame failed, not the socket: said, in one line
+                logger.error("a WebSocket frame failed: %s", type(exc).__name__)
+                await socket.send(error_frame("internal", "this frame could not be handled"))
     finally:
         live.release(caller.user_id, socket)
         await socket.close()
