@@ -9,6 +9,7 @@ import pytest
 
 from gapless.db import Engine
 from gapless.db import engine as db_engine
+from tests.scale.conftest import cluster, redis_url  # noqa: F401 (the scaled-out fixtures)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
