@@ -192,3 +192,17 @@ async def test_another_accounts_replies_traces_chats_and_scores_are_404(
         assert (await api.get(f"/api/chats/{chat['id']}/feedback")).json()["feedback"][reply["id"]][
             "value"
         ] == "down"
+
+
+async def test_a_trace_whose_chat_was_deleted_can_still_be_scored(live_server: LiveServer) -> None:
+    async with client_for(live_server) as api:
+        made = await a_reply(live_server, api)
+        trace_id = trace_id_of(made["assistant_message"]["id"])
+        assert (await api.delete(f"/api/chats/{made['chat']['id']}")).status_code == 204
+        assert (await api.get(f"/api/traces/{trace_id}")).status_code == 200  # traces stay
+        answer = await api.post(
+            "/api/scores",
+            json={"name": "kept", "data_type": "numeric", "value": 1, "trace_id": trace_id},
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["chat_id"] is None and answer.json()["trace_id"] == trace_id

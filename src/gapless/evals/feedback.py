@@ -77,6 +77,14 @@ def typed_value(data_type: str, value: Any) -> dict[str, Any]:
     raise InvalidError("data_type is numeric, boolean or categorical", code="bad_type")
 
 
+async def chat_of(engine: Engine, trace: Mapping[str, Any] | None) -> str | None:
+    """The chat of a trace, while it exists (a trace outlives its chat: a score is then on
+    the trace alone)."""
+    if trace is None or not trace.get("chat_id"):
+        return None
+    return trace["chat_id"] if await db_chats.get_chat(engine, trace["chat_id"]) else None
+
+
 @dataclass(frozen=True)
 class Scores:
     engine: Engine
@@ -152,7 +160,7 @@ class Scores:
                 "account_id": found[1],
                 "trace_id": found[0],
                 "observation_id": fields["observation_id"],
-                "chat_id": trace["chat_id"] if trace else None,
+                "chat_id": await chat_of(self.engine, trace),
             }
         if len(given) > 1:
             raise InvalidError("a score has one target", code="bad_target")
@@ -163,7 +171,7 @@ class Scores:
             return {
                 "account_id": trace["account_id"],
                 "trace_id": trace["id"],
-                "chat_id": trace["chat_id"],
+                "chat_id": await chat_of(self.engine, trace),
             }
         if fields.get("message_id"):
             message, account_id = await self._reply(caller, fields["message_id"])
@@ -231,8 +239,10 @@ class Scores:
         sent = 0
         while page:
             for score in page:
-                yield _csv_line([score[c] for c in CSV_COLUMNS]) if format == "csv" else (
-                    json.dumps(score) + "\n"
+                yield (
+                    _csv_line([score[c] for c in CSV_COLUMNS])
+                    if format == "csv"
+                    else (json.dumps(score) + "\n")
                 )
             sent += len(page)
             if sent >= limit or len(page) < EXPORT_PAGE:

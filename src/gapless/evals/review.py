@@ -23,7 +23,7 @@ from gapless.db import traces as db_traces
 from gapless.db.accounts import Caller
 from gapless.db.rows import now
 from gapless.errors import ConflictError, InvalidError, NotFoundError
-from gapless.evals.feedback import typed_value
+from gapless.evals.feedback import chat_of, typed_value
 
 TRACE_FIELDS = (
     "id",
@@ -168,13 +168,15 @@ class Review:
             raise ConflictError("this item is done already", code="done")
         if action == "done":
             check_scores(queue["scores"], given)
-            trace = await db_traces.get_trace(self.engine, item["trace_id"])
+            chat_id = await chat_of(
+                self.engine, await db_traces.get_trace(self.engine, item["trace_id"])
+            )
             rows = [
                 {
                     **typed_value(score["data_type"], score["value"]),
                     "account_id": queue["account_id"],
                     "trace_id": item["trace_id"],
-                    "chat_id": trace["chat_id"] if trace else None,
+                    "chat_id": chat_id,
                     "name": score["name"],
                     "data_type": score["data_type"],
                     "comment": score.get("comment"),
