@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     invite_days: float = 7.0
 
     # ---- observability ----
+    observe: bool = True  # record traces and delivery figures (off: the job tells no one)
     trace_content: bool = True  # traces keep messages, tool arguments and outputs
     trace_retention_days: float = 30.0  # traces (and content) older are deleted; roll-ups stay
     metrics_token: str = ""  # Prometheus `/metrics`: off when empty, else `Bearer <token>`

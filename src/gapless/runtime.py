@@ -254,7 +254,7 @@ def build(
     """Every engine `settings` name; `providers` and `tools` add to the configured ones
     (tests add a scripted model and tools with gates)."""
     engine = db_engine.create(settings.resolved_database_url(), settings.database_pool)
-    log = observe.counted(build_log(settings.events_url, settings.retention))
+    log = observe.counted(build_log(settings.events_url, settings.retention), settings.observe)
     chosen = dict(build_providers(settings))
     chosen.update(providers or {})
     table = price_table(settings)

@@ -108,3 +108,16 @@ async def test_delivery_is_a_site_admins_and_prometheus_is_behind_its_token(
     assert 'gapless_delivery_subscribers{transport="internal"}' in text or "subscribers" in text
     async with client_for(server, eve) as other:
         assert (await other.get("/api/delivery")).status_code == 404
+
+
+async def test_with_observability_off_nothing_is_recorded_or_counted(
+    make_live_server: Any,
+) -> None:
+    server: LiveServer = make_live_server(settings={"observe": False})
+    async with client_for(server) as http:
+        reply_id = await send(http, await start_chat(http), "hi")
+        await server.adrain()
+        await server.arun(server.runtime.recorder.flush())
+        assert (await http.get("/api/traces")).json()["traces"] == []
+        assert (await http.get(f"/api/traces/trc_{reply_id.partition('_')[2]}")).status_code == 404
+        assert (await http.get("/api/delivery")).status_code == 404

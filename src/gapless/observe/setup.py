@@ -23,15 +23,18 @@ R = TypeVar("R")
 EXPIRE_EVERY = 3600.0  # seconds between the janitor's retention passes
 
 
-def counted(log: EventLog) -> CountingLog:
-    """The process's event log, counting what streams (`observe.delivery`)."""
-    return CountingLog(log)
+def counted(log: EventLog, on: bool = True) -> EventLog:
+    """The process's event log, counting what streams (`observe.delivery`); as it is when
+    observability is off (GAPLESS_OBSERVE=false)."""
+    return CountingLog(log) if on else log
 
 
 def build_recorder(settings: Settings, engine: Engine, log: EventLog) -> DbRecorder:
     """What `runtime.build` puts in the job's `Context` (`close()` it with the runtime);
     with OpenTelemetry configured it tells the exporter's recorder too."""
     forward = None
+    if not settings.observe:
+        return DbRecorder(engine, log, on=False)
     if otel_configured():
         from gapless.observe import otel  # the SDK is imported only when export is on
 

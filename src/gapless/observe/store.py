@@ -56,7 +56,9 @@ class DbRecorder:
         content: bool = True,
         every: float = 0.25,
         forward: Recorder | None = None,
+        on: bool = True,
     ) -> None:
+        self.on = on  # off (GAPLESS_OBSERVE=false): every call returns at once
         self.engine, self.log, self.content, self.every = engine, log, content, every
         self.forward = forward  # told everything first (the OpenTelemetry recorder)
         self._ops: list[tuple[Any, ...]] = []
@@ -70,16 +72,22 @@ class DbRecorder:
     # ---- the Recorder protocol: never blocks, never raises ---------------------
 
     def run_started(self, run: Run) -> None:
+        if not self.on:
+            return
         if self.forward is not None:
             _quietly(self.forward.run_started, run)
         self._push(("run", dataclasses.replace(run)))
 
     def started(self, observation: Observation) -> None:
+        if not self.on:
+            return
         if self.forward is not None:
             _quietly(self.forward.started, observation)
         self._push(("start", _copy(observation)))
 
     def ended(self, observation: Observation) -> None:
+        if not self.on:
+            return
         if self.forward is not None:
             _quietly(self.forward.ended, observation)
         self._push(("end", _copy(observation)))
@@ -87,6 +95,8 @@ class DbRecorder:
     def run_ended(
         self, trace_id: str, status: str, error: dict[str, str] | None, ended_at: datetime
     ) -> None:
+        if not self.on:
+            return
         if self.forward is not None:
             _quietly(self.forward.run_ended, trace_id, status, error, ended_at)
         self._push(("run_end", trace_id, status, error, ended_at))
