@@ -4,6 +4,7 @@ rendering with variables, the diff's two texts, and authorisation (404 across ac
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -63,8 +64,9 @@ async def test_a_prompt_is_created_versioned_and_labelled(live_server: LiveServe
 
 
 async def test_moving_a_label_is_recorded_with_who_when_and_from_which_version(
-    live_server: LiveServer,
+    any_db_server: LiveServer,
 ) -> None:
+    live_server = any_db_server
     async with client_for(live_server) as api:
         await api.post("/api/prompts", json=FIRST)
         await api.post("/api/prompts/support-bot/versions", json={"content": "v2 {{ customer }}"})
@@ -231,7 +233,8 @@ async def test_resolving_an_agents_prompt_keeps_the_version_it_resolved(
         }
 
 
-async def test_concurrent_new_versions_get_distinct_numbers(live_server: LiveServer) -> None:
+async def test_concurrent_new_versions_get_distinct_numbers(any_db_server: LiveServer) -> None:
+    live_server = any_db_server
     async with client_for(live_server) as api:
         await api.post("/api/prompts", json=FIRST)
         answers = await asyncio.gather(
@@ -311,3 +314,28 @@ async def test_the_openapi_document_describes_prompts_feedback_scores_and_queues
     ]:
         assert "evaluations" in paths[path][method]["tags"], (path, method)
     assert not any(p in paths for p in ("/prompts", "/playground", "/queues"))  # pages
+
+
+async def test_concurrent_moves_of_one_label_each_record_where_it_was(
+    any_db_server: LiveServer,
+) -> None:
+    async with client_for(any_db_server) as api:
+        await api.post("/api/prompts", json={**FIRST, "labels": []})
+        for i in range(3):
+            await api.post("/api/prompts/support-bot/versions", json={"content": f"v{i}"})
+        targets = [1, 2, 3, 4, 2, 3]
+        answers = await asyncio.gather(
+            *[
+                api.put("/api/prompts/support-bot/labels/staging", json={"version": v})
+                for v in targets
+            ]
+        )
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+        moves = (await api.get("/api/prompts/support-bot/history")).json()["moves"]
+        chain = [m for m in reversed(moves) if m["label"] == "staging"]
+        # each recorded move starts where the one before it left the label
+        assert chain[0]["from_version"] is None
+        for before, after in itertools.pairwise(chain):
+            assert after["from_version"] == before["to_version"]
+        final = (await api.get("/api/prompts/support-bot/labels/staging")).json()["version"]
+        assert final == chain[-1]["to_version"]

@@ -1,8 +1,9 @@
 """Prompts, their versions and labels: one function per query or use.
 
 A version is inserted, never updated: its number is the prompt's highest plus
-one, taken in the transaction that inserts it (two writers racing for one
-number: the primary key refuses the second, which tries the next). A label
+one, taken in the transaction that inserts it under the prompt's row lock
+(writers take turns; were two to race anyway, the primary key refuses the
+second, which tries the next). A label
 points at a version; each move (and the automatic move of `latest` with every
 new version) writes a row of history in the same transaction. Imports
 `db.tables`, `db.rows`.
@@ -99,6 +100,10 @@ async def add_version(
     for _ in range(5):
         try:
             async with engine.begin() as conn:
+                # the prompt's row lock: writers of one prompt's versions take turns
+                await conn.execute(
+                    prompts.update().where(prompts.c.id == prompt_id).values(updated_at=now())
+                )
                 number = 1 + int(
                     await conn.scalar(
                         sa.select(
@@ -108,9 +113,6 @@ async def add_version(
                     or 0
                 )
                 await _insert_version(conn, prompt_id, number, version, labels, author)
-                await conn.execute(
-                    prompts.update().where(prompts.c.id == prompt_id).values(updated_at=now())
-                )
             return number
         except sa.exc.IntegrityError:
             continue  # another writer took the number: take the next one
@@ -177,12 +179,11 @@ async def move_label(
 ) -> dict[str, Any] | None:
     """Move (or with None remove) a label; the recorded move, or None when nothing changed."""
     async with engine.begin() as conn:
-        moved = await _move(conn, prompt_id, label, version, user)
-        if moved is not None:
-            await conn.execute(
-                prompts.update().where(prompts.c.id == prompt_id).values(updated_at=now())
-            )
-        return moved
+        # the prompt's row lock first: two moves of one label take turns, each records its from
+        await conn.execute(
+            prompts.update().where(prompts.c.id == prompt_id).values(updated_at=now())
+        )
+        return await _move(conn, prompt_id, label, version, user)
 
 
 async def get_prompt(engine: Engine, prompt_id: str) -> dict[str, Any] | None:
