@@ -27,7 +27,9 @@ export function sideBySide(oldText, newText) {
   const rows = [];
   let a = 1;
   let b = 1;
-  const changes = diffLines(oldText, newText);
+  // jsdiff tells "c" from "c\n": a last line without its newline would never match
+  const ended = (text) => (text === "" || text.endsWith("\n") ? text : `${text}\n`);
+  const changes = diffLines(ended(oldText), ended(newText));
   for (let i = 0; i < changes.length; i += 1) {
     const change = changes[i];
     const here = lines(change.value);
