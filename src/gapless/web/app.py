@@ -211,8 +211,13 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Guard:
         return Response("Gapless API is running; see /openapi.json.", media_type="text/plain")
 
     pages = ("/", "/login", "/chats/{chat_id}", "/generations", "/agents", "/agents/{agent_id}")
-    for route in (*pages, "/invite", "/settings", "/admin"):
+    for route in (*pages, "/settings", "/admin"):
         app.add_api_route(route, page, include_in_schema=False)
+
+    async def invitation() -> Response:  # its own page: no app, no import map
+        return FileResponse(STATIC / "invite.html", headers={"Cache-Control": "no-store"})
+
+    app.add_api_route("/invite", invitation, include_in_schema=False)
     return Guard(
         Front(app, runtime, live),
         lambda: accounts_of(runtime),

@@ -3,6 +3,7 @@
  * with history.pushState, and holds the shell the views share: the chat
  * list fed by the account stream, the connection state and the toasts.
  */
+import { AccountView } from "./account.js";
 import { AgentsView } from "./agents.js";
 import { ApiError, api, setCsrfToken } from "./api.js";
 import { ChatView } from "./chat.js";
@@ -40,6 +41,7 @@ class App {
     this.agentsView = new AgentsView(shell);
     this.observe = new ObserveView(shell);
     this.evals = new EvalsView(shell);
+    this.accountView = new AccountView(shell);
     this.sidebar = new Sidebar({
       navigate: shell.navigate,
       toast: shell.toast,
@@ -188,6 +190,14 @@ class App {
     const chat = path.match(/^\/chats\/([^/]+)$/);
     const agents = path.match(/^\/agents(?:\/([^/]+))?$/);
     $("open-settings").hidden = path === "/generations" || agents !== null || ObserveView.serves(path);
+    if (AccountView.serves(path)) {
+      $("open-settings").hidden = true;
+      for (const view of [this.chatView, this.generations, this.agentsView, this.observe, this.evals]) view.hide();
+      this.chatView.reset();
+      this.sidebar.highlight();
+      return this.accountView.show(path);
+    }
+    this.accountView.hide();
     if (EvalsView.serves(path)) {
       $("open-settings").hidden = true;
       for (const view of [this.chatView, this.generations, this.agentsView, this.observe]) view.hide();
