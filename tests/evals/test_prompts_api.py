@@ -178,6 +178,7 @@ async def test_another_accounts_prompts_are_404_and_never_listed(live_server: Li
             ("PUT", "/api/prompts/support-bot/labels/production", {"version": 1}),
             ("DELETE", "/api/prompts/support-bot/labels/production", None),
             ("POST", "/api/prompts/support-bot/render", {"variables": {}}),
+            ("DELETE", "/api/prompts/support-bot", None),
         ]:
             answer = await other.request(method, url, json=body)
             assert answer.status_code == 404, (method, url, answer.text)
@@ -339,3 +340,17 @@ async def test_concurrent_moves_of_one_label_each_record_where_it_was(
             assert after["from_version"] == before["to_version"]
         final = (await api.get("/api/prompts/support-bot/labels/staging")).json()["version"]
         assert final == chain[-1]["to_version"]
+
+
+async def test_a_deleted_prompt_is_gone_with_its_versions_and_its_name_free(
+    live_server: LiveServer,
+) -> None:
+    async with client_for(live_server) as api:
+        await api.post("/api/prompts", json=FIRST)
+        await api.post("/api/prompts/support-bot/versions", json={"content": "v2"})
+        assert (await api.delete("/api/prompts/support-bot")).status_code == 204
+        assert (await api.get("/api/prompts/support-bot")).status_code == 404
+        assert (await api.get("/api/prompts/support-bot/versions/2")).status_code == 404
+        assert (await api.get("/api/prompts")).json()["prompts"] == []
+        again = (await api.post("/api/prompts", json=FIRST)).json()
+        assert [v["version"] for v in again["versions"]] == [1]

@@ -186,6 +186,13 @@ async def move_label(
         return await _move(conn, prompt_id, label, version, user)
 
 
+async def delete_prompt(engine: Engine, prompt_id: str) -> None:
+    """The prompt with its versions, labels and their history (an agent naming it then
+    fails to start its replies, saying so)."""
+    async with engine.begin() as conn:
+        await conn.execute(prompts.delete().where(prompts.c.id == prompt_id))
+
+
 async def get_prompt(engine: Engine, prompt_id: str) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(prompts).where(prompts.c.id == prompt_id))).first()

@@ -217,6 +217,10 @@ class Prompts:
         moved = await db.move_label(self.engine, prompt["id"], label, version, caller.user_id)
         return moved or {"label": label, "from_version": version, "to_version": version}
 
+    async def delete(self, caller: Caller, name: str, account_id: str | None) -> None:
+        prompt = await self.find(caller, name, account_id)
+        await db.delete_prompt(self.engine, prompt["id"])
+
     async def history(self, caller: Caller, name: str, account_id: str | None) -> dict[str, Any]:
         prompt = await self.find(caller, name, account_id)
         return {"moves": await db.history(self.engine, prompt["id"])}

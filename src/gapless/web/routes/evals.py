@@ -98,6 +98,15 @@ async def get_prompt(
     return await Prompts(runtime.engine).detail(caller, name, account_id)
 
 
+@router.delete("/api/prompts/{name}", status_code=204)
+async def delete_prompt(
+    name: str, runtime: RuntimeDep, caller: CallerDep, account_id: AccountQuery = None
+) -> Response:
+    """The prompt and all its versions, labels and label history."""
+    await Prompts(runtime.engine).delete(caller, name, account_id)
+    return Response(status_code=204)
+
+
 @router.post("/api/prompts/{name}/versions", status_code=201)
 async def add_version(
     name: str,

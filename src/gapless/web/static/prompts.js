@@ -192,6 +192,16 @@ export class PromptsView {
     );
   }
 
+  async remove(base, query, name) {
+    if (!window.confirm(`Delete the prompt ${name} with all its versions? Agents that use it will fail to start.`)) return;
+    try {
+      await api.delete(base + query);
+      this.shell.navigate("/prompts");
+    } catch (failure) {
+      this.shell.toast(`Not deleted: ${failure.message}`);
+    }
+  }
+
   async create(form) {
     const error = form.querySelector(".form-error");
     error.hidden = true;
@@ -294,7 +304,8 @@ export class PromptsView {
     this.root.replaceChildren(
       h("div", { class: "observe-head" },
         h("a", { href: "/prompts", "data-link": true, class: "back-link" }, "← Prompts"),
-        h("div", { class: "chips", "aria-label": "Labels" }, labelChips(prompt.labels, (v) => this.showPrompt(name, v)))),
+        h("div", { class: "chips", "aria-label": "Labels" }, labelChips(prompt.labels, (v) => this.showPrompt(name, v))),
+        h("button", { type: "button", class: "button small danger", onclick: () => this.remove(base, query, prompt.name) }, "Delete prompt")),
       h("div", { class: "prompt-grid" },
         h("section", { "aria-label": "Versions" }, h("h2", {}, "Versions"),
           h("div", { class: "table-wrap" }, h("table", { class: "data versions" },
