@@ -69,6 +69,12 @@ def test_a_prompt_is_created_versioned_relabelled_and_diffed_on_its_page(
         2,
     )
 
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete prompt").click()
+    expect(page.locator("#page-title")).to_have_text("Prompts")
+    expect(page.get_by_role("link", name=name)).to_have_count(0)
+    assert name not in [p["name"] for p in api.call("GET", "/api/prompts")["prompts"]]
+
 
 def test_the_playground_renders_a_version_and_streams_its_reply_as_a_traced_chat(
     page: Page, server: LiveServer, api: Api
