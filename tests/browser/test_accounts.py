@@ -81,7 +81,8 @@ def test_an_owner_invites_a_member_who_chooses_a_password_and_manages_credential
     row = page.locator("tr", has_text="zoe@example.com").first
     row.locator("select.member-role").select_option("owner")
     expect(page.locator("#toast")).to_contain_text("Role changed")
-    page.locator("tr", has_text="zoe@example.com").first.get_by_role("button", name="Remove").click()
+    zoe_row = page.locator("tr", has_text="zoe@example.com").first
+    zoe_row.get_by_role("button", name="Remove").click()
     expect(page.locator(".account-card[data-account]").first).not_to_contain_text("zoe@example.com")
     guest.close()
 
@@ -108,3 +109,17 @@ def test_signing_out_everywhere_brings_back_the_sign_in_page(
     page.goto("/settings")  # and the session is gone on the server too
     expect(page.locator("#login-view")).to_be_visible()
     context.close()
+
+
+PAGES = ["/", "/generations", "/agents", "/dashboard", "/prompts", "/traces", "/settings", "/admin"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_runs_under_the_content_security_policy(
+    page: Page, violations: list[str], path: str
+) -> None:
+    response = page.goto(path)
+    assert response is not None
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    expect(page.locator("#account-email")).to_be_visible()
+    page.wait_for_load_state("networkidle")

@@ -174,10 +174,11 @@ class Follower:
                 batch = await anext(batches)
             except StopAsyncIteration:
                 break
-            except Exception:
+            except Exception as exc:
                 # Loss is always signalled: the client refetches and subscribes anew.
-                # (A failed send, below, is the client gone: nobody to tell.)
-                logger.exception("following chat %s failed", self.chat_id)
+                # (A failed send, below, is the client gone: nobody to tell.) One line,
+                # no traceback: its frames' values may hold what users wrote.
+                logger.error("following chat %s failed: %s", self.chat_id, type(exc).__name__)
                 await send({"type": "websocket.send", "text": frame(start, FAILED)})
                 break
             for event in batch:
