@@ -3,9 +3,10 @@
 `CountingLog` wraps the process's `EventLog`. An append adds one to two
 integers and writes its time and cursor into the stream's preallocated ring;
 a subscription is wrapped once, and each *batch* it hands over (never each
-event) adds to the counters and measures the subscriber's lag: how many of
-this process's appends to the stream, and how long, since the batch's last
-event was appended (found in the ring; beyond it, at least the ring's size).
+event) adds to the counters; one batch in sixteen also measures the subscriber's
+lag: how many of this process's appends to the stream, and how long, since the
+batch's last event was appended (found in the ring). A resumed subscription's
+batches are all looked up until its replay is counted.
 What is counted: live subscribers by transport (`label`), events appended and
 delivered, replays (a subscription that resumed from a cursor and was handed
 events appended before it opened) and the events they carried, resets by
@@ -23,13 +24,16 @@ import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Mapping
+from time import monotonic
 from typing import Any
 
 from gapless.events import Event
 from gapless.log.base import EventLog, Subscription
 
 RING = 64  # appends remembered per stream (times and cursors) to measure lag
+MASK = RING - 1
 SAMPLES = 2048  # recent lag samples kept for the percentiles
+SAMPLE_EVERY = 15  # a mask: the lag of one batch in 16 is measured (the search costs)
 STREAMS = 10_000  # streams with figures of their own; the idlest are forgotten beyond
 
 
@@ -135,12 +139,13 @@ class CountingLog:
 
     async def append(self, stream: str, event: Event, fence: str | None = None) -> Event:
         stored = await self.inner.append(stream, event, fence)
-        figures = self.tally.stream(stream)
-        slot = figures.appended % RING
-        figures.times[slot] = time.monotonic()
+        tally = self.tally
+        figures = tally.streams.get(stream) or tally.stream(stream)
+        slot = figures.appended & MASK
+        figures.times[slot] = monotonic()
         figures.cursors[slot] = stored.cursor
         figures.appended += 1
-        self.tally.appended += 1
+        tally.appended += 1
         return stored
 
     async def subscribe(self, stream: str, cursor: str | None) -> Subscription:
@@ -171,6 +176,8 @@ class Counted:
         self.transport = "internal"
         self.opened_at = stream.appended  # appends before this: a resume's replay
         self.resumed, self.replayed, self.closed = resumed, False, False
+        self.batches = 0
+        self.catching_up = resumed  # until its batches reach what was there when it opened
         tally.subscribers["internal"] = tally.subscribers.get("internal", 0) + 1
         stream.subscribers += 1
         if resumed:
@@ -189,17 +196,23 @@ class Counted:
             if reason == "behind":
                 tally.slow_ended += 1
             return batch
+        self.batches += 1
+        if self.batches & SAMPLE_EVERY and not self.catching_up:
+            return batch  # lag measured on one batch in SAMPLE_EVERY + 1 (and while replaying)
         index = self._index(last.cursor)
         if index is not None:
             behind = figures.appended - 1 - index
             ms = (time.monotonic() - figures.times[index % RING]) * 1000
             tally.sample(behind, ms)
-            if self.resumed and index < self.opened_at:
+            if self.catching_up and index < self.opened_at:
                 self._replay(len(batch))
-            elif self.resumed and index - len(batch) + 1 < self.opened_at:
+            elif self.catching_up and index - len(batch) + 1 < self.opened_at:
                 self._replay(self.opened_at - (index - len(batch) + 1))
-        elif self.resumed and figures.appended - self.opened_at < RING:
+            self.catching_up = self.catching_up and index < self.opened_at - 1
+        elif self.catching_up and figures.appended - self.opened_at < RING:
             self._replay(len(batch))  # older than the ring: appended before it opened
+        else:
+            self.catching_up = False
         return batch
 
     def _index(self, cursor: str) -> int | None:
