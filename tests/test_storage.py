@@ -73,9 +73,9 @@ async def test_writes_to_a_reply_need_its_lease_and_stop_once_it_ended(engine: E
     rid = reply["id"]
     assert await db.start_reply(engine, rid, "e.1-0", "lease-a")
     assert not await db.start_reply(engine, rid, "e.1-0", "lease-b")  # delivered twice: no
-    stolen = db.Flush(rid, "lease-b", "x", "", 1, "e.2-0")
+    stolen = db.Flush(rid, "lease-b", "x", "", None, 1, "e.2-0")
     assert await db.write_replies(engine, [stolen], []) == set()
-    owned = db.Flush(rid, "lease-a", "ab", "t", 2, "e.3-0")
+    owned = db.Flush(rid, "lease-a", "ab", "t", None, 2, "e.3-0")
     assert await db.write_replies(engine, [owned], []) == {rid}
     state = await db.chat_state(engine, chat_id)
     assert state is not None and state.positions == ["e.3-0"]
@@ -98,7 +98,7 @@ async def test_writes_to_a_reply_need_its_lease_and_stop_once_it_ended(engine: E
         "reasoning_tokens": 0,
     }
     assert await db.finish_reply(engine, rid, None, "cancelled") is None  # already ended
-    late = db.Flush(rid, "lease-a", "zzz", "", 9, "e.9-0")
+    late = db.Flush(rid, "lease-a", "zzz", "", None, 9, "e.9-0")
     assert await db.write_replies(engine, [late], [(rid, "lease-a")]) == set()
     message, position = await db.get_message(engine, rid)
     assert (message["content"], message["status"], position) == ("abc", "complete", None)
@@ -112,8 +112,8 @@ async def test_one_batched_write_stores_each_owned_reply_and_only_those(engine: 
         assert await db.start_reply(engine, reply["id"], "e.1-0", f"lease-{i}")
         replies.append(reply["id"])
     flushes = [
-        db.Flush(replies[0], "lease-0", "zero", "", 1, "e.5-0"),
-        db.Flush(replies[1], "stolen", "one", "", 1, "e.6-0"),  # not its lease: refused
+        db.Flush(replies[0], "lease-0", "zero", "", None, 1, "e.5-0"),
+        db.Flush(replies[1], "stolen", "one", "", None, 1, "e.6-0"),  # not its lease: refused
     ]
     owned = await db.write_replies(engine, flushes, [(replies[2], "lease-2")])
     assert owned == {replies[0], replies[2]}
