@@ -191,6 +191,7 @@ class Fleet:
                 # the load generator is one user posting hundreds of messages at once
                 "GAPLESS_RATE_LIMIT": "1000000",
                 "GAPLESS_RATE_BURST": "1000000",
+                "GAPLESS_MAX_STREAMS": "1000000",  # and follows thousands of streams
             }
             if self.profile is not None:
                 env["GAPLESS_BENCH_PROFILE"] = str(self.profile)

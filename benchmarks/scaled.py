@@ -95,6 +95,7 @@ def start_scaled(fleet: Fleet, debounce: float | None, queue: str, concurrency: 
         "GAPLESS_PROVIDERS": '["demo","bench"]',
         "GAPLESS_DEBOUNCE": str(fleet.debounce if debounce is None else debounce),
         "GAPLESS_RATE_LIMIT": "1000000",  # one user posting hundreds of messages at once
+        "GAPLESS_MAX_STREAMS": "1000000",  # and follows thousands of streams
         "GAPLESS_RATE_BURST": "1000000",
     }
     if fleet.profile is not None:  # every API process and the worker register a profiler
