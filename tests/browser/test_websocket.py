@@ -39,7 +39,7 @@ def test_a_signed_in_page_follows_a_chat_over_the_websocket(
     server.script("Hello ", "over ", "the socket.")
     # started, not awaited: it runs until the reply completes
     page.evaluate(f"chatId => {{ window.__following = ({FOLLOW})(chatId); }}", chat["id"])
-    page.wait_for_function("window.__subscribed === true")
+    page.wait_for_function("() => window.__subscribed === true")  # a function: no eval (CSP)
     reply = api.send(chat["id"], "hi")["assistant_message"]
     result: dict[str, Any] = page.evaluate("() => window.__following")
     frames = result["frames"]
