@@ -242,7 +242,11 @@ async def test_a_queue_backfills_and_takes_a_trace_by_hand(live_server: LiveServ
         ).json()
         assert back["counts"]["pending"] == 1
         by_hand = await api.post(f"/api/queues/{fresh['id']}/items", json={"trace_id": old})
-        assert by_hand.status_code == 201 and by_hand.json()["counts"]["pending"] == 1
+        assert by_hand.status_code == 201
+        assert by_hand.json()["trace_id"] == old and by_hand.json()["reason"] == "added by hand"
+        twice = await api.post(f"/api/queues/{fresh['id']}/items", json={"trace_id": old})
+        assert twice.json()["id"] == by_hand.json()["id"]
+        assert (await api.get(f"/api/queues/{fresh['id']}")).json()["counts"]["pending"] == 1
         refused = await api.post(
             "/api/queues", json={"name": "x", "rules": [{"kind": "cost_above"}]}
         )

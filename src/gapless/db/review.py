@@ -227,6 +227,18 @@ async def get_item(engine: Engine, item_id: str) -> dict[str, Any] | None:
     return item_json(row) if row else None
 
 
+async def item_of(engine: Engine, queue_id: str, trace_id: str) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(review_items).where(
+                    review_items.c.queue_id == queue_id, review_items.c.trace_id == trace_id
+                )
+            )
+        ).first()
+    return item_json(row) if row else None
+
+
 def _free(user: str, stamp: datetime) -> Any:
     return sa.or_(
         review_items.c.claimed_by.is_(None),

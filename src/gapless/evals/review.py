@@ -113,13 +113,16 @@ class Review:
         return {"added": added, "counts": (await db.counts(self.engine, [queue_id]))[queue_id]}
 
     async def add(self, caller: Caller, queue_id: str, trace_id: str) -> dict[str, Any]:
-        """Put one trace in the queue by hand (from its page)."""
+        """Put one trace in the queue by hand (from its page); the item (the one it had
+        already, when the queue held the trace)."""
         queue = await self.queue(caller, queue_id)
         trace = await db_traces.get_trace(self.engine, trace_id)
         if trace is None or trace["account_id"] != queue["account_id"]:
             raise NotFoundError("trace not found")
         await db.add_items(self.engine, queue_id, {trace_id: "added by hand"})
-        return await self.detail(caller, queue_id)
+        item = await db.item_of(self.engine, queue_id, trace_id)
+        assert item is not None
+        return item
 
     async def items(
         self, caller: Caller, queue_id: str, status: str | None, limit: int

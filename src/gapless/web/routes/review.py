@@ -117,7 +117,7 @@ async def list_items(
 async def add_item(
     queue_id: str, body: NewItem, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
-    """Put a trace in the queue by hand."""
+    """Put a trace in the queue by hand; answers its item (the same one if it was there)."""
     return await Review(runtime.engine).add(caller, queue_id, body.trace_id)
 
 
