@@ -21,11 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from saq import Job as SaqJob
 from saq.job import Status
 
 from gapless.config import McpServer
 from gapless.db import agents as db_agents
+from gapless.db.tables import generations
 from gapless.jobs.saq import SaqRunner, queue_from_url
 from tests.scale.agent_wire import AgentWire, endpoint
 from tests.scale.cluster import Cluster, Process, until
@@ -124,7 +126,7 @@ async def worker_runs(cluster: Cluster, reply_id: str) -> bool:
 
 
 async def make_agent(http: httpx.AsyncClient, tool: str, **fields: Any) -> dict[str, Any]:
-    """An agent whose model calls `tool` (an MCP tool `mcp.<name>`)."""
+    """An agent whose model calls `tool` (an MCP tool `mcp.<name>`), unless told its model."""
     model = f"wire:{tool.replace('.', '__')}"
     body = {"name": "scaled", "model": model, "tools": [tool], **fields}
     response = await http.post("/api/agents", json=body)
@@ -339,3 +341,67 @@ async def test_a_stop_sent_to_the_other_api_process_while_an_approved_tool_runs_
         (row,) = await db_agents.calls_of(cluster.engine, reply_id)
         assert row["status"] == "cancelled", row
         assert rig.calls() == 1
+
+
+async def test_a_reply_awaiting_approval_outlives_its_worker_and_a_new_one_runs_the_call_once(
+    any_queue_cluster: Cluster,
+) -> None:
+    cluster = any_queue_cluster
+    async with rigged(cluster) as rig:
+        a, b, victim = await scaled(cluster)
+        async with cluster.client(a) as http_a, cluster.client(b) as http_b:
+            agent = await make_agent(http_a, "mcp.bump")
+            chat_id = await start_chat(http_a, agent_id=agent["id"])
+            watchers = rig.watchers(a, b, chat_id)
+            await watchers.load()
+            reply_id = await send(http_a, chat_id)
+            watchers.follow(reply_id)
+            (call,) = tools_of(await paused(cluster, watchers, reply_id))
+            victim.kill()  # no run holds a paused reply: nothing of it dies with the worker
+            await cluster.worker()  # seconds: past the lease, the reapers have looked
+            assert (await cluster.message(reply_id))["status"] == "requires_action"
+            response = await decide(http_b, reply_id, call["id"])
+            assert response.status_code == 200, response.text
+            await watchers.done()
+        stored = await cluster.message(reply_id)
+        assert stored["status"] == "complete" and stored["error"] is None, cluster.logs()
+        assert [p["status"] for p in tools_of(stored)] == ["complete"]
+        assert rig.files.bumps() == 1
+        check_parts(watchers.tabs, reply_id, stored)
+
+
+async def test_two_calls_of_one_step_approved_at_once_on_two_api_processes_go_on_once(
+    any_queue_cluster: Cluster,
+) -> None:
+    """Each decision takes the reply's row lock: exactly one of them sees the step decided
+    and submits the run that goes on."""
+    cluster = any_queue_cluster
+    async with rigged(cluster) as rig:
+        a, b, _ = await scaled(cluster)
+        async with cluster.client(a) as http_a, cluster.client(b) as http_b:
+            agent = await make_agent(http_a, "mcp.bump", model="wire:bump-twice")
+            chat_id = await start_chat(http_a, agent_id=agent["id"])
+            watchers = rig.watchers(a, b, chat_id)
+            await watchers.load()
+            reply_id = await send(http_a, chat_id)
+            watchers.follow(reply_id)
+            waiting = tools_of(await paused(cluster, watchers, reply_id))
+            assert [p["status"] for p in waiting] == ["awaiting_approval"] * 2
+            first, second = await asyncio.gather(
+                decide(http_a, reply_id, waiting[0]["id"]),
+                decide(http_b, reply_id, waiting[1]["id"]),
+            )
+            assert (first.status_code, second.status_code) == (200, 200), (first, second)
+            await watchers.done()
+        stored = await cluster.message(reply_id)
+        assert stored["status"] == "complete" and stored["error"] is None, cluster.logs()
+        assert [p["status"] for p in tools_of(stored)] == ["complete", "complete"]
+        assert rig.files.bumps() == 2  # each call once
+        outputs = [p["output"] for p in tools_of(stored)]
+        assert stored["content"] == f"Calling it.The tool said {' and '.join(outputs)}."
+        check_parts(watchers.tabs, reply_id, stored)
+        async with cluster.engine.connect() as conn:
+            steps = await conn.scalars(
+                sa.select(generations.c.step).where(generations.c.message_id == reply_id)
+            )
+            assert sorted(steps) == [1, 2]  # one model call per step: the run went on once
