@@ -15,6 +15,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from tests.scale.cluster import Cluster, claimed_redis
 from tests.support.server import LiveServer
@@ -196,7 +197,7 @@ async def test_revoking_a_token_ends_its_streams_and_deleting_a_user_ends_theirs
 async def test_streams_and_subscriptions_are_capped_per_user(
     make_live_server: Callable[..., LiveServer],
 ) -> None:
-    server = make_live_server(settings={"max_streams": 2})
+    server = make_live_server(settings={"max_streams": 3})  # a stream, a socket, a subscription
     async with bearer(server.url, server.token) as http:
         chat_id = await start_chat(http)
         async with aconnect_sse(http, "GET", f"/api/chats/{chat_id}/events") as first:
@@ -212,6 +213,10 @@ async def test_streams_and_subscriptions_are_capped_per_user(
                 await ws.send(json.dumps({"op": "subscribe", "chat_id": other}))
                 frame = json.loads(await ws.recv())
                 assert frame["op"] == "error" and frame["error"]["code"] == "too_many_streams"
+                with pytest.raises(InvalidStatus) as refused_socket:
+                    async with websocket(server.url, Authorization=f"Bearer {server.token}"):
+                        pass
+                assert refused_socket.value.response.status_code == 429
                 await ws.send(json.dumps({"op": "unsubscribe", "chat_id": chat_id}))
                 await ws.send(json.dumps({"op": "subscribe", "chat_id": other}))  # room again
                 assert json.loads(await ws.recv())["op"] == "subscribed"

@@ -1,8 +1,8 @@
 """This process's open streams, by user: the per-user cap, and ending them when access ends.
 
-Every SSE stream and WebSocket subscription is registered here (`Live.hold`),
-wrapped in a `Held` subscription that counts against its user's cap
-(`max_streams`, 429 `too_many_streams` beyond) and can be ended from outside.
+Every SSE stream, WebSocket and WebSocket subscription is registered here and
+counts against its user's cap (`max_streams`, 429 `too_many_streams` beyond);
+a stream or subscription is wrapped in a `Held` one, which can be ended from outside.
 Each API process follows the log's `accounts.ACCESS` stream (`Live.run`):
 when a session or token is revoked, a member removed or a user deleted, in any
 process, the matching streams here end at once with `reset {reason: access}`,
@@ -93,21 +93,22 @@ class Live:
         self.task: asyncio.Task[None] | None = None
 
     def hold(self, subscription: Subscription, caller: Caller, account_id: str) -> Held:
-        """Register an established subscription (closing it when over the caller's cap)."""
-        count = self.counts.get(caller.user_id, 0)
-        if count >= self.max_streams:
-            raise RateLimitedError(
-                f"at most {self.max_streams} open streams and subscriptions per user",
-                code="too_many_streams",
-                retry_after=15,
-            )
+        """Register an established subscription (the caller closes it when this refuses)."""
         held = Held(self, subscription, caller, account_id)
-        self.counts[caller.user_id] = count + 1
-        self.by_user.setdefault(caller.user_id, set()).add(held)
+        self.watch(caller.user_id, held)
         return held
 
     def watch(self, user_id: str, holder: Holder) -> None:
-        """Tell `holder` (a WebSocket) of revocations of its user, uncounted."""
+        """Count `holder` (a stream, a subscription, a WebSocket) against its user's cap, and
+        tell it of revocations; `RateLimitedError` (429 `too_many_streams`) over the cap."""
+        count = self.counts.get(user_id, 0)
+        if count >= self.max_streams:
+            raise RateLimitedError(
+                f"at most {self.max_streams} open streams, sockets and subscriptions per user",
+                code="too_many_streams",
+                retry_after=15,
+            )
+        self.counts[user_id] = count + 1
         self.by_user.setdefault(user_id, set()).add(holder)
 
     def release(self, user_id: str, holder: Holder) -> None:
@@ -115,10 +116,9 @@ class Live:
         if held is None or holder not in held:
             return
         held.discard(holder)
-        if isinstance(holder, Held):
-            self.counts[user_id] -= 1
-            if not self.counts[user_id]:
-                del self.counts[user_id]
+        self.counts[user_id] -= 1
+        if not self.counts[user_id]:
+            del self.counts[user_id]
         if not held:
             del self.by_user[user_id]
 

@@ -195,6 +195,20 @@ class Follower:
         await self.subscription.close()
 
 
+async def refuse(scope: Scope, send: Send, exc: GaplessError, status: int, code: int) -> None:
+    """Refuse the handshake with an HTTP status and the `{error}` body where the server can
+    (uvicorn's denial response), else close with `code`."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": code})
+        return
+    body = encode({"error": {"code": exc.code, "message": exc.message}}).encode()
+    headers = [(b"content-type", b"application/json")]
+    if status == 429:
+        headers.append((b"retry-after", b"15"))
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
 async def endpoint(
     runtime: Runtime, live: Live, scope: Scope, receive: Receive, send: Send
 ) -> None:
@@ -206,21 +220,19 @@ async def endpoint(
     try:
         caller = await identify(connection, Accounts(runtime.engine))
     except GaplessError as exc:
-        if "websocket.http.response" in scope.get("extensions", {}):  # 401, as HTTP says it
-            body = encode({"error": {"code": exc.code, "message": exc.message}}).encode()
-            headers = [(b"content-type", b"application/json")]
-            await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
-            await send({"type": "websocket.http.response.body", "body": body})
-        else:
-            await send({"type": "websocket.close", "code": 4401})
+        await refuse(scope, send, exc, 401, 4401)
         return
     if caller.session and not same_origin(connection, runtime.settings.public_url):
         await send({"type": "websocket.close", "code": 4403})  # another site's page
         return
     del connection
-    await send({"type": "websocket.accept"})
     socket = Socket(send, runtime, caller, live)
-    live.watch(caller.user_id, socket)
+    try:
+        live.watch(caller.user_id, socket)
+    except GaplessError as exc:
+        await refuse(scope, send, exc, 429, 4429)
+        return
+    await send({"type": "websocket.accept"})
     try:
         while True:
             message = await receive()
