@@ -225,3 +225,24 @@ async def test_retention_deletes_old_traces_and_their_content_but_keeps_the_roll
     assert kept["count"] == 1
     chat = await db_usage.chat_totals(engine, "cht_1")
     assert chat is not None and chat["traces"] == 2
+
+
+async def test_a_batch_of_many_runs_is_written_in_parts_and_loses_none(engine: Engine) -> None:
+    recorder = DbRecorder(engine)
+    for n in range(47):  # over two parts of CHUNK traces
+        r = run(f"msg_many{n}")
+        recorder.run_started(r)
+        g = generation(f"obs_many{n}", r.trace_id, 1, 0)
+        recorder.started(g)
+        recorder.ended(ended(g, 10, usage={"input_tokens": 1, "output_tokens": 2}))
+        recorder.run_ended(r.trace_id, "complete", None, at(12))
+    await recorder.flush()
+    assert recorder.written == 3
+    hour = int(T0.timestamp() // 3600)
+    [row] = await db_usage.hourly(
+        engine, None, dim="all", since_hour=hour, until_hour=hour + 1, bucket_hours=1
+    )
+    assert (row["count"], row["output_tokens"]) == (47, 94)
+    for n in (0, 20, 46):
+        trace = await db_traces.get_trace(engine, trace_id_of(f"msg_many{n}"))
+        assert trace is not None and trace["status"] == "complete" and trace["output_tokens"] == 2

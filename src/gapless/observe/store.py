@@ -30,6 +30,7 @@ from gapless.observe import rows
 from gapless.observe.recorder import Observation, Recorder, Run
 
 logger = logging.getLogger("gapless.observe")
+CHUNK = 20  # traces per transaction: a batch of hundreds holds SQLite's loop for less each
 PAUSED = "requires_action"  # a run waiting for approval: its open observations stay open
 CHAT_KEYS = ("chat_id",)
 
@@ -126,10 +127,11 @@ class DbRecorder:
         """Write what was told so far (the writer does this every `every` seconds)."""
         async with self._lock:
             ops, self._ops = self._ops, []
-            if ops:
-                touched = await self._write(self._batch(ops))
+            for part in _parts(ops, CHUNK):
+                touched = await self._write(self._batch(part))
                 self.written += 1
                 await self._announce(touched)
+                await asyncio.sleep(0)  # SQLite writes on the loop: let the streams run between
 
     async def close(self) -> None:
         telemetry = getattr(self.forward, "t", None)
@@ -212,9 +214,12 @@ class DbRecorder:
         saved: dict[str, dict[str, Any]],
         who: dict[str, dict[str, Any]],
     ) -> set[str]:
+        """Roll-ups of what ended; the traces touched (to announce). A trace's totals are
+        recomputed only when one of its observations or the run itself ended."""
         usage: dict[tuple[Any, ...], dict[str, Any]] = {}
         chats: dict[tuple[Any, ...], dict[str, Any]] = {}
         texts: dict[str, tuple[str | None, str | None]] = {}
+        ended = set(batch.ended)
         for obs_id, row in saved.items():
             obs = batch.observations[obs_id]
             place = who[obs.trace_id]
@@ -223,8 +228,9 @@ class DbRecorder:
                 question = question or rows.question(obs)
                 if obs.ended_at is not None:
                     answer = rows.answer(obs) or answer
-            texts[obs.trace_id] = (question, answer)
-            if obs_id not in batch.ended or obs.kind == "span":
+            if obs_id in ended or question is not None:
+                texts[obs.trace_id] = (question, answer)
+            if obs_id not in ended or obs.kind == "span":
                 continue
             if obs.kind == "generation":
                 rows.add_into(
@@ -240,7 +246,7 @@ class DbRecorder:
         await db_usage.add_usage(conn, list(usage.values()))
         await db_usage.add_chat_usage(conn, list(chats.values()))
         await db.roll_up(conn, {t: v for t, v in texts.items() if t in who})
-        return set(texts)
+        return {o.trace_id for o in batch.observations.values()} | set(batch.run_ends)
 
     def _ends(self, batch: _Batch, who: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         ends = []
@@ -266,6 +272,20 @@ class DbRecorder:
             event = events.make("trace.updated", {"id": trace_id, "chat_id": place.get("chat_id")})
             with contextlib.suppress(Exception):  # a live view misses one update, no more
                 await self.log.append(account_stream(place["account_id"]), event)
+
+
+def _parts(ops: list[tuple[Any, ...]], traces: int) -> list[list[tuple[Any, ...]]]:
+    """The ops in groups of at most `traces` traces, each trace's ops in order (a trace's
+    writes never depend on another's, so each group is a transaction of its own)."""
+    groups: dict[str, list[tuple[Any, ...]]] = {}
+    for op in ops:
+        key = op[1].trace_id if op[0] != "run_end" else op[1]
+        groups.setdefault(key, []).append(op)
+    ordered = list(groups.values())
+    return [
+        [op for group in ordered[i : i + traces] for op in group]
+        for i in range(0, len(ordered), traces)
+    ]
 
 
 def _quietly(call: Any, *args: Any) -> None:
