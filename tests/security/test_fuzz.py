@@ -70,22 +70,26 @@ def fuzz(world: World, who: str, check: Any, **fixed: Any) -> None:
     assert not failures, "\n\n".join(failures)
 
 
+def excluded(case: Any) -> list[Any]:
+    found = [
+        # A value the schema allows may still be refused by a rule it cannot state (the
+        # current password, a weak new one, an unknown model): 422, documented.
+        positive_data_acceptance,
+        # A repeated query parameter is read as its last value (FastAPI), not refused.
+        negative_data_rejection,
+    ]
+    if f"{case.method} {case.path}" in UNDECLARED_MEDIA:
+        found.append(content_type_conformance)
+    return found
+
+
 @pytest.mark.parametrize("who", ["owner", "admin"])
 def test_generated_requests_meet_no_server_error_and_no_answer_outside_the_document(
     world: World, who: str
 ) -> None:
     def check(case: Any, headers: dict[str, str]) -> None:
-        excluded = [
-            # A value the schema allows may still be refused by a rule it cannot state (the
-            # current password, a weak new one, an unknown model): 422, documented.
-            positive_data_acceptance,
-            # A repeated query parameter is read as its last value (FastAPI), not refused.
-            negative_data_rejection,
-        ]
-        if f"{case.method} {case.path}" in UNDECLARED_MEDIA:
-            excluded.append(content_type_conformance)
         case.call_and_validate(
-            base_url=world.server.url, headers=headers, timeout=30, excluded_checks=excluded
+            base_url=world.server.url, headers=headers, timeout=30, excluded_checks=excluded(case)
         )
 
     fuzz(world, who, check)
@@ -109,3 +113,34 @@ def test_another_accounts_token_on_account_a_ids_never_gets_2xx(world: World) ->
         assert not 200 <= response.status_code < 300, (case.method, case.formatted_path)
 
     fuzz(world, "foreign", check, path_parameters=found)
+
+
+def test_sequences_that_follow_the_documents_links_meet_no_server_error(world: World) -> None:
+    """Stateful: create, then read, change and delete what was created, as the links say."""
+    schema = (
+        schemathesis.openapi.from_dict(world.spec)
+        .exclude(path_regex=r"/events$")  # streams never end
+        .exclude(path="/api/me/tokens/{token_id}", method="DELETE")  # the run's own token
+    )
+    headers = {"Authorization": f"Bearer {world.tokens['owner']}"}
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": world.server.url, "headers": headers, "timeout": 30}
+
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
+            case.validate_response(
+                response, excluded_checks=excluded(case), transport_kwargs=kwargs or None
+            )
+
+    Workflow.run(
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
