@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from gapless import passwords
 from gapless.db import Engine
 from gapless.db import accounts as db_accounts
 from gapless.db import chats as db
@@ -186,9 +187,10 @@ async def test_generations_are_listed_newest_first_per_account(engine: Engine) -
 
 async def test_passwords_and_tokens_are_stored_hashed(engine: Engine) -> None:
     user_id = await db_accounts.create_user(engine, "Ann@Example.com", "Ann", "s3cret-pass")
-    caller = await db_accounts.caller_for_password(engine, "ann@example.com", "s3cret-pass")
-    assert caller is not None and caller.user_id == user_id
-    assert await db_accounts.caller_for_password(engine, "ann@example.com", "wrong") is None
+    found = await db_accounts.password_of(engine, "ann@example.com")
+    assert found is not None and found[0] == user_id and found[1] is not None
+    assert found[1].startswith("$argon2id$") and passwords.verify("s3cret-pass", found[1])
+    assert not passwords.verify("wrong", found[1])
     token, _ = await db_accounts.issue_token(engine, user_id)
     assert (await db_accounts.caller_for_token(engine, token, "api")) is not None
     assert await db_accounts.caller_for_token(engine, token, "session") is None
