@@ -215,6 +215,11 @@ traces = sa.Table(
     sa.Index("ix_traces_account_started", "account_id", "started_at"),
     sa.Index("ix_traces_started", "started_at"),
     sa.Index("ix_traces_chat_started", "chat_id", "started_at"),
+    # A filtered list reads its filter's entries newest first (migration 0004_observe_indexes).
+    sa.Index("ix_traces_status_started", "status", "started_at"),
+    sa.Index("ix_traces_model_started", "model", "started_at"),
+    sa.Index("ix_traces_agent_started", "agent_id", "started_at"),
+    sa.Index("ix_traces_user_started", "user_id", "started_at"),
 )
 
 observations = sa.Table(

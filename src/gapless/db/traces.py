@@ -191,6 +191,14 @@ async def end_runs(conn: Connection, ends: Sequence[dict[str, Any]]) -> None:
         await conn.execute(_END, list(ends))
 
 
+async def optimize(engine: Engine) -> None:
+    """Keep the query planner's statistics fresh (SQLite's `PRAGMA optimize`; PostgreSQL's
+    autovacuum analyses by itself)."""
+    if dialect(engine) == "sqlite":
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("PRAGMA optimize"))
+
+
 async def delete_before(engine: Engine, cutoff: datetime, chunk: int = 2000) -> int:
     """Delete traces that started before `cutoff` with their observations, a chunk per
     transaction (SQLite's writer is shared: never hold it for long). Roll-ups stay."""
@@ -308,9 +316,8 @@ async def list_traces(
         )
     if after is not None:
         when, trace_id = after
-        query = query.where(
-            sa.or_(t.started_at < when, sa.and_(t.started_at == when, t.id < trace_id))
-        )
+        # The first condition bounds an index range (an OR alone would not).
+        query = query.where(t.started_at <= when, sa.or_(t.started_at < when, t.id < trace_id))
     async with engine.connect() as conn:
         return [trace_json(row) for row in await conn.execute(query)]
 

@@ -66,6 +66,7 @@ def otel_configured() -> bool:
 
 async def expire(engine: Engine, days: float) -> int:
     """Delete traces (and their content) older than `days`; the roll-ups stay. The count."""
+    await db_traces.optimize(engine)  # hourly, with retention: the planner's statistics
     if days <= 0:
         return 0
     return await db_traces.delete_before(engine, now() - timedelta(days=days))
