@@ -169,6 +169,35 @@ async def roll_up(conn: Connection, touched: dict[str, tuple[str | None, str | N
         )
 
 
+_TOTALS = (
+    traces.update()
+    .where(traces.c.id == sa.bindparam("b_id"))
+    .values(
+        **{c: sa.bindparam(c) for c in (*ROLLED, "cached_tokens", "cost", "ttft_ms")},
+        input=sa.func.coalesce(traces.c.input, sa.bindparam("b_input")),
+        output=sa.func.coalesce(sa.bindparam("b_output"), traces.c.output),
+    )
+)
+
+
+async def set_totals(conn: Connection, totals: Sequence[dict[str, Any]]) -> None:
+    """Totals a recorder counted itself (it saw the whole run): no recomputation."""
+    columns = (*ROLLED, "cached_tokens", "cost", "ttft_ms")
+    if totals:
+        await conn.execute(
+            _TOTALS,
+            [
+                {
+                    **{c: t[c] for c in columns},
+                    "b_id": t["b_id"],
+                    "b_input": _cut(t["b_input"]),
+                    "b_output": _cut(t["b_output"]),
+                }
+                for t in totals
+            ],
+        )
+
+
 def _cut(text: str | None) -> str | None:
     return None if text is None else text[:CONTENT_CHARS]
 

@@ -219,3 +219,37 @@ def add_into(
                 found[column] += row[column]
             if "last_at" in row and row["last_at"] is not None:
                 found["last_at"] = row["last_at"]
+
+
+def zero_totals() -> dict[str, Any]:
+    """A trace's totals before anything ended (`add_totals` adds each call that ends)."""
+    return {
+        "generations": 0,
+        "tools": 0,
+        "steps": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "reasoning_tokens": 0,
+        "cached_tokens": 0,
+        "cost": 0.0,
+        "ttft_ms": None,
+        "first": None,
+    }
+
+
+def add_totals(totals: dict[str, Any], row: dict[str, Any]) -> None:
+    """Count one ended observation's row into its trace's totals (what `db.traces.roll_up`
+    recomputes in SQL when another process saw part of the run)."""
+    if row["kind"] == "tool":
+        totals["tools"] += 1
+        return
+    if row["kind"] != "generation":
+        return
+    totals["generations"] += 1
+    totals["steps"] = max(totals["steps"], row["step"] or totals["generations"])
+    for name in ("input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens"):
+        totals[name] += row[name] or 0
+    totals["cost"] += row["cost"] or 0.0
+    started = aware(row["started_at"])
+    if totals["first"] is None or started < totals["first"]:
+        totals["first"], totals["ttft_ms"] = started, row["ttft_ms"]

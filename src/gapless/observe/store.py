@@ -65,6 +65,8 @@ class DbRecorder:
         self._ops: list[tuple[Any, ...]] = []
         self._open: dict[str, Observation] = {}  # started here, not ended yet
         self._runs: dict[str, dict[str, Any]] = {}  # who and where of this process's runs
+        # Totals of runs whose every observation this process saw (else: recomputed in SQL).
+        self._totals: dict[str, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -127,11 +129,17 @@ class DbRecorder:
         """Write what was told so far (the writer does this every `every` seconds)."""
         async with self._lock:
             ops, self._ops = self._ops, []
+            usage: dict[tuple[Any, ...], dict[str, Any]] = {}
+            chats: dict[tuple[Any, ...], dict[str, Any]] = {}
             for part in _parts(ops, CHUNK):
-                touched = await self._write(self._batch(part))
+                touched = await self._write(self._batch(part), usage, chats)
                 self.written += 1
                 await self._announce(touched)
                 await asyncio.sleep(0)  # SQLite writes on the loop: let the streams run between
+            if usage or chats:  # summed over the whole batch: one upsert per roll-up row
+                async with self.engine.begin() as conn:
+                    await db_usage.add_usage(conn, list(usage.values()))
+                    await db_usage.add_chat_usage(conn, list(chats.values()))
 
     async def close(self) -> None:
         telemetry = getattr(self.forward, "t", None)
@@ -150,8 +158,9 @@ class DbRecorder:
             if op[0] == "run":
                 run: Run = op[1]
                 row = rows.run_row(run)
-                if not run.resumed:  # a resumed run's start is the stored one
+                if not run.resumed:  # a resumed run's start (and earlier steps) are stored
                     self._runs[run.trace_id] = row
+                    self._totals[run.trace_id] = rows.zero_totals()
                 batch.runs.append(row)
             elif op[0] == "start":
                 self._open[op[1].id] = op[1]
@@ -168,7 +177,12 @@ class DbRecorder:
                 batch.run_ends[trace_id] = (status, error, ended_at)
         return batch
 
-    async def _write(self, batch: _Batch) -> dict[str, dict[str, Any]]:
+    async def _write(
+        self,
+        batch: _Batch,
+        usage: dict[tuple[Any, ...], dict[str, Any]],
+        chats: dict[tuple[Any, ...], dict[str, Any]],
+    ) -> dict[str, dict[str, Any]]:
         name = db.dialect(self.engine)
         async with self.engine.begin() as conn:
             wanted = {o.trace_id for o in batch.observations.values()} | set(batch.run_ends)
@@ -185,9 +199,10 @@ class DbRecorder:
                 for o in found
             }
             await db.save_observations(conn, name, list(saved.values()))
-            touched = await self._roll_up(conn, batch, saved, who)
+            touched = await self._roll_up(conn, batch, saved, who, usage, chats)
             await db.end_runs(conn, self._ends(batch, who))
         for trace_id, (status, _, _) in batch.run_ends.items():
+            self._totals.pop(trace_id, None)  # a continuation elsewhere recomputes them
             if status != PAUSED:
                 self._runs.pop(trace_id, None)
         return {trace_id: who[trace_id] for trace_id in touched if trace_id in who}
@@ -213,11 +228,11 @@ class DbRecorder:
         batch: _Batch,
         saved: dict[str, dict[str, Any]],
         who: dict[str, dict[str, Any]],
+        usage: dict[tuple[Any, ...], dict[str, Any]],
+        chats: dict[tuple[Any, ...], dict[str, Any]],
     ) -> set[str]:
         """Roll-ups of what ended; the traces touched (to announce). A trace's totals are
         recomputed only when one of its observations or the run itself ended."""
-        usage: dict[tuple[Any, ...], dict[str, Any]] = {}
-        chats: dict[tuple[Any, ...], dict[str, Any]] = {}
         texts: dict[str, tuple[str | None, str | None]] = {}
         ended = set(batch.ended)
         for obs_id, row in saved.items():
@@ -232,6 +247,8 @@ class DbRecorder:
                 texts[obs.trace_id] = (question, answer)
             if obs_id not in ended or obs.kind == "span":
                 continue
+            if obs.trace_id in self._totals:
+                rows.add_totals(self._totals[obs.trace_id], row)
             if obs.kind == "generation":
                 rows.add_into(
                     usage, rows.usage_rows(row, place), db_usage.USAGE_KEYS, db_usage.USAGE_SUMS
@@ -243,9 +260,17 @@ class DbRecorder:
                 row["duration_ms"] = rows.ms_between(who[trace_id]["started_at"], ended_at) or 0
                 rows.add_into(chats, [row], CHAT_KEYS, db_usage.CHAT_SUMS)
             texts.setdefault(trace_id, (None, None))
-        await db_usage.add_usage(conn, list(usage.values()))
-        await db_usage.add_chat_usage(conn, list(chats.values()))
-        await db.roll_up(conn, {t: v for t, v in texts.items() if t in who})
+        known = {t: v for t, v in texts.items() if t in who and t in self._totals}
+        await db.set_totals(
+            conn,
+            [
+                {**self._totals[t], "b_id": t, "b_input": q, "b_output": a}
+                for t, (q, a) in known.items()
+            ],
+        )
+        await db.roll_up(
+            conn, {t: v for t, v in texts.items() if t in who and t not in self._totals}
+        )
         return {o.trace_id for o in batch.observations.values()} | set(batch.run_ends)
 
     def _ends(self, batch: _Batch, who: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
