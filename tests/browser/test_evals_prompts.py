@@ -58,6 +58,7 @@ def test_a_prompt_is_created_versioned_relabelled_and_diffed_on_its_page(
     expect(history.first).to_contain_text("production")
     expect(history.first).to_contain_text("v1")
     expect(history.first).to_contain_text("v2")
+    page.locator("#evals-view").evaluate("el => el.scrollTo(0, 0)")
     screenshot(page, "prompt-page")
 
     stored = api.call("GET", f"/api/prompts/{name}/labels/production")
