@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from gapless.db import agents as db_agents
 from gapless.db import chats as db
 from gapless.db import generations as records
 from gapless.db.rows import now
-from gapless.errors import FencedError, ProviderError
+from gapless.errors import FencedError, GaplessError, ProviderError
+from gapless.evals import prompts
 from gapless.generation import (
     Context,
     Unstored,
@@ -80,6 +82,13 @@ async def run(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
     if any(c["status"] == "awaiting_approval" and not c["decision"] for c in decided):
         return  # not every call is decided: the last decision submits the run
     agent = await db_agents.get_agent(ctx.engine, reply["agent_id"]) if reply["agent_id"] else None
+    try:  # the prompt version a reply starts with stays its own when the label moves
+        agent, used = await prompts.apply_prompt(
+            ctx.engine, chat["account_id"], agent, reply["prompt"]
+        )
+    except GaplessError as exc:  # the prompt is gone, or no longer renders
+        await end_unstarted(ctx, reply_id, "failed", {"code": exc.code, "message": exc.message})
+        return
     model_id = reply["model"] or chat["model"]
     provider_name, _ = split_model(model_id)
     step = max((c["step"] for c in decided), default=0)
@@ -89,8 +98,11 @@ async def run(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
             reply_id, chat["id"], chat["account_id"], provider_name, model_id, step=1
         )
     lease = secrets.token_hex(8)
-    if not await db.start_reply(ctx.engine, reply_id, await ctx.log.head(stream), lease, record):
+    head = await ctx.log.head(stream)
+    stored_prompt = json.dumps(used) if used else None
+    if not await db.start_reply(ctx.engine, reply_id, head, lease, record, stored_prompt):
         return  # stopped or taken by another run meanwhile
+    reply["prompt"] = used
     steps = Steps(ctx, chat, path[:-1], reply, agent, stream, lease, stop, step=step)
     await steps.go(record, decided, waited)
 
@@ -319,6 +331,7 @@ class Steps(ToolPhase):
             self.reply["model"] or self.chat["model"],
             now(),
             resumed,
+            self.reply["prompt"],
         )
 
 

@@ -26,6 +26,8 @@ class Agents:
     engine: Engine
     available: Callable[[], Awaitable[list[ToolInfo]]]  # the toolbox's tools
     check_model: Callable[[Any], str]
+    # refuses (422) a prompt reference that cannot resolve in an account
+    check_prompt: Callable[[str, Mapping[str, Any]], Awaitable[None]]
     max_steps: int = 25
     default_steps: int = 10
 
@@ -54,7 +56,10 @@ class Agents:
         }
         if not values.get("model"):
             raise InvalidError("an agent needs a model", code="bad_model")
-        return await db.create_agent(self.engine, account_id, await self._checked(values))
+        checked = await self._checked(values)
+        if checked.get("prompt"):
+            await self.check_prompt(account_id, checked["prompt"])
+        return await db.create_agent(self.engine, account_id, checked)
 
     async def update(
         self, caller: Caller, agent_id: str, fields: Mapping[str, Any]
@@ -62,6 +67,8 @@ class Agents:
         agent = await self.get(caller, agent_id)
         merged = {**agent, **fields}
         await self._checked(merged)
+        if fields.get("prompt"):
+            await self.check_prompt(agent["account_id"], fields["prompt"])
         changed = {k: merged[k] for k in fields if k in db.AGENT_FIELDS}
         if "tools" in changed or "approval" in changed:
             changed["approval"] = merged["approval"]

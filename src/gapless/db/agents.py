@@ -30,6 +30,7 @@ AGENT_FIELDS = (
     "tools",
     "approval",
     "step_limit",
+    "prompt",
 )
 
 
@@ -46,6 +47,7 @@ def agent_json(row: Any) -> dict[str, Any]:
         "tools": json.loads(row.tools),
         "approval": json.loads(row.approval),
         "step_limit": row.step_limit,
+        "prompt": json.loads(row.prompt) if row.prompt else None,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
@@ -53,8 +55,8 @@ def agent_json(row: Any) -> dict[str, Any]:
 
 def _stored(fields: Mapping[str, Any]) -> dict[str, Any]:
     values = {k: v for k, v in fields.items() if k in AGENT_FIELDS}
-    for key in ("tools", "approval"):
-        if key in values:
+    for key in ("tools", "approval", "prompt"):
+        if key in values and values[key] is not None:
             values[key] = json.dumps(values[key])
     return values
 

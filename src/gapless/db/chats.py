@@ -98,6 +98,7 @@ _START = (
     .values(
         lease=sa.bindparam("b_lease"),
         position=sa.bindparam("b_position"),
+        prompt=sa.bindparam("b_prompt"),
         updated_at=sa.bindparam("b_stamp"),
     )
 )
@@ -258,6 +259,7 @@ def _message_dict(values: dict[str, Any]) -> dict[str, Any]:
         reasoning_tokens=None,
         parts=None,
         agent_id=None,
+        prompt=None,
     )
     full.update(values)
     return message_json(SimpleNamespace(**full))
@@ -340,11 +342,18 @@ async def start_reply(
     position: str,
     lease: str,
     record: Mapping[str, Any] | None = None,
+    prompt: str | None = None,
 ) -> bool:
-    """Take the reply for one run, storing the log position it starts from (before any delta),
-    and insert its generation `record` in the same transaction when it was taken."""
+    """Take the reply for one run, storing the log position it starts from (before any delta)
+    and the prompt version its agent uses (JSON), and insert its generation `record` in the
+    same transaction when it was taken."""
     async with engine.begin() as conn:
-        values = {"b_message": message_id, "b_lease": lease, "b_position": position}
+        values = {
+            "b_message": message_id,
+            "b_lease": lease,
+            "b_position": position,
+            "b_prompt": prompt,
+        }
         result = await conn.execute(_START, {**values, "b_stamp": now()})
         if result.rowcount == 1 and record is not None:
             await conn.execute(generations.insert(), record)

@@ -69,6 +69,7 @@ def message_json(row: Any) -> dict[str, Any]:
         "model": row.model,
         "usage": usage,
         "agent_id": getattr(row, "agent_id", None),
+        "prompt": json.loads(row.prompt) if getattr(row, "prompt", None) else None,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }

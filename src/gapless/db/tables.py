@@ -99,6 +99,7 @@ messages = sa.Table(
     # are only [thinking?, text?] and so follow from `thinking` and `content`.
     sa.Column("parts", sa.Text),
     sa.Column("agent_id", sa.String(40)),  # the agent a reply ran (kept if it is deleted)
+    sa.Column("prompt", sa.Text),  # JSON {name, version}: the prompt version its agent used
     sa.Column("user_id", sa.String(40)),  # who wrote the message, or asked for the reply
     sa.Index("ix_messages_chat_created", "chat_id", "created_at"),
     sa.Index("ix_messages_status", "status"),
@@ -145,6 +146,8 @@ agents = sa.Table(
     sa.Column("tools", sa.Text, nullable=False),  # JSON list of tool names
     sa.Column("approval", sa.Text, nullable=False),  # JSON {tool name: "never" | "always"}
     sa.Column("step_limit", sa.Integer, nullable=False),
+    # JSON {name, label | version, variables?}: instructions from a prompt (else its own)
+    sa.Column("prompt", sa.Text),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Index("ix_agents_account", "account_id"),

@@ -37,6 +37,7 @@ class Run:
     model: str
     started_at: datetime
     resumed: bool = False
+    prompt: dict[str, Any] | None = None  # {name, version} the agent's instructions came from
 
 
 @dataclass

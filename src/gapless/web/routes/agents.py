@@ -12,6 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gapless.agents.service import Agents
+from gapless.evals import prompts
 from gapless.runtime import Runtime
 from gapless.web.deps import CallerDep, RuntimeDep
 
@@ -24,6 +25,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class PromptRef(Strict):
+    """Instructions from a prompt: by label (default `production`) or a pinned version."""
+
+    name: str = Field(min_length=1, max_length=200)
+    label: str | None = Field(default=None, max_length=100)
+    version: int | None = Field(default=None, ge=1)
+    variables: dict[str, Any] | None = None
+
+
 class AgentFields(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2_000)
@@ -34,6 +44,7 @@ class AgentFields(Strict):
     tools: list[str] | None = Field(default=None, max_length=100)
     approval: dict[str, Policy] | None = None
     step_limit: int | None = Field(default=None, ge=1)
+    prompt: PromptRef | None = None  # null: the agent's own instructions
 
 
 class NewAgent(AgentFields):
@@ -52,12 +63,16 @@ def agents_of(runtime: Runtime) -> Agents:
         runtime.engine,
         runtime.toolbox.available,
         runtime.chats.check_model,
+        lambda account_id, ref: prompts.check_ref(runtime.engine, account_id, ref),
         max_steps=runtime.settings.max_steps,
     )
 
 
 def _given(body: BaseModel) -> dict[str, Any]:
-    return {name: getattr(body, name) for name in body.model_fields_set}
+    fields = {name: getattr(body, name) for name in body.model_fields_set}
+    if isinstance(fields.get("prompt"), PromptRef):
+        fields["prompt"] = fields["prompt"].model_dump(exclude_none=True)
+    return fields
 
 
 @router.get("/agents")

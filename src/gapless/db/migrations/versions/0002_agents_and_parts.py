@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("tools", sa.Text(), nullable=False),
         sa.Column("approval", sa.Text(), nullable=False),
         sa.Column("step_limit", sa.Integer(), nullable=False),
+        sa.Column("prompt", sa.Text(), nullable=True),
         sa.Column("created_at", Time, nullable=False),
         sa.Column("updated_at", Time, nullable=False),
         sa.ForeignKeyConstraint(
@@ -51,6 +52,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("parts", sa.Text(), nullable=True))
         batch.add_column(sa.Column("agent_id", sa.String(length=40), nullable=True))
         batch.add_column(sa.Column("user_id", sa.String(length=40), nullable=True))
+        batch.add_column(sa.Column("prompt", sa.Text(), nullable=True))
     with op.batch_alter_table("generations") as batch:
         batch.add_column(sa.Column("step", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("finish_reason", sa.String(length=40), nullable=True))
@@ -94,6 +96,7 @@ def downgrade() -> None:
         batch.drop_column("finish_reason")
         batch.drop_column("step")
     with op.batch_alter_table("messages") as batch:
+        batch.drop_column("prompt")
         batch.drop_column("user_id")
         batch.drop_column("agent_id")
         batch.drop_column("parts")
