@@ -70,6 +70,18 @@ def test_a_prompt_is_created_versioned_relabelled_and_diffed_on_its_page(
         2,
     )
 
+    agent = api.call(
+        "POST",
+        "/api/agents",
+        json={
+            "name": f"bot-{name}",
+            "model": "scripted:default",
+            "prompt": {"name": name, "variables": {"user": "Ann"}},
+        },
+    )
+    page.reload()
+    expect(page.locator(".used-by")).to_have_text(f"Used by bot-{name} (production)")
+    api.call("DELETE", f"/api/agents/{agent['id']}")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete prompt").click()
     expect(page.locator("#page-title")).to_have_text("Prompts")

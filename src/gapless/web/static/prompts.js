@@ -217,7 +217,12 @@ export class PromptsView {
   async showPrompt(name, selected) {
     const query = accountQuery();
     const base = `/api/prompts/${enc(name)}`;
-    const [prompt, history] = await Promise.all([api.get(base + query), api.get(`${base}/history${query}`)]);
+    const [prompt, history, agents] = await Promise.all([
+      api.get(base + query),
+      api.get(`${base}/history${query}`),
+      api.get("/api/agents").then((found) => found.agents).catch(() => []),
+    ]);
+    const users = agents.filter((a) => a.prompt?.name === prompt.name && a.account_id === prompt.account_id);
     this.prompt = prompt;
     this.shell.setTitle(prompt.name);
     const numbers = prompt.versions.map((v) => v.version);
@@ -306,6 +311,10 @@ export class PromptsView {
         h("a", { href: "/prompts", "data-link": true, class: "back-link" }, "← Prompts"),
         h("div", { class: "chips", "aria-label": "Labels" }, labelChips(prompt.labels, (v) => this.showPrompt(name, v))),
         h("button", { type: "button", class: "button small danger", onclick: () => this.remove(base, query, prompt.name) }, "Delete prompt")),
+      h("p", { class: "small muted used-by" }, users.length
+        ? ["Used by ", ...users.flatMap((a, i) => [i ? ", " : "", h("a", { href: `/agents/${enc(a.id)}`, "data-link": true }, a.name),
+            ` (${a.prompt.version ? `v${a.prompt.version}` : a.prompt.label ?? "production"})`])]
+        : "No agent takes its instructions from this prompt yet."),
       h("div", { class: "prompt-grid" },
         h("section", { "aria-label": "Versions" }, h("h2", {}, "Versions"),
           h("div", { class: "table-wrap" }, h("table", { class: "data versions" },
