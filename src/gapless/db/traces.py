@@ -43,12 +43,17 @@ async def save_runs(conn: Connection, name: str, rows: Sequence[dict[str, Any]])
     """Traces as their runs start: a resumed run keeps its start and totals, runs again."""
     if not rows:
         return
-    statement = upsert(name, traces)
-    statement = statement.on_conflict_do_update(
-        index_elements=["id"],
-        set_={"status": statement.excluded.status, "ended_at": None, "error_code": None},
-    )
+    statement = _BUILT.get((name, "runs"))
+    if statement is None:
+        statement = upsert(name, traces)
+        statement = _BUILT[(name, "runs")] = statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"status": statement.excluded.status, "ended_at": None, "error_code": None},
+        )
     await conn.execute(statement, [{**_zero_trace(), **row} for row in rows])
+
+
+_BUILT: dict[tuple[str, str], Any] = {}  # upserts per dialect, built once (they cost to build)
 
 
 def _zero_trace() -> dict[str, Any]:
@@ -64,15 +69,21 @@ async def save_observations(conn: Connection, name: str, rows: Sequence[dict[str
     """Observations in their latest state (a start, or its end: the end overwrites)."""
     if not rows:
         return
+    statement = _BUILT.get((name, "observations"))
+    if statement is None:
+        statement = _BUILT[(name, "observations")] = _observation_upsert(name)
+    await conn.execute(statement, [{c: row.get(c) for c in OBSERVATION_COLUMNS} for row in rows])
+
+
+def _observation_upsert(name: str) -> Any:
     statement = upsert(name, observations)
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["id"],
         # The first start stands: an end told by another run (or built anew) keeps it.
         set_={
             c: statement.excluded[c] for c in OBSERVATION_COLUMNS if c not in ("id", "started_at")
         },
     )
-    await conn.execute(statement, [{c: row.get(c) for c in OBSERVATION_COLUMNS} for row in rows])
 
 
 async def open_observations(conn: Connection, trace_ids: Iterable[str]) -> list[dict[str, Any]]:

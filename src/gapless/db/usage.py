@@ -23,6 +23,8 @@ USAGE_SUMS = [c.name for c in usage_hourly.c if c.name not in USAGE_KEYS]
 DURATIONS = [f"d{i}" for i in range(HISTOGRAM_BUCKETS)]
 TTFTS = [f"t{i}" for i in range(HISTOGRAM_BUCKETS)]
 HISTOGRAMS = frozenset(DURATIONS + TTFTS)
+ZEROS = dict.fromkeys(HISTOGRAMS, 0)
+SUMMED = frozenset(USAGE_SUMS)
 CHAT_SUMS = ["traces", "generations", "tools", "input_tokens", "output_tokens", "cost"]
 CHAT_SUMS += ["duration_ms"]
 ERRORS = ("failed", "interrupted")  # a cancelled (stopped) call is no error
@@ -36,23 +38,37 @@ def _adding(name: str, table: sa.Table, keys: Sequence[str], sums: Sequence[str]
 
 
 async def add_usage(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Add hourly rows (every column given) to what the table holds."""
+    """Add hourly rows to what the table holds (histogram buckets not given are 0)."""
     if rows:
-        statement = _adding(dialect(conn), usage_hourly, USAGE_KEYS, USAGE_SUMS)
-        await conn.execute(statement, list(rows))
+        statement = _statement(dialect(conn), "usage")
+        await conn.execute(statement, [{**ZEROS, **row} for row in rows])
+
+
+_BUILT: dict[tuple[str, str], Any] = {}
+
+
+def _statement(name: str, which: str) -> Any:
+    """The additive upserts, built once per dialect (a 120-column statement costs to build)."""
+    found = _BUILT.get((name, which))
+    if found is None:
+        if which == "usage":
+            found = _adding(name, usage_hourly, USAGE_KEYS, USAGE_SUMS)
+        else:
+            found = upsert(name, chat_usage)
+            found = found.on_conflict_do_update(
+                index_elements=["chat_id"],
+                set_={
+                    **{c: chat_usage.c[c] + found.excluded[c] for c in CHAT_SUMS},
+                    "last_at": found.excluded.last_at,
+                },
+            )
+        _BUILT[(name, which)] = found
+    return found
 
 
 async def add_chat_usage(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        statement = upsert(dialect(conn), chat_usage)
-        statement = statement.on_conflict_do_update(
-            index_elements=["chat_id"],
-            set_={
-                **{c: chat_usage.c[c] + statement.excluded[c] for c in CHAT_SUMS},
-                "last_at": statement.excluded.last_at,
-            },
-        )
-        await conn.execute(statement, list(rows))
+        await conn.execute(_statement(dialect(conn), "chat"), list(rows))
 
 
 async def chat_totals(engine: Engine, chat_id: str) -> dict[str, Any] | None:

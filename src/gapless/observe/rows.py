@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from gapless.observe.histogram import BUCKETS, bucket
+from gapless.observe.histogram import bucket
 from gapless.observe.recorder import Observation, Run
 
 ERRORS = frozenset({"failed", "interrupted"})  # a cancelled (stopped) call is no error
@@ -184,8 +184,6 @@ def usage_rows(row: dict[str, Any], who: dict[str, Any]) -> list[dict[str, Any]]
         "duration_ms": row["duration_ms"] or 0.0,
         "ttft_count": 1 if row["ttft_ms"] is not None else 0,
         "ttft_ms": row["ttft_ms"] or 0.0,
-        **{f"d{i}": 0 for i in range(BUCKETS)},
-        **{f"t{i}": 0 for i in range(BUCKETS)},
     }
     if row["duration_ms"] is not None:
         base[f"d{bucket(row['duration_ms'])}"] = 1
@@ -206,17 +204,19 @@ def add_into(
     total: dict[tuple[Any, ...], dict[str, Any]],
     rows: list[dict[str, Any]],
     keys: tuple[str, ...],
-    sums: list[str],
+    sums: frozenset[str],
 ) -> None:
-    """Sum rows that share `keys` (one upsert per roll-up row and batch, not per call)."""
+    """Sum rows that share `keys` (one upsert per roll-up row and batch, not per call).
+    A usage row carries only the histogram buckets it counts (`db.usage` fills the rest)."""
     for row in rows:
         key = tuple(row[k] for k in keys)
         found = total.get(key)
         if found is None:
             total[key] = dict(row)
         else:
-            for column in sums:
-                found[column] += row[column]
+            for column, value in row.items():  # only the histogram buckets a row has
+                if column in sums:
+                    found[column] = found.get(column, 0) + value
             if "last_at" in row and row["last_at"] is not None:
                 found["last_at"] = row["last_at"]
 

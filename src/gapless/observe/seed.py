@@ -95,9 +95,9 @@ async def seed(engine: Engine, plan: Plan) -> dict[str, Any]:
             for row in observations:
                 if row["kind"] == "generation":
                     rows.add_into(
-                        usage, rows.usage_rows(row, who), db_usage.USAGE_KEYS, db_usage.USAGE_SUMS
+                        usage, rows.usage_rows(row, who), db_usage.USAGE_KEYS, db_usage.SUMMED
                     )
-            rows.add_into(chats, [_chat_row(trace)], ("chat_id",), db_usage.CHAT_SUMS)
+            rows.add_into(chats, [_chat_row(trace)], ("chat_id",), frozenset(db_usage.CHAT_SUMS))
         traces += len(trace_rows)
         await db_traces.insert_seeded(engine, trace_rows, obs_rows)
     async with engine.begin() as conn:

@@ -33,6 +33,7 @@ logger = logging.getLogger("gapless.observe")
 CHUNK = 20  # traces per transaction: a batch of hundreds holds SQLite's loop for less each
 PAUSED = "requires_action"  # a run waiting for approval: its open observations stay open
 CHAT_KEYS = ("chat_id",)
+CHAT_SUMMED = frozenset(db_usage.CHAT_SUMS)
 
 
 @dataclasses.dataclass
@@ -251,14 +252,14 @@ class DbRecorder:
                 rows.add_totals(self._totals[obs.trace_id], row)
             if obs.kind == "generation":
                 rows.add_into(
-                    usage, rows.usage_rows(row, place), db_usage.USAGE_KEYS, db_usage.USAGE_SUMS
+                    usage, rows.usage_rows(row, place), db_usage.USAGE_KEYS, db_usage.SUMMED
                 )
-            rows.add_into(chats, [_chat_row(place, row, obs.kind)], CHAT_KEYS, db_usage.CHAT_SUMS)
+            rows.add_into(chats, [_chat_row(place, row, obs.kind)], CHAT_KEYS, CHAT_SUMMED)
         for trace_id, (status, _, ended_at) in batch.run_ends.items():
             if status != PAUSED and trace_id in who:
                 row = _chat_row(who[trace_id], None, "trace")
                 row["duration_ms"] = rows.ms_between(who[trace_id]["started_at"], ended_at) or 0
-                rows.add_into(chats, [row], CHAT_KEYS, db_usage.CHAT_SUMS)
+                rows.add_into(chats, [row], CHAT_KEYS, CHAT_SUMMED)
             texts.setdefault(trace_id, (None, None))
         known = {t: v for t, v in texts.items() if t in who and t in self._totals}
         await db.set_totals(
