@@ -120,6 +120,7 @@ async def worker_runs(cluster: Cluster, reply_id: str) -> bool:
 
     runner = SaqRunner(cluster.queue, ended)
     try:
+        await runner.queue.connect()  # as `stop` connects before it asks
         return await runner.running(reply_id)
     finally:
         await runner.close()
@@ -296,7 +297,7 @@ async def test_a_stop_sent_to_the_other_api_process_while_awaiting_approval_canc
         assert rig.files.bumps() == 0
 
 
-@pytest.mark.xfail(
+UNKNOWN_RUN = pytest.mark.xfail(
     strict=True,
     reason="the run an approval submits is a job keyed '<reply>.<call>' (chats.decide), but "
     "SaqRunner.running looks only at the job keyed '<reply>' (finished at the pause): a stop "
@@ -304,23 +305,28 @@ async def test_a_stop_sent_to_the_other_api_process_while_awaiting_approval_canc
     "ends it too; when the worker's final write lands between the revoke and the API's own "
     "write, neither publishes the final event and clients stay 'streaming' (seen 5 of 9 runs)",
 )
-async def test_a_stop_sent_to_the_other_api_process_while_an_approved_tool_runs_cancels_it(
-    any_queue_cluster: Cluster,
+
+
+@pytest.mark.parametrize("approval", ["never", pytest.param("always", marks=UNKNOWN_RUN)])
+async def test_a_stop_sent_to_the_other_api_process_while_a_tool_runs_cancels_it(
+    any_queue_cluster: Cluster, approval: str
 ) -> None:
-    """The tool runs in the run the approval submitted (a job of its own, keyed by the call)."""
+    """`never`: the tool runs in the reply's first run; `always`: in the run the approval
+    submitted (a job of its own, keyed by the call)."""
     cluster = any_queue_cluster
     async with rigged(cluster) as rig:
         a, b, _ = await scaled(cluster)
         async with cluster.client(a) as http_a, cluster.client(b) as http_b:
-            agent = await make_agent(http_a, "mcp.hold", approval={"mcp.hold": "always"})
+            agent = await make_agent(http_a, "mcp.hold", approval={"mcp.hold": approval})
             chat_id = await start_chat(http_a, agent_id=agent["id"])
             watchers = rig.watchers(a, b, chat_id)
             await watchers.load()
             reply_id = await send(http_a, chat_id)
             watchers.follow(reply_id)
-            (call,) = tools_of(await paused(cluster, watchers, reply_id))
-            response = await decide(http_a, reply_id, call["id"])
-            assert response.status_code == 200, response.text
+            if approval == "always":
+                (call,) = tools_of(await paused(cluster, watchers, reply_id))
+                response = await decide(http_a, reply_id, call["id"])
+                assert response.status_code == 200, response.text
 
             async def started() -> int:
                 return rig.calls()
