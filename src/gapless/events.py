@@ -44,8 +44,19 @@ def delta(value: Delta) -> Event:
     if value.thinking:
         data += f',"thinking":{_string(value.thinking)}'
     if value.tool:
-        data += f',"tool":{encode(value.tool)}'
+        data += f',"tool":{_tool(value.tool)}'
     return Event("message.delta", data + "}")
+
+
+def _tool(change: Any) -> str:
+    """A tool change's JSON: by hand while every value is text (a call's name, each piece
+    of its arguments, its status, its output), as `encode` would write it; else `encode`."""
+    fields = []
+    for key, item in change.items():
+        if not isinstance(item, str):
+            return encode(change)
+        fields.append(f"{_string(key)}:{_string(item)}")
+    return "{" + ",".join(fields) + "}"
 
 
 def message(type: str, message: dict[str, Any]) -> Event:

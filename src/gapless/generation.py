@@ -77,28 +77,6 @@ class Context:
     max_steps: int = 25
 
 
-async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
-    """Run one reply to its end (complete, failed, or cancelled when `stop` is set), or to a
-    pause for approval.
-
-    Whatever fails (a database locked or gone before the first delta), the reply
-    still ends, with a final event: no subscriber waits for an end that never comes.
-    """
-    from gapless import steps  # the agent loop; it imports this module's publishing
-
-    try:
-        await steps.run(ctx, reply_id, stop)
-    except Exception as exc:
-        logger.exception("generation of %s failed", reply_id)
-        error = (
-            UNSTORED
-            if isinstance(exc, Unstored)
-            else {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
-        )
-        with contextlib.suppress(Exception):
-            await retrying(lambda: end_unstarted(ctx, reply_id, "failed", error))
-
-
 # The run ended but could not store its end (the database stayed away past every retry):
 # said the way the reaper says it, so the reply ends alike whoever gets there first.
 UNSTORED = {"code": "interrupted", "message": "The end of this reply could not be stored."}

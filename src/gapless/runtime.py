@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gapless import generation
+from gapless import generation, steps
 from gapless.agents.toolbox import Toolbox, build_toolbox
 from gapless.agents.tools import Tool
 from gapless.chats import Chats, oldest
@@ -280,7 +280,7 @@ def build(
     )
 
     async def job(reply_id: str, stop: asyncio.Event) -> None:
-        await generation.generate(context, reply_id, stop)
+        await steps.generate(context, reply_id, stop)
 
     runner = observe.traced(build_runner(settings.queue_url, job, engine), recorder)
     chats = Chats(

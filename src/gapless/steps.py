@@ -31,12 +31,14 @@ from gapless.db.rows import now
 from gapless.errors import FencedError, GaplessError, ProviderError
 from gapless.evals import prompts
 from gapless.generation import (
+    UNSTORED,
     Context,
     Unstored,
     blocking,
     end_unstarted,
     finish,
     publish,
+    retrying,
     wait_for_path,
 )
 from gapless.log.base import chat_stream
@@ -57,6 +59,26 @@ from gapless.writer import Progress
 
 logger = logging.getLogger("gapless.generation")
 STEP_LIMIT = 10  # an agent's default
+
+
+async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
+    """Run one reply to its end (complete, failed, or cancelled when `stop` is set), or to a
+    pause for approval.
+
+    Whatever fails (a database locked or gone before the first delta), the reply
+    still ends, with a final event: no subscriber waits for an end that never comes.
+    """
+    try:
+        await run(ctx, reply_id, stop)
+    except Exception as exc:
+        logger.exception("generation of %s failed", reply_id)
+        error = (
+            UNSTORED
+            if isinstance(exc, Unstored)
+            else {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+        )
+        with contextlib.suppress(Exception):
+            await retrying(lambda: end_unstarted(ctx, reply_id, "failed", error))
 
 
 async def run(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:

@@ -3,7 +3,7 @@
 It builds the runtime from settings and starts it (migrations, and the lease
 reaper, so a run whose worker died is ended by whichever process notices
 first), then runs a SAQ worker with `concurrency` runs at once, whose job is
-`generation.generate`. It also re-submits replies left `pending` without a job
+`steps.generate`. It also re-submits replies left `pending` without a job
 (their API process died between the commit and the enqueue, or Redis lost the
 queue): submitting is idempotent, so this is safe from every worker.
 
@@ -21,7 +21,7 @@ import logging
 import signal
 from datetime import UTC, datetime, timedelta
 
-from gapless import generation
+from gapless import generation, steps
 from gapless.config import Settings
 from gapless.db import chats as db_chats
 from gapless.jobs.saq import SaqWorker
@@ -46,7 +46,7 @@ async def run(settings: Settings, concurrency: int, grace: float = 10.0) -> None
     context = runtime.context
 
     async def job(reply_id: str, stop: asyncio.Event) -> None:
-        await generation.generate(context, reply_id, stop)
+        await steps.generate(context, reply_id, stop)
 
     async def abandon(reply_id: str) -> None:
         await generation.end_unstarted(context, reply_id, "failed", INTERRUPTED)
