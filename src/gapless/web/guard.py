@@ -2,9 +2,10 @@
 
 In this order, so that nothing costly happens for a request that will be refused:
 1. the target: a path or query with NUL or a lone surrogate is 400;
-2. a declared body over the limit is 413, unread;
+2. a declared body over the limit is 413 (read and dropped only when under `DRAIN`);
 3. `/api/*` (but signing in and accepting an invitation) authenticates now, before
-   a byte of the body is read: 401 costs the sender nothing but its headers;
+   the body is used: 401 costs the sender nothing but its headers (a small declared
+   body, up to `DRAIN`, is read and dropped so a client still sending sees the answer);
 4. the body is read here, counting the bytes received whatever the framing
    (chunked too): 413 as soon as it passes the limit, 408 when it takes longer than
    `body_timeout`; JSON whose strings hold NUL or lone surrogates is 400. The route
@@ -38,6 +39,7 @@ from gapless.errors import GaplessError
 from gapless.web.auth import identify
 
 logger = logging.getLogger("gapless.web")
+DRAIN = 1024 * 1024  # bytes of a refused body read and dropped, so its sender sees the answer
 PUBLIC = ("/api/session", "/api/invites")  # POSTed without credentials: signing in
 
 
@@ -212,19 +214,22 @@ class Guard:
             return answer(400, "bad_request", "NUL or a lone surrogate in the path or query")
         length = declared_length(scope)
         if length is not None and (length < 0 or length > self.max_body):
-            return answer(413, "too_large", f"request body is over {self.max_body} bytes", True)
+            close = not await self.drained(receive, length)
+            return answer(413, "too_large", f"request body is over {self.max_body} bytes", close)
         if needs_caller(scope):
             try:
                 caller = await identify(HTTPConnection(scope), self.accounts())
             except GaplessError as exc:
-                return answer(exc.status, exc.code, exc.message, close=length != 0)
+                close = length != 0 and (length is None or not await self.drained(receive, length))
+                return answer(exc.status, exc.code, exc.message, close)
             scope["state"]["caller"] = caller
         if length == 0:
             return receive
         try:
             body = await read_body(receive, self.max_body, self.body_timeout)
         except BodyError as exc:
-            return answer(exc.status, exc.code, exc.message, close=True)
+            close = exc.status != 413 or not await self.drained(receive, None)
+            return answer(exc.status, exc.code, exc.message, close)
         if is_json(scope) and (b"\\u" in body or b"\x00" in body):
             try:
                 parsed = json.loads(body)
@@ -233,3 +238,15 @@ class Guard:
             if bad_json(parsed):
                 return answer(400, "bad_request", "NUL or a lone surrogate in the body's text")
         return replay(body, receive)
+
+    async def drained(self, receive: Receive, length: int | None) -> bool:
+        """Read and drop a refused body when it is small (at most `DRAIN` more bytes, within
+        `body_timeout`), so the client, still sending, reads the answer on a connection that
+        stays open; a larger one is left unread and the connection closed."""
+        if length is not None and not 0 <= length <= DRAIN:
+            return False
+        try:
+            await read_body(receive, DRAIN, self.body_timeout)
+        except BodyError:
+            return False
+        return True
