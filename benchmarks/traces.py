@@ -11,7 +11,8 @@ accounts) and as a member of one account:
 - `metrics_24h_model`: the 24-hour dashboard (hourly buckets);
 - `traces_filtered`: `/api/traces?status=failed&model=...` (a filtered first page);
 - `traces_page2`: the page after it (cursor);
-- `traces_search`: `/api/traces?q=tokyo&since=<7 days ago>`.
+- `traces_search`: `/api/traces?q=tokyo&since=<7 days ago>`;
+- `floor`: `/api/session`, an authenticated request that reads no trace (the machine's floor).
 
 Prints p50/p95 (ms) per query, the seeding time, and the machine's load
 average; writes JSON to `benchmarks/results/traces-<UTC time>.json`.
@@ -52,6 +53,7 @@ PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 def queries(since_7d: str) -> dict[str, str]:
     return {
+        "floor": "/api/session",  # an authenticated request that reads no trace: the floor
         "metrics_30d_model": "/api/metrics?period=30d&group_by=model",
         "metrics_30d_agents": "/api/metrics?period=30d&group_by=agent&detail=totals",
         "metrics_30d_users": "/api/metrics?period=30d&group_by=user&detail=totals",
