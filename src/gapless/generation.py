@@ -20,7 +20,6 @@ HTTP. Imports `db`, `log`, `providers`, `events`, `stream`, `writer`, `steps`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -140,11 +139,16 @@ async def finish(
             **(usage_json(progress.usage) or {}),
         )
     )
-    if final is not None:
-        with contextlib.suppress(FencedError):  # revoked after our last write: theirs wins
-            await ctx.log.append(
-                stream, events.message(f"message.{EVENT[status]}", final), fence=reply_id
-            )
+    if final is None:
+        return
+    event = events.message(f"message.{EVENT[status]}", final)
+    try:
+        await ctx.log.append(stream, event, fence=reply_id)
+    except FencedError:
+        # Revoked (a stop elsewhere, the reaper) after this final write: the revoker's own
+        # final write found the reply ended and publishes nothing, so this is the only final
+        # event, and no delta of this run follows it.
+        await ctx.log.append(stream, event)
 
 
 def _epoch(cursor: str) -> str:

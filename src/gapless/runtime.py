@@ -240,9 +240,12 @@ def build_runner(url: str, job: Job, engine: Engine) -> Runner:
             return True  # deleted: nothing left to stop
         return message["status"] not in db_chats.UNFINISHED
 
+    async def held(reply_id: str) -> bool:
+        return await db_chats.held(engine, reply_id)
+
     from gapless.jobs.saq import SaqRunner  # lazy: saq is only needed when chosen
 
-    return SaqRunner(url, ended)
+    return SaqRunner(url, ended, held=held)
 
 
 def build(

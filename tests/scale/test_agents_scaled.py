@@ -27,6 +27,7 @@ from saq.job import Status
 
 from gapless.config import McpServer
 from gapless.db import agents as db_agents
+from gapless.db import chats as db_chats
 from gapless.db.tables import generations
 from gapless.jobs.saq import SaqRunner, queue_from_url
 from tests.scale.agent_wire import AgentWire, endpoint
@@ -118,7 +119,10 @@ async def worker_runs(cluster: Cluster, reply_id: str) -> bool:
     async def ended(_: str) -> bool:
         return False
 
-    runner = SaqRunner(cluster.queue, ended)
+    async def held(reply_id: str) -> bool:
+        return await db_chats.held(cluster.engine, reply_id)
+
+    runner = SaqRunner(cluster.queue, ended, held=held)
     try:
         await runner.queue.connect()  # as `stop` connects before it asks
         return await runner.running(reply_id)
@@ -297,17 +301,7 @@ async def test_a_stop_sent_to_the_other_api_process_while_awaiting_approval_canc
         assert rig.files.bumps() == 0
 
 
-UNKNOWN_RUN = pytest.mark.xfail(
-    strict=True,
-    reason="the run an approval submits is a job keyed '<reply>.<call>' (chats.decide), but "
-    "SaqRunner.running looks only at the job keyed '<reply>' (finished at the pause): a stop "
-    "believes no worker runs the reply and ends it itself (end_unstarted) while the worker "
-    "ends it too; when the worker's final write lands between the revoke and the API's own "
-    "write, neither publishes the final event and clients stay 'streaming' (seen 5 of 9 runs)",
-)
-
-
-@pytest.mark.parametrize("approval", ["never", pytest.param("always", marks=UNKNOWN_RUN)])
+@pytest.mark.parametrize("approval", ["never", "always"])
 async def test_a_stop_sent_to_the_other_api_process_while_a_tool_runs_cancels_it(
     any_queue_cluster: Cluster, approval: str
 ) -> None:

@@ -478,6 +478,16 @@ async def pause_reply(
     return message_json(row)
 
 
+async def held(engine: Engine, message_id: str) -> bool:
+    """Whether a run holds the reply (an unfinished row with a lease; the run may have died
+    since: the reaper ends it then)."""
+    async with engine.connect() as conn:
+        lease = await conn.scalar(
+            sa.select(messages.c.lease).where(messages.c.id == message_id, _UNFINISHED)
+        )
+    return lease is not None
+
+
 async def leased_replies(engine: Engine) -> list[tuple[str, str, Any]]:
     """Every unfinished reply a run holds: (id, lease, stamp of the run's last write).
     Whether the stamp still moves is for the reaper to judge on its own clock (`leases`)."""

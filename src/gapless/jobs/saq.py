@@ -88,9 +88,17 @@ class SaqRunner:
     `ended(reply_id)` answers whether the reply has ended (its row is final or gone).
     """
 
-    def __init__(self, url: str, ended: Ended, *, name: str = NAME, wait: float = STOP_WAIT):
+    def __init__(
+        self,
+        url: str,
+        ended: Ended,
+        *,
+        held: Ended | None = None,
+        name: str = NAME,
+        wait: float = STOP_WAIT,
+    ):
         self.queue, self.control = engine(url, name)
-        self._ended, self._wait = ended, wait
+        self._ended, self._held, self._wait = ended, held, wait
         self._connected = False
 
     async def _connect(self) -> None:
@@ -123,9 +131,13 @@ class SaqRunner:
             await asyncio.sleep(POLL)
 
     async def running(self, reply_id: str) -> bool:
-        """Whether a worker took the job (it may have died since: then the wait is bounded)."""
+        """Whether a worker took the job (it may have died since: then the wait is bounded),
+        or a run holds the reply (`held`: its lease): a reply going on after an approval
+        runs as a job of another key, which only the reply's lease names."""
         job = await self.queue.job(reply_id)
-        return job is not None and job.status in (Status.ACTIVE, Status.ABORTING)
+        if job is not None and job.status in (Status.ACTIVE, Status.ABORTING):
+            return True
+        return self._held is not None and await self._held(reply_id)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
