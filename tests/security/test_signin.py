@@ -151,7 +151,8 @@ async def test_the_session_cookie_is_secure_behind_an_https_proxy(live_server: L
             headers={"X-Forwarded-Proto": "https"},
         )
         cookie = proxied.headers["set-cookie"].lower()
-        assert "; secure" in cookie and "httponly" in cookie
+        assert cookie.startswith("__host-gapless_session=")
+        assert "; secure" in cookie and "httponly" in cookie and "path=/" in cookie
         assert "strict-transport-security" in proxied.headers
 
 

@@ -15,6 +15,13 @@ from gapless.db.accounts import Caller
 from gapless.errors import ForbiddenError, UnauthorizedError
 
 COOKIE = "gapless_session"
+# Over https the cookie is `__Host-` prefixed: browsers then insist on Secure, path /, and no
+# Domain, so no sibling site can set or shadow it (ASVS 3.4.4).
+SECURE_COOKIE = "__Host-gapless_session"
+
+
+def session_secret(connection: HTTPConnection) -> str | None:
+    return connection.cookies.get(SECURE_COOKIE) or connection.cookies.get(COOKIE)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -27,7 +34,7 @@ async def identify(connection: HTTPConnection, accounts: Accounts) -> Caller:
     header = connection.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return await accounts.by_bearer(header[7:].strip())
-    secret = connection.cookies.get(COOKIE)
+    secret = session_secret(connection)
     if secret:
         caller = await accounts.by_session(secret)
         if caller is not None:

@@ -32,8 +32,8 @@ SECURITY = {
         "type": "apiKey",
         "in": "cookie",
         "name": "gapless_session",
-        "description": "The browser's session; a request that changes state also sends "
-        "`X-CSRF-Token` (from GET /api/session).",
+        "description": "The browser's session (`__Host-gapless_session` over https); a "
+        "request that changes state also sends `X-CSRF-Token` (from GET /api/session).",
     },
 }
 STATUSES = {

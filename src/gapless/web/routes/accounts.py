@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gapless.db.accounts import Caller
 from gapless.errors import RateLimitedError, UnauthorizedError
 from gapless.limits import Attempts
-from gapless.web.auth import COOKIE
+from gapless.web.auth import COOKIE, SECURE_COOKIE, session_secret
 from gapless.web.deps import AccountsDep, CallerDep
 
 router = APIRouter(prefix="/api", tags=["accounts"])
@@ -154,13 +154,14 @@ def secure(request: Request) -> bool:
 
 def signed_in(request: Request, secret: str, caller: Caller, ttl: float) -> JSONResponse:
     response = JSONResponse({"user": caller.json(), "csrf_token": caller.csrf})
+    https = secure(request)
     response.set_cookie(
-        COOKIE,
+        SECURE_COOKIE if https else COOKIE,
         secret,
         httponly=True,
         samesite="lax",
         max_age=int(ttl),
-        secure=secure(request),
+        secure=https,
         path="/",
     )
     return response
@@ -207,12 +208,14 @@ async def session(caller: CallerDep) -> dict[str, Any]:
 
 @router.delete("/session", status_code=204)
 async def sign_out(request: Request, caller: CallerDep, accounts: AccountsDep) -> Response:
-    secret = request.cookies.get(COOKIE)
+    secret = session_secret(request)
     if not caller.session or not secret:
         raise UnauthorizedError("not signed in with a session")
     await accounts.sign_out(secret)
     response = Response(status_code=204)
-    response.delete_cookie(COOKIE, path="/", secure=secure(request), httponly=True)
+    https = secure(request)
+    name = SECURE_COOKIE if https else COOKIE
+    response.delete_cookie(name, path="/", secure=https, httponly=True)
     return response
 
 
