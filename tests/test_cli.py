@@ -138,3 +138,24 @@ def test_token_and_admin_commands(tmp_path: Path) -> None:
         timeout=120,
     )
     assert refused.returncode == 1 and "exists already" in refused.stderr
+
+
+def test_passwords_never_come_from_the_command_line(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    on_argv = subprocess.run(
+        [GAPLESS, "user", "add", "eve@example.com", "--password", "visible in ps aux"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert on_argv.returncode == 2 and "No such option" in on_argv.stderr
+    weak = subprocess.run(
+        [GAPLESS, "user", "add", "eve@example.com", "--password-stdin"],
+        input="password1234\n", env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert weak.returncode == 1 and "common" in weak.stderr
+    changed = subprocess.run(
+        [GAPLESS, "user", "password", "admin@localhost", "--password-stdin"],
+        input="tangerine hedgehog voyage\n", env=env, cwd=tmp_path, capture_output=True,
+        text=True, timeout=120,
+    )
+    assert changed.returncode == 0, changed.stderr
