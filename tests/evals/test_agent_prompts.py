@@ -2,16 +2,11 @@
 `production` changes what new replies use and not a reply in progress (a second step after
 a tool call keeps the version its reply started with); the reply and its trace record the
 version, and the trace list filters by it.
-
-The trace side (the trace's prompt columns and the list's filter) is marked xfail (strict)
-until the trace store records `Run.prompt`.
 """
 
 from __future__ import annotations
 
 import json
-
-import pytest
 
 from gapless.observe.recorder import trace_id_of
 from tests.conftest import client_for
@@ -63,7 +58,6 @@ async def test_moving_production_changes_new_replies_and_not_a_reply_in_progress
         ]
 
 
-@pytest.mark.xfail(strict=True, reason="the trace store does not record Run.prompt yet")
 async def test_a_trace_records_the_prompt_version_and_the_trace_list_filters_by_it(
     live_server: LiveServer,
 ) -> None:

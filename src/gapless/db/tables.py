@@ -215,6 +215,8 @@ traces = sa.Table(
     sa.Column("cost", sa.Float, nullable=False, default=0.0),
     sa.Column("input", sa.Text),  # the question (content capture on), for search and lists
     sa.Column("output", sa.Text),  # the answer's text, likewise
+    sa.Column("prompt_name", sa.String(200)),  # the prompt the agent's instructions came from
+    sa.Column("prompt_version", sa.Integer),
     sa.Index("ix_traces_account_started", "account_id", "started_at"),
     sa.Index("ix_traces_started", "started_at"),
     sa.Index("ix_traces_chat_started", "chat_id", "started_at"),
@@ -223,6 +225,7 @@ traces = sa.Table(
     sa.Index("ix_traces_model_started", "model", "started_at"),
     sa.Index("ix_traces_agent_started", "agent_id", "started_at"),
     sa.Index("ix_traces_user_started", "user_id", "started_at"),
+    sa.Index("ix_traces_prompt_started", "prompt_name", "started_at"),  # 0005_observe_prompt
 )
 
 observations = sa.Table(

@@ -332,19 +332,21 @@ async def list_traces(
     after: tuple[datetime, str] | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """Newest first. `filters`: chat_id, agent_id, user_id, model, status, since, until,
-    min_cost, min_duration_ms, q (text in the question or answer)."""
+    """Newest first. `filters`: chat_id, agent_id, user_id, model, status, prompt_name,
+    prompt_version, since, until, min_cost, min_duration_ms, q (text in question or answer)."""
     t = traces.c
     query = sa.select(traces).order_by(t.started_at.desc(), t.id.desc()).limit(limit)
     if account_ids is not None:
         query = query.where(t.account_id.in_(account_ids))
-    for column in ("chat_id", "agent_id", "user_id", "model", "status"):
+    for column in ("chat_id", "agent_id", "user_id", "model", "status", "prompt_name"):
         if filters.get(column):
             query = query.where(t[column] == filters[column])
     if filters.get("since"):
         query = query.where(t.started_at >= filters["since"])
     if filters.get("until"):
         query = query.where(t.started_at < filters["until"])
+    if filters.get("prompt_version") is not None:
+        query = query.where(t.prompt_version == filters["prompt_version"])
     if filters.get("min_cost") is not None:
         query = query.where(t.cost >= filters["min_cost"])
     if filters.get("min_duration_ms") is not None:

@@ -33,7 +33,10 @@ def aware(value: datetime) -> datetime:
 
 
 def run_row(run: Run) -> dict[str, Any]:
+    prompt = getattr(run, "prompt", None) or {}
     return {
+        "prompt_name": prompt.get("name"),
+        "prompt_version": prompt.get("version"),
         "id": run.trace_id,
         "reply_id": run.reply_id,
         "chat_id": run.chat_id,

@@ -50,6 +50,8 @@ CSV_COLUMNS = [
     "cost",
     "input",
     "output",
+    "prompt_name",
+    "prompt_version",
 ]
 EXPORT_PAGE = 500
 

@@ -45,8 +45,12 @@ def _filters(
     min_cost: float | None,
     min_duration_ms: float | None,
     q: str | None,
+    prompt_name: str | None = None,
+    prompt_version: int | None = None,
 ) -> dict[str, Any]:
     return {
+        "prompt_name": prompt_name,
+        "prompt_version": prompt_version,
         "chat_id": chat_id,
         "agent_id": agent_id,
         "user_id": user_id,
@@ -83,13 +87,26 @@ async def list_traces(
     q: str | None = Query(
         default=None, max_length=200, description="text in the question or the answer"
     ),
+    prompt_name: Text = None,
+    prompt_version: int | None = Query(default=None, ge=1),
     cursor: str | None = Query(default=None, max_length=400),
     limit: int = Query(default=50, ge=1, le=200),
 ) -> dict[str, Any]:
     """Runs newest first (one trace per reply), with their roll-ups; `next` is the cursor
     of the following page."""
     filters = _filters(
-        chat_id, agent_id, user_id, model, status, since, until, min_cost, min_duration_ms, q
+        chat_id,
+        agent_id,
+        user_id,
+        model,
+        status,
+        since,
+        until,
+        min_cost,
+        min_duration_ms,
+        q,
+        prompt_name,
+        prompt_version,
     )
     return await Traces(runtime.engine).page(caller, filters, cursor, limit)
 
