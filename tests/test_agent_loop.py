@@ -403,3 +403,26 @@ async def test_an_agent_checks_its_fields(live_server: live.LiveServer) -> None:
         assert changed.json()["name"] == "renamed" and changed.json()["tools"] == agent["tools"]
         listed = (await http.get("/api/tools")).json()["tools"]
         assert {"echo", "calculator", "current_time"} <= {t["name"] for t in listed}
+
+
+async def test_a_call_cannot_be_approved_through_a_message_of_another_chat(
+    live_server: live.LiveServer,
+) -> None:
+    live_server.script(Call("c1", "danger", (TEXT,)))
+    live_server.script("other")
+    async with client_for(live_server) as http:
+        chat_id = await agent_chat(http, tools=["danger"])
+        tab = Tab(chat_id)
+        tab.load(await fetch_state(http, chat_id))
+        reply_id = await send(http, chat_id)
+        await until_status(http, tab, reply_id, "requires_action")
+        other_chat = await agent_chat(http, tools=["danger"])
+        other_reply = await send(http, other_chat)
+        await live_server.adrain()
+        decided = await http.post(
+            f"/api/messages/{other_reply}/tools/c1", json={"decision": "approve"}
+        )
+        assert decided.status_code == 409
+        assert (await live_server.amessage(reply_id))["status"] == "requires_action"
+        assert live_server.kit.calls["danger"] == 0
+        await http.post(f"/api/messages/{reply_id}/stop")
