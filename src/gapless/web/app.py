@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import math
 import re
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from gapless import __version__
 from gapless.config import Settings
+from gapless.db import ConstraintError
 from gapless.errors import GaplessError, RateLimitedError
 from gapless.limits import attempts_for
 from gapless.runtime import Runtime, build
@@ -37,6 +39,7 @@ from gapless.web.routes import evals as eval_routes
 from gapless.web.routes import traces as trace_routes
 
 STATIC = Path(__file__).parent / "static"
+logger = logging.getLogger("gapless.web")
 IMPORT_MAP = re.compile(r'<script type="importmap">(.*?)</script>', re.DOTALL)
 
 
@@ -176,6 +179,16 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Guard:
     @app.exception_handler(GaplessError)
     async def gapless_error(request: Request, exc: GaplessError) -> Response:
         return refusal(exc)
+
+    @app.exception_handler(ConstraintError)
+    async def refused_by_schema(request: Request, exc: ConstraintError) -> Response:
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        route = getattr(request.scope.get("route"), "path", "-")
+        # The route should have checked first: say which, in one line.
+        logger.warning(
+            "request %s: the database refused a write (%s %s)", request_id, request.method, route
+        )
+        return error(409, "conflict", "this refers to something that does not exist, or exists")
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> Response:
