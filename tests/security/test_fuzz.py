@@ -88,9 +88,10 @@ def test_generated_requests_meet_no_server_error_and_no_answer_outside_the_docum
     world: World, who: str
 ) -> None:
     def check(case: Any, headers: dict[str, str]) -> None:
-        case.call_and_validate(
-            base_url=world.server.url, headers=headers, timeout=30, excluded_checks=excluded(case)
-        )
+        response = case.call(base_url=world.server.url, headers=headers, timeout=30)
+        if response.status_code == 400 and response.text == "Invalid HTTP request received.":
+            return  # uvicorn's own parser refused the request (a Content-Length of "@DC")
+        case.validate_response(response, excluded_checks=excluded(case))
 
     fuzz(world, who, check)
 
