@@ -32,9 +32,13 @@ def obs_page(browser: Browser, observed: LiveServer) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(  # the CSP (style-src 'self') refuses style attributes: none may be refused
+        "console",
+        lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     yield page
     context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
+    assert errors == [], f"uncaught errors or CSP violations in the page: {errors}"
 
 
 def record(live: LiveServer, recorder: DbRecorder, *calls: tuple[str, Any]) -> None:
@@ -173,6 +177,8 @@ def test_the_waterfall_nests_a_two_step_run_and_shows_a_calls_content(
         ["step", "0", "step-2"],
         ["generation", "1", "g2"],
     ]
+    bar = page.locator('.wf-row[data-id="g2"] .wf-bar')  # placed on the timeline, not at 0
+    assert bar.evaluate("b => parseFloat(getComputedStyle(b).left)") > 0
     page.locator('.wf-row[data-id="t2"]').click()
     expect(page.locator(".trace-detail")).to_contain_text("6*7")
     expect(page.locator(".trace-detail")).to_contain_text("42")
