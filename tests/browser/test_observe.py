@@ -181,6 +181,7 @@ def test_the_waterfall_nests_a_two_step_run_and_shows_a_calls_content(
     assert bar.evaluate("b => parseFloat(getComputedStyle(b).left)") > 0
     page.locator('.wf-row[data-id="t2"]').click()
     expect(page.locator(".trace-detail")).to_contain_text("6*7")
+    page.screenshot(path=str(SCREENSHOTS / "trace-waterfall.png"))
     expect(page.locator(".trace-detail")).to_contain_text("42")
     page.locator('.wf-row[data-id="g1"]').click()
     expect(page.locator(".trace-detail")).to_contain_text("time and 6*7?")

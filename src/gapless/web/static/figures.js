@@ -51,3 +51,8 @@ export function h(tag, attributes = {}, ...children) {
   }
   return el;
 }
+
+/** The children that are there (`replaceChildren(null)` would show the text "null"). */
+export function present(...children) {
+  return children.filter((child) => child !== null && child !== undefined && child !== false);
+}

@@ -5,7 +5,7 @@
  * running trace grows live: the account stream's `trace.updated` refetches it.
  */
 import { api } from "./api.js";
-import { fmt, h } from "./figures.js";
+import { fmt, h, present } from "./figures.js";
 
 const RUNNING = new Set(["running", "requires_action"]);
 
@@ -105,7 +105,7 @@ export class TraceView {
     this.root.dataset.status = t.status;
     this.shell.setTitle(t.input ? `Trace · ${t.input.slice(0, 60)}` : "Trace");
     const figure = (label, value) => h("div", { class: "figure" }, h("span", { class: "muted small", text: label }), h("strong", { text: value }));
-    this.head.replaceChildren(
+    this.head.replaceChildren(...present(
       h("div", { class: "trace-title" },
         h("span", { class: `status status-${t.status}`, text: t.status.replace("_", " ") }),
         h("h2", { text: t.input || t.id }),
@@ -120,7 +120,7 @@ export class TraceView {
         figure("Tokens", `${fmt.count(t.input_tokens)} in · ${fmt.count(t.output_tokens)} out`),
         figure("Cost", fmt.cost(t.cost)),
         figure("Model", t.model ?? "—"),
-        figure("Agent", t.agent_name ?? "—")));
+        figure("Agent", t.agent_name ?? "—"))));
     this.drawWaterfall();
     this.drawDetail();
   }
@@ -165,7 +165,9 @@ export class TraceView {
       h("div", { class: "wf-track" },
         h("div", { class: `wf-bar status-${node.status}${running ? " running" : ""}`, style: `left:${left}%;width:${width}%` }),
         node.ttft_ms ? h("div", { class: "wf-ttft", style: `left:${left + (node.ttft_ms / span) * 100}%`, title: `first chunk ${fmt.ms(node.ttft_ms)}` }) : null,
-        h("span", { class: "wf-time", style: `left:${Math.min(left + width, 88)}%`, text: running ? "running…" : fmt.ms(stop - start) })));
+        left + width > 80
+          ? h("span", { class: "wf-time before", style: `left:${left}%`, text: running ? "running…" : fmt.ms(stop - start) })
+          : h("span", { class: "wf-time", style: `left:${left + width}%`, text: running ? "running…" : fmt.ms(stop - start) })));
     return row;
   }
 
@@ -200,11 +202,11 @@ export class TraceView {
       : block(o.kind === "tool" ? "Arguments" : "Input", o.input);
     const extra = { ...(o.attributes ?? {}) };
     delete extra.call_id;
-    this.detail.replaceChildren(
+    this.detail.replaceChildren(...present(
       h("h3", { text: o.name }),
       h("dl", { class: "pairs" }, pairs.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })])),
       messages,
       block("Output", o.output),
-      Object.keys(extra).length ? block("Attributes", extra) : null);
+      Object.keys(extra).length ? block("Attributes", extra) : null));
   }
 }
