@@ -61,7 +61,7 @@ async def test_a_plain_reply_is_one_model_call(priced: LiveServer) -> None:
     assert (call["input_tokens"], call["output_tokens"]) == (100, 50)
     assert call["cost"] == pytest.approx((100 * 1.0 + 50 * 2.0) / 1e6)
     assert trace["input"] == "Say hello" and trace["output"] == "Hello there."
-    assert trace["reply_id"] == reply_id  # (user_id: the job passes the reply's, unset today)
+    assert trace["reply_id"] == reply_id and trace["user_id"] is not None  # who asked
 
 
 async def test_two_steps_with_two_parallel_tool_calls_and_their_cost(priced: LiveServer) -> None:

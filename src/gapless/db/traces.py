@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gapless.db import Connection, Engine
 from gapless.db.rows import aware, iso, new_id, now
-from gapless.db.tables import chats, observations, traces
+from gapless.db.tables import chats, messages, observations, traces
 
 TRACE_COLUMNS = [c.name for c in traces.c]
 ROLLED = ("generations", "tools", "steps", "input_tokens", "output_tokens", "reasoning_tokens")
@@ -94,6 +94,19 @@ async def open_observations(conn: Connection, trace_ids: Iterable[str]) -> list[
         )
     )
     return [dict(row._mapping) for row in found]
+
+
+async def askers(conn: Connection, reply_ids: Iterable[str]) -> dict[str, str]:
+    """Who asked for each reply (`messages.user_id`), for runs told without it."""
+    wanted = list(reply_ids)
+    if not wanted:
+        return {}
+    found = await conn.execute(
+        sa.select(messages.c.id, messages.c.user_id).where(
+            messages.c.id.in_(wanted), messages.c.user_id.is_not(None)
+        )
+    )
+    return {row.id: row.user_id for row in found}
 
 
 async def starts(conn: Connection, ids: Iterable[str]) -> dict[str, datetime]:

@@ -190,6 +190,9 @@ class DbRecorder:
             who = {k: v for k, v in self._runs.items() if k in wanted}
             if missing := wanted - set(who):
                 who.update(await db.trace_info(conn, missing))
+            unknown = {r["reply_id"]: r for r in batch.runs if r["user_id"] is None}
+            for reply_id, user_id in (await db.askers(conn, unknown)).items():
+                unknown[reply_id]["user_id"] = user_id  # the same dict `_runs` holds
             await db.save_runs(conn, name, batch.runs)
             for obs_id, started in (await db.starts(conn, batch.unstarted)).items():
                 batch.observations[obs_id].started_at = started  # told by another process
