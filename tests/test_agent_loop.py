@@ -121,6 +121,10 @@ async def test_a_tool_call_streams_its_arguments_runs_and_the_next_step_answers(
         generations = (await http.get("/api/generations", params={"chat_id": chat_id})).json()
         assert sorted(g["step"] for g in generations["generations"]) == [1, 2]
         assert live_server.kit.calls["echo"] == 1
+        (context,) = live_server.kit.contexts  # the call ran for the user who asked
+        session = (await http.get("/api/session")).json()["user"]
+        assert context.user_id == session["id"] and context.chat_id == chat_id
+        assert context.account_ids is None  # a site admin sees every account, as in the API
 
 
 async def test_a_client_joining_mid_arguments_before_any_write_sees_each_piece_once(

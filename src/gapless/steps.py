@@ -99,7 +99,7 @@ async def run(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
             await end_unstarted(ctx, reply_id, "cancelled", None)
             return
         path = await db.path(ctx.engine, reply_id)  # those replies have their text now
-        reply = path[-1]
+        reply = {**path[-1], "user_id": reply["user_id"]}
     decided = await db_agents.calls_of(ctx.engine, reply_id) if going_on else []
     if any(c["status"] == "awaiting_approval" and not c["decision"] for c in decided):
         return  # not every call is decided: the last decision submits the run

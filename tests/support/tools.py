@@ -27,6 +27,7 @@ class KitTool:
     kit: Kit
 
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> JSON:
+        self.kit.contexts.append(context)
         return await self.kit.call(self.name, arguments)
 
 
@@ -39,6 +40,7 @@ class Kit:
     opened: threading.Event = field(default_factory=threading.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
     seen: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    contexts: list[ToolContext] = field(default_factory=list)  # whom each call ran for
 
     def tools(self) -> list[KitTool]:
         def tool(name: str, description: str, destructive: bool = False) -> KitTool:

@@ -295,22 +295,25 @@ async def path(engine: Engine, message_id: str) -> list[dict[str, Any]]:
 async def reply_context(
     engine: Engine, reply_id: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """A reply's chat and its path from the root (the reply last), read together."""
+    """A reply's chat and its path from the root (the reply last), read together; the reply
+    also names the user who asked for it (`user_id`, which its Message leaves out)."""
     async with engine.connect() as conn:
-        chain = await _path(conn, reply_id)
+        chain = await _path(conn, reply_id, asker=True)
         if not chain:
             return None
         chat = (await conn.execute(_CHAT, {"b_chat": chain[-1]["chat_id"]})).first()
     return (chat_json(chat), chain) if chat else None
 
 
-async def _path(conn: Connection, message_id: str) -> list[dict[str, Any]]:
+async def _path(conn: Connection, message_id: str, asker: bool = False) -> list[dict[str, Any]]:
     rows = {r.id: r for r in await conn.execute(_PATH, {"b_message": message_id})}
     chain: list[dict[str, Any]] = []
     current: str | None = message_id
     while current is not None and current in rows:
         chain.append(message_json(rows[current]))
         current = rows[current].parent_id
+    if asker and chain:
+        chain[0]["user_id"] = rows[message_id].user_id
     return chain[::-1]
 
 
