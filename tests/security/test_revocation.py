@@ -101,7 +101,9 @@ async def test_signing_out_ends_that_sessions_sse_and_websocket_at_once(server: 
     await http.aclose()
 
 
-async def test_a_password_change_ends_the_other_sessions_streams(server: LiveServer) -> None:
+async def test_a_password_change_ends_the_other_sessions_sse_and_websocket(
+    server: LiveServer,
+) -> None:
     async with bearer(server.url, server.token) as admin:
         chat_id = await start_chat(admin)
     laptop, _ = await cookie_session(server.url, server.email, server.password)
@@ -114,7 +116,11 @@ async def test_a_password_change_ends_the_other_sessions_streams(server: LiveSer
         )
         assert response.status_code == 204, response.text
 
-    await sse_ends_with_access(phone, f"/api/chats/{chat_id}/events", change)
+    cookie = "; ".join(f"{k}={v}" for k, v in phone.cookies.items())
+    async with websocket(server.url, Cookie=cookie, origin=server.url) as ws:
+        await sse_ends_with_access(
+            phone, f"/api/chats/{chat_id}/events", lambda: ws_ends_with_access(ws, chat_id, change)
+        )
     assert (await phone.get("/api/session")).status_code == 401
     assert (await laptop.get("/api/session")).status_code == 200  # the one that changed it
     await laptop.aclose()
