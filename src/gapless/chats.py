@@ -7,9 +7,11 @@ with the cursor it is consistent with. Imports `db`, `log`, `jobs`, `generation`
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from gapless import events
@@ -53,8 +55,17 @@ class Chats:
             raise NotFoundError("chat not found")
         return chat
 
-    async def visible(self, caller: Caller) -> list[dict[str, Any]]:
-        return await db.list_chats(self.engine, None if caller.site_admin else caller.account_ids)
+    async def visible(
+        self, caller: Caller, cursor: str | None = None, limit: int = 50
+    ) -> dict[str, Any]:
+        """`{chats, next}`: a page of the chats the caller sees, newest first; `next` is the
+        cursor of the page after it (None at the end)."""
+        after = page_after(cursor) if cursor else None
+        accounts = None if caller.site_admin else caller.account_ids
+        found = await db.list_chats(self.engine, accounts, limit + 1, after)
+        page = found[:limit]
+        more = len(found) > limit
+        return {"chats": page, "next": page_cursor(page[-1]) if more else None}
 
     async def state(self, caller: Caller, chat_id: str) -> dict[str, Any]:
         """`{chat, messages, cursor}`: replaying after `cursor` onto `messages` is the live state.
@@ -291,6 +302,22 @@ def _accepts(provider: Any, model: str) -> bool:
     """Providers with open-ended model names (e.g. `bench:r50-n200`) say so with `accepts`."""
     accepts = getattr(provider, "accepts", None)
     return bool(accepts and accepts(model.partition(":")[2]))
+
+
+def page_cursor(chat: Mapping[str, Any]) -> str:
+    """An opaque cursor after `chat` in the list's order (its `updated_at`, then its id)."""
+    return base64.urlsafe_b64encode(f"{chat['updated_at']}|{chat['id']}".encode()).decode()
+
+
+def page_after(cursor: str) -> tuple[datetime, str]:
+    try:
+        stamp, _, chat_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except (ValueError, UnicodeError):
+        raise InvalidError("not a cursor of this list", code="bad_cursor") from None
+    if not chat_id:
+        raise InvalidError("not a cursor of this list", code="bad_cursor")
+    return when, chat_id
 
 
 def oldest(cursors: list[str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -57,14 +58,37 @@ async def create_chat(
     return chat_json(SimpleNamespace(**values))
 
 
+_LISTED = [c for c in chats.c if c.name != "system_prompt"]  # a list shows no prompts
+
+
 async def list_chats(
-    engine: Engine, account_ids: Iterable[str] | None, limit: int = 200
+    engine: Engine,
+    account_ids: Iterable[str] | None,
+    limit: int = 50,
+    after: tuple[datetime, str] | None = None,
 ) -> list[dict[str, Any]]:
-    query = sa.select(chats).order_by(chats.c.updated_at.desc(), chats.c.id.desc()).limit(limit)
+    """Newest first, `limit` of them, after (`updated_at`, `id`) of the previous page's last
+    chat; items leave out the system prompt (the chat's own page has it)."""
+    order = (chats.c.updated_at.desc(), chats.c.id.desc())
+    query = sa.select(*_LISTED).order_by(*order).limit(limit)
     if account_ids is not None:
         query = query.where(chats.c.account_id.in_(list(account_ids)))
+    if after is not None:
+        stamp, chat_id = after
+        query = query.where(
+            sa.or_(
+                chats.c.updated_at < stamp,
+                sa.and_(chats.c.updated_at == stamp, chats.c.id < chat_id),
+            )
+        )
     async with engine.connect() as conn:
-        return [chat_json(row) for row in await conn.execute(query)]
+        found = [
+            chat_json(SimpleNamespace(**row._mapping, system_prompt=None))
+            for row in await conn.execute(query)
+        ]
+    for chat in found:
+        del chat["system_prompt"]
+    return found
 
 
 # The statements of every request and every reply are built once, with bound parameters:

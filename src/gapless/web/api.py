@@ -43,8 +43,15 @@ def given(body: BaseModel) -> dict[str, Any]:
 
 
 @router.get("/chats")
-async def list_chats(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
-    return {"chats": await runtime.chats.visible(caller)}
+async def list_chats(
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    cursor: str | None = Query(default=None, max_length=600),
+    limit: int = Query(default=50, ge=1, le=200),
+) -> dict[str, Any]:
+    """A page of the chats the caller sees, newest first, without their system prompts;
+    `next` is the cursor of the following page (null at the end)."""
+    return await runtime.chats.visible(caller, cursor, limit)
 
 
 @router.post("/chats", status_code=201)

@@ -235,7 +235,13 @@ export class AccountFeed extends Subscription {
 
   async opened() {
     try {
-      const { chats } = await api.get("/api/chats");
+      const chats = [];
+      let next = null;
+      do {  // the list comes in pages, newest first
+        const page = await api.get(`/api/chats?limit=200${next ? `&cursor=${encodeURIComponent(next)}` : ""}`);
+        chats.push(...page.chats);
+        next = page.next;
+      } while (next);
       for (const chat of chats) this.upsert(chat);
       const listed = new Set(chats.map((chat) => chat.id));
       for (const id of this.chats.keys()) if (!listed.has(id)) this.chats.delete(id);
