@@ -26,6 +26,13 @@ def address(server: LiveServer) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
+# What a sender gets into the kernel before the server's answer reaches it: its own send
+# buffer and the server's receive window, which grow (to 4 + 32 MiB here) while the server
+# reads up to the limit; on a loaded machine ~10 MiB were seen. The server's memory is the
+# proof that it did not read the body (`rss`); this only shows the sending was cut short.
+KERNEL_HELD = 20 * 1024 * 1024
+
+
 def rss() -> int:
     """This process's resident memory in bytes (the server runs in a thread of it)."""
     with open("/proc/self/status") as status:
@@ -79,7 +86,7 @@ def test_an_unauthenticated_chunked_body_is_refused_before_it_is_read(
     for _ in range(4):
         status, sent = chunked_post(live_server, "/api/chats", 40 * 1024 * 1024, None)
         assert status == 401
-        assert sent < 8 * 1024 * 1024  # what the kernel's buffers took, not 40 MB
+        assert sent < KERNEL_HELD  # what the kernel's buffers took, not 40 MB
     assert rss() - before < 30 * 1024 * 1024
 
 
@@ -90,7 +97,7 @@ def test_an_authenticated_chunked_body_over_the_limit_is_cut_at_the_limit(
     for _ in range(4):
         status, sent = chunked_post(live_server, "/api/chats", 40 * 1024 * 1024, live_server.token)
         assert status == 413
-        assert sent < 8 * 1024 * 1024
+        assert sent < KERNEL_HELD
     assert rss() - before < 30 * 1024 * 1024
 
 
