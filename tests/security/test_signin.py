@@ -89,9 +89,11 @@ async def test_hashing_runs_off_the_event_loop(live_server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.url) as http:
         ticking = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(ticks(), loop))
         await asyncio.gather(
-            *(sign_in(http, f"x{n}@y.org", "pw", f"10.4.0.{n}") for n in range(10)), ticking
+            *(sign_in(http, f"x{n}@y.org", "pw", f"10.4.0.{n}") for n in range(20)), ticking
         )
-    assert max(gaps) < 0.1, max(gaps)  # one hash on the loop alone took ~40 ms
+    # One hash on the loop took ~40 ms, and the loop ran the hashes of concurrent sign-ins
+    # back to back: 20 of them held it for ~800 ms. The bound leaves room for a loaded machine.
+    assert max(gaps) < 0.3, max(gaps)
 
 
 async def test_a_new_password_must_be_long_and_uncommon(live_server: LiveServer) -> None:
