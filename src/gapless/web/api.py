@@ -11,7 +11,9 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gapless.db import generations as db_generations
+from gapless.web import shapes
 from gapless.web.deps import CallerDep, RuntimeDep
+from gapless.web.shapes import answers
 
 router = APIRouter(prefix="/api")
 
@@ -42,7 +44,7 @@ def given(body: BaseModel) -> dict[str, Any]:
     return {name: getattr(body, name) for name in body.model_fields_set}
 
 
-@router.get("/chats")
+@router.get("/chats", responses=answers(shapes.ChatPage))
 async def list_chats(
     runtime: RuntimeDep,
     caller: CallerDep,
@@ -54,17 +56,17 @@ async def list_chats(
     return await runtime.chats.visible(caller, cursor, limit)
 
 
-@router.post("/chats", status_code=201)
+@router.post("/chats", status_code=201, responses=answers(shapes.Chat, 201))
 async def create_chat(body: NewChat, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     return await runtime.chats.create(caller, given(body))
 
 
-@router.get("/chats/{chat_id}")
+@router.get("/chats/{chat_id}", responses=answers(shapes.State))
 async def get_chat(chat_id: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     return await runtime.chats.state(caller, chat_id)
 
 
-@router.patch("/chats/{chat_id}")
+@router.patch("/chats/{chat_id}", responses=answers(shapes.Chat))
 async def patch_chat(
     chat_id: str, body: ChatFields, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
@@ -81,24 +83,26 @@ async def delete_chat(chat_id: str, runtime: RuntimeDep, caller: CallerDep) -> R
     return Response(status_code=204)
 
 
-@router.post("/chats/{chat_id}/messages", status_code=201)
+@router.post("/chats/{chat_id}/messages", status_code=201, responses=answers(shapes.Exchange, 201))
 async def post_message(
     chat_id: str, body: NewMessage, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
     return await runtime.chats.post(caller, chat_id, given(body))
 
 
-@router.get("/messages/{message_id}")
+@router.get("/messages/{message_id}", responses=answers(shapes.MessageState))
 async def get_message(message_id: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     return await runtime.chats.message(caller, message_id)
 
 
-@router.post("/messages/{message_id}/stop")
+@router.post("/messages/{message_id}/stop", responses=answers(shapes.Message))
 async def stop_message(message_id: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     return await runtime.chats.stop(caller, message_id)
 
 
-@router.post("/messages/{message_id}/retry", status_code=201)
+@router.post(
+    "/messages/{message_id}/retry", status_code=201, responses=answers(shapes.Message, 201)
+)
 async def retry_message(message_id: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     return await runtime.chats.retry(caller, message_id)
 

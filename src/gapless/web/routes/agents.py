@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from gapless.agents.service import Agents
 from gapless.evals import prompts
 from gapless.runtime import Runtime
+from gapless.web import shapes
 from gapless.web.deps import CallerDep, RuntimeDep
+from gapless.web.shapes import answers
 
 router = APIRouter(prefix="/api")
 
@@ -75,22 +77,22 @@ def _given(body: BaseModel) -> dict[str, Any]:
     return fields
 
 
-@router.get("/agents")
+@router.get("/agents", responses=answers(shapes.Agents))
 async def list_agents(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     return {"agents": await agents_of(runtime).visible(caller)}
 
 
-@router.post("/agents", status_code=201)
+@router.post("/agents", status_code=201, responses=answers(shapes.Agent, 201))
 async def create_agent(body: NewAgent, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     return await agents_of(runtime).create(caller, _given(body))
 
 
-@router.get("/agents/{agent_id}")
+@router.get("/agents/{agent_id}", responses=answers(shapes.Agent))
 async def get_agent(agent_id: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     return await agents_of(runtime).get(caller, agent_id)
 
 
-@router.patch("/agents/{agent_id}")
+@router.patch("/agents/{agent_id}", responses=answers(shapes.Agent))
 async def patch_agent(
     agent_id: str, body: AgentFields, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
@@ -103,13 +105,13 @@ async def delete_agent(agent_id: str, runtime: RuntimeDep, caller: CallerDep) ->
     return Response(status_code=204)
 
 
-@router.get("/tools")
+@router.get("/tools", responses=answers(shapes.Tools))
 async def list_tools(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """Every tool an agent may be given; an MCP server that cannot start shows its error."""
     return {"tools": [asdict(tool) for tool in await runtime.toolbox.available()]}
 
 
-@router.post("/messages/{message_id}/tools/{tool_call_id}")
+@router.post("/messages/{message_id}/tools/{tool_call_id}", responses=answers(shapes.Message))
 async def decide(
     message_id: str, tool_call_id: str, body: Decision, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
