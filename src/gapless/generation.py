@@ -158,16 +158,17 @@ def _epoch(cursor: str) -> str:
 EVENT = {"complete": "completed", "failed": "failed", "cancelled": "cancelled"}
 
 
-def close_open_tools(parts: Parts, status: str, error: dict[str, str] | None) -> None:
-    """A reply that ends ends its unfinished tool calls: `cancelled` when stopped, else
-    `failed` with the reply's error (never a call left running in a final Message)."""
-    for part in parts.tools():
-        if part["status"] not in TOOL_FINAL:
-            change: dict[str, Any] = {"id": part["id"], "status": status}
-            if status != "cancelled":
-                change["status"] = "failed"
-                change["error"] = error or {"code": "interrupted", "message": "The run ended."}
-            parts.add(Delta("", 0, tool=change))
+def closing(parts: Parts, status: str, error: dict[str, str] | None) -> list[dict[str, Any]]:
+    """How a reply that ends ends its unfinished tool calls (never a call left running in a
+    final Message): `cancelled` when stopped, else `failed` with the reply's error. The run
+    publishes these as deltas; a reply ended by no run (`end_unstarted`) stores them."""
+    change: dict[str, Any] = {"status": "cancelled"}
+    if status != "cancelled":
+        ended = error or {"code": "interrupted", "message": "The run ended."}
+        change = {"status": "failed", "error": ended}
+    return [
+        {"id": part["id"], **change} for part in parts.tools() if part["status"] not in TOOL_FINAL
+    ]
 
 
 async def end_unstarted(
@@ -189,7 +190,8 @@ async def end_unstarted(
     values: dict[str, Any] = {}
     if found is not None:
         parts, seq = found
-        close_open_tools(parts, status, error)
+        for change in closing(parts, status, error):
+            parts.add(Delta(reply_id, seq, tool=change))
         values = stored(parts, seq)
     final = await db.finish_reply(
         ctx.engine,

@@ -35,10 +35,12 @@ from gapless.generation import (
     Context,
     Unstored,
     blocking,
+    closing,
     end_unstarted,
     finish,
     publish,
     retrying,
+    usage_json,
     wait_for_path,
 )
 from gapless.log.base import chat_stream
@@ -204,15 +206,10 @@ class Steps(ToolPhase):
             )
             return
         progress = self.progress
-        if status != "complete":
-            # Calls cut short by a stop or an error end with the reply, as deltas.
-            change: dict[str, Any] = {"status": "cancelled" if status == "cancelled" else "failed"}
-            if status != "cancelled":
-                change["error"] = error or {"code": status, "message": "The reply ended."}
-            for part in progress.parts.tools():
-                if part["status"] in ("input", "running", "awaiting_approval"):
-                    with contextlib.suppress(FencedError):
-                        await self._publish(tool={"id": part["id"], **change})
+        if status != "complete":  # calls cut short by a stop or an error end with the reply
+            for change in closing(progress.parts, status, error):
+                with contextlib.suppress(FencedError):
+                    await self._publish(tool=change)
         try:
             await finish(self.ctx, self.stream, self.reply_id, self.lease, status, error, progress)
         except FencedError:
@@ -358,14 +355,12 @@ class Steps(ToolPhase):
 
 
 def _usage(usage: Usage | None) -> dict[str, int] | None:
-    if usage is None:
-        return None
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        **({"cached_tokens": usage.cached_tokens} if usage.cached_tokens else {}),
-    }
+    """A model call's usage as its generation record keeps it (a reply's row has no cached
+    tokens: `usage_json` alone)."""
+    found = usage_json(usage)
+    if found is not None and usage is not None and usage.cached_tokens:
+        found["cached_tokens"] = usage.cached_tokens
+    return found
 
 
 def _step_limit(limit: int) -> dict[str, str]:

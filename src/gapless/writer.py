@@ -56,10 +56,6 @@ def texts(parts: Parts) -> tuple[str, str, str | None]:
     return parts.text("text"), parts.text("thinking"), stored
 
 
-def _at(progress: Progress) -> tuple[int, str]:
-    return progress.seq, progress.position
-
-
 @dataclass(eq=False)
 class _Reply:
     reply_id: str
@@ -168,7 +164,11 @@ class Flusher:
         # One synchronous snapshot per reply: text, seq and position always agree.
         flushes = [
             db.Flush(
-                reply.reply_id, reply.lease, *texts(reply.progress.parts), *_at(reply.progress)
+                reply.reply_id,
+                reply.lease,
+                *texts(reply.progress.parts),
+                reply.progress.seq,
+                reply.progress.position,
             )
             for reply in changed
         ]
