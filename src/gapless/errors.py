@@ -1,7 +1,7 @@
 """The exception tree of Gapless, each with a stable `code` and an HTTP status.
 
 Imports nothing from gapless. The web layer translates these once, at one
-boundary, into `{"error": {"code", "message"}}`; nothing else knows HTTP.
+boundary, into `{"error": {"code", "message", "details"?}}`; nothing else knows HTTP.
 
     GaplessError (500)
     ├── InvalidError (422)         bad input: wrong shape, unknown parent, unknown model
@@ -19,6 +19,8 @@ boundary, into `{"error": {"code", "message"}}`; nothing else knows HTTP.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GaplessError(Exception):
     """Base of every error Gapless raises on purpose."""
@@ -26,9 +28,12 @@ class GaplessError(Exception):
     code = "internal"
     status = 500
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, details: list[Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details  # what a client can point at: an import's bad lines
         if code is not None:
             self.code = code
 

@@ -74,6 +74,12 @@ class Context:
     tool_timeout: float = 30.0
     tool_output_max: int = 20_000
     max_steps: int = 25
+    # After a reply's end is published: an experiment takes its result (`evals.after`).
+    after: Callable[[str], Awaitable[None]] = field(default=lambda reply_id: _nothing())
+
+
+async def _nothing() -> None:
+    return None
 
 
 # The run ended but could not store its end (the database stayed away past every retry):

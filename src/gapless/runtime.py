@@ -26,6 +26,7 @@ from gapless.db import Engine
 from gapless.db import accounts as db_accounts
 from gapless.db import chats as db_chats
 from gapless.db import engine as db_engine
+from gapless.evals import after as evals_after
 from gapless.generation import Context, Hooks
 from gapless.jobs.base import Job, Runner
 from gapless.jobs.inline import InlineRunner
@@ -115,6 +116,7 @@ class Runtime:
                 if time.monotonic() - trimmed > min(60.0, self.settings.retention / 4):
                     await self.trim()
                     trimmed = time.monotonic()
+                await evals_after.sweep(self.context, self.runner)
                 if time.monotonic() - expired > observe.EXPIRE_EVERY:
                     await observe.expire(self.engine, self.settings.trace_retention_days)
                     expired = time.monotonic()
@@ -280,6 +282,7 @@ def build(
         tool_timeout=settings.tool_timeout,
         tool_output_max=settings.tool_output_max,
         max_steps=settings.max_steps,
+        after=lambda reply_id: evals_after.reply_ended(context, runner, reply_id),
     )
 
     async def job(reply_id: str, stop: asyncio.Event) -> None:

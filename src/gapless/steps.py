@@ -81,6 +81,7 @@ async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
         )
         with contextlib.suppress(Exception):
             await retrying(lambda: end_unstarted(ctx, reply_id, "failed", error))
+    await ctx.after(reply_id)
 
 
 async def run(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:

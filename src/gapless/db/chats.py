@@ -70,7 +70,12 @@ async def list_chats(
     """Newest first, `limit` of them, after (`updated_at`, `id`) of the previous page's last
     chat; items leave out the system prompt (the chat's own page has it)."""
     order = (chats.c.updated_at.desc(), chats.c.id.desc())
-    query = sa.select(*_LISTED).order_by(*order).limit(limit)
+    query = (
+        sa.select(*_LISTED)
+        .where(chats.c.experiment_id.is_(None))  # an experiment's chats are its own
+        .order_by(*order)
+        .limit(limit)
+    )
     if account_ids is not None:
         query = query.where(chats.c.account_id.in_(list(account_ids)))
     if after is not None:

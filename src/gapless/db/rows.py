@@ -83,6 +83,7 @@ def chat_json(row: Any) -> dict[str, Any]:
         "model": row.model,
         "system_prompt": row.system_prompt,
         "agent_id": getattr(row, "agent_id", None),
+        "experiment_id": getattr(row, "experiment_id", None),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }

@@ -68,6 +68,8 @@ chats = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("agent_id", sa.ForeignKey("agents.id", ondelete="SET NULL")),
+    # An experiment's item runs in a chat of its own, left out of the chat list.
+    sa.Column("experiment_id", sa.String(40)),
     sa.Index("ix_chats_account_updated", "account_id", "updated_at"),
 )
 
@@ -413,4 +415,105 @@ review_items = sa.Table(
     sa.Column("added_at", Time, nullable=False),
     sa.UniqueConstraint("queue_id", "trace_id", name="uq_review_items_queue_trace"),
     sa.Index("ix_review_items_queue_status", "queue_id", "status", "added_at"),
+)
+
+# Datasets: items (input messages and variables, expected output) that experiments run.
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("baseline_id", sa.String(40)),  # the experiment runs are compared against
+    sa.Column("created_by", sa.String(40)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("account_id", "name", name="uq_datasets_account_name"),
+)
+
+dataset_items = sa.Table(
+    "dataset_items",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("dataset_id", sa.ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("input", sa.Text, nullable=False),  # JSON {messages: [{role, content}], variables}
+    sa.Column("expected", sa.Text),  # the expected output, as text
+    sa.Column("metadata", sa.Text, nullable=False),  # JSON object
+    sa.Column("source_reply_id", sa.String(40)),  # "add to dataset" from a reply
+    sa.Column("status", sa.String(10), nullable=False),  # active | archived
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_dataset_items_dataset", "dataset_id", "status", "created_at"),
+)
+
+# Evaluators: a kind and its config; `sample` > 0 also runs it on that share of live traces.
+evaluators = sa.Table(
+    "evaluators",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),  # the name of the scores it gives
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("config", sa.Text, nullable=False),  # JSON, by kind
+    sa.Column("sample", sa.Float, nullable=False),  # 0..1 of live traces; 0: experiments only
+    sa.Column("filter", sa.Text, nullable=False),  # JSON {agent_id?, model?, prompt_name?}
+    sa.Column("created_by", sa.String(40)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("account_id", "name", name="uq_evaluators_account_name"),
+)
+
+# An experiment: a dataset run against an agent (with its tools) or a prompt version and model.
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("dataset_id", sa.ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),  # JSON {agent_id, model?} | {prompt, model}
+    sa.Column("evaluators", sa.Text, nullable=False),  # JSON [evaluator id]
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    # queued | running | stopping | stopped | completed
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("done", sa.Integer, nullable=False),  # items with a result (failed included)
+    sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("progress", sa.Integer, nullable=False),  # +1 with every change: events' order
+    sa.Column("created_by", sa.String(40)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("started_at", Time),
+    sa.Column("ended_at", Time),
+    sa.Index("ix_experiments_dataset", "dataset_id", "created_at"),
+    sa.Index("ix_experiments_status", "status"),
+)
+
+experiment_items = sa.Table(
+    "experiment_items",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column(
+        "experiment_id", sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("item_id", sa.String(40), nullable=False),  # the dataset item
+    sa.Column("position", sa.Integer, nullable=False),
+    # pending | running | scoring | done | failed | stopped
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("chat_id", sa.String(40)),
+    sa.Column("reply_id", sa.String(40)),  # this attempt's reply; its trace is trace_id_of(it)
+    sa.Column("trace_id", sa.String(40)),
+    sa.Column("output", sa.Text),
+    sa.Column("cost", sa.Float),
+    sa.Column("tokens", sa.Integer),
+    sa.Column("duration_ms", sa.Integer),
+    sa.Column("error", sa.Text),  # JSON {code, message}
+    sa.Column("scores", sa.Text),  # JSON [{evaluator_id, name, data_type, value?, label?,
+    #                                       explanation?, error?}]
+    sa.Column("claimed_at", Time),  # running/scoring since: a stale claim is taken over
+    sa.Column("started_at", Time),
+    sa.Column("ended_at", Time),
+    sa.UniqueConstraint("experiment_id", "item_id", name="uq_experiment_items_item"),
+    sa.Index("ix_experiment_items_status", "experiment_id", "status", "position"),
 )

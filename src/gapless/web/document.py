@@ -22,7 +22,12 @@ ERROR = {
         "error": {
             "type": "object",
             "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                # what a client can point at, e.g. an import's bad lines [{line, message}]
+                "details": {"type": "array"},
+            },
         }
     },
 }

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 class Error(BaseModel):
     code: str
     message: str
+    details: list[Any] | None = None
 
 
 class Chat(BaseModel):
@@ -25,6 +26,7 @@ class Chat(BaseModel):
     model: str
     system_prompt: str | None = None  # left out of list items
     agent_id: str | None = None
+    experiment_id: str | None = None  # an experiment's item runs here; not in the chat list
     created_at: str
     updated_at: str
 

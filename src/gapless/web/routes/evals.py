@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from gapless.evals.prompts import Prompts
 from gapless.web.api import Strict
 from gapless.web.deps import CallerDep, RuntimeDep
-from gapless.web.routes import review, scores
+from gapless.web.routes import compare, datasets, evaluators, experiments, review, scores
 
 router = APIRouter(tags=["evaluations"])
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -195,3 +195,7 @@ for _path in ("/prompts", "/prompts/{name}", "/playground"):
 # feedback, scores and review queues: modules of their own, one router for the app
 router.include_router(scores.router)
 router.include_router(review.router)
+router.include_router(datasets.router)
+router.include_router(evaluators.router)
+router.include_router(experiments.router)
+router.include_router(compare.router)

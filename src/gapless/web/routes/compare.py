@@ -1,0 +1,7 @@
+"""(Stub: routes of compare, filled in by their owner.)"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
