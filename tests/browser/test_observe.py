@@ -3,6 +3,8 @@ of the trace list, the waterfall of a two-step run, and a running trace growing 
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -227,6 +229,15 @@ def test_a_reply_opens_its_trace_and_the_delivery_tab_shows_figures(
     ) as client:
         chat = client.post("/api/chats", json={"title": "to trace"}).json()
         reply = client.post(f"/api/chats/{chat['id']}/messages", json={"content": "hi"}).json()
+        observed.drain()
+        parent = reply["assistant_message"]["id"]
+        for n in range(12):  # enough turns below it that the first reply is scrolled away
+            more = client.post(
+                f"/api/chats/{chat['id']}/messages",
+                json={"content": f"and then {n} " + "more words " * 30, "parent_id": parent},
+            ).json()
+            observed.drain()
+            parent = more["assistant_message"]["id"]
     observed.drain()
     observed.run(observed.runtime.recorder.flush())
     reply_id = reply["assistant_message"]["id"]
@@ -238,6 +249,11 @@ def test_a_reply_opens_its_trace_and_the_delivery_tab_shows_figures(
     message.get_by_role("link", name="Open trace").click()
     expect(page).to_have_url(f"{observed.url}/traces/{trace_id_of(reply_id)}")
     expect(page.locator('.wf-row[data-kind="generation"]')).to_have_count(1, timeout=15_000)
+    page.get_by_role("link", name="Open chat").click()  # back to the chat, at that reply
+    expect(page).to_have_url(f"{observed.url}/chats/{chat['id']}?message={reply_id}")
+    expect(message).to_have_class(re.compile(r"\bfocused\b"), timeout=15_000)
+    expect(message).to_be_in_viewport()
+    expect(page.locator(f'.msg.assistant[data-id="{parent}"]')).not_to_be_in_viewport()
     page.goto("/dashboard")
     page.get_by_role("tab", name="Delivery").click()
     expect(page.locator('.delivery [data-card="Live subscribers"]')).to_be_visible(timeout=15_000)

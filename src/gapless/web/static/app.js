@@ -56,7 +56,8 @@ class App {
       const link = event.target.closest("a[data-link]");
       if (!link || event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
       event.preventDefault();
-      this.navigate(new URL(link.href).pathname);
+      const url = new URL(link.href);
+      this.navigate(url.pathname + url.search); // a trace's "Open chat" names its reply
     });
     window.addEventListener("popstate", () => this.route());
     $("login-form").addEventListener("submit", (event) => {
@@ -175,7 +176,7 @@ class App {
    * the address (the view already shows it).
    */
   navigate(path, { replace = false, quiet = false } = {}) {
-    if (path !== location.pathname) {
+    if (path !== location.pathname + location.search) {
       if (replace) history.replaceState(null, "", path);
       else history.pushState(null, "", path);
     }

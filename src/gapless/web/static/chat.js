@@ -44,6 +44,7 @@ export class ChatView {
 
     this.chatId = null;
     this.chat = null;
+    this.focus = null;
     /** @type {ChatFeed|null} */
     this.feed = null;
     /** @type {Map<string, MessageNode>} */
@@ -77,7 +78,8 @@ export class ChatView {
   /** Show chat `chatId`, or a new empty chat when null. */
   async show(chatId) {
     this.root.hidden = false;
-    if (chatId !== null && chatId === this.chatId) return;
+    const focus = new URLSearchParams(location.search).get("message");
+    if (chatId !== null && chatId === this.chatId) return this.reveal(focus);
     this.reset();
     this.outbox = unsent(chatId);
     this.fillModels(null);
@@ -90,6 +92,19 @@ export class ChatView {
     }
     await this.attach(chatId);
     this.composer.focus();
+    this.reveal(focus);
+  }
+
+  /** Bring the message `id` into view and mark it (a trace's "Open chat" names its reply);
+   * the view stops following the newest text so it stays there. */
+  reveal(id) {
+    this.focus = id; // drawn later if its state is not on the page yet
+    const node = id ? this.nodes.get(id) : null;
+    if (!node) return;
+    this.focus = null;
+    this.follower.following = false;
+    node.el.classList.add("focused");
+    node.el.scrollIntoView({ block: "center" });
   }
 
   hide() {
@@ -213,6 +228,7 @@ export class ChatView {
       sending: this.outbox.some((entry) => entry.state === "sending"),
     });
     this.follower.settle();
+    if (this.focus) this.reveal(this.focus);
   }
 
   /** Tell screen readers a reply ended (its text, or why it stopped). */
