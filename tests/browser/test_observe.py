@@ -188,7 +188,7 @@ def test_the_waterfall_nests_a_two_step_run_and_shows_a_calls_content(
     page.locator('.wf-row[data-id="g1"]').click()
     expect(page.locator(".trace-detail")).to_contain_text("time and 6*7?")
     page.get_by_role("link", name="Open chat").click()
-    expect(page).to_have_url(f"{observed.url}/chats/{run.chat_id}")
+    expect(page).to_have_url(f"{observed.url}/chats/{run.chat_id}?message={run.reply_id}")
     expect(page.locator("#page-title")).to_have_text("traced")
 
 
