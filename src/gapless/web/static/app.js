@@ -1,7 +1,8 @@
 /**
- * The page: signs in, routes (`/`, `/login`, `/chats/{id}`, `/generations`)
- * with history.pushState, and holds the shell the views share: the chat
- * list fed by the account stream, the connection state and the toasts.
+ * The page: signs in, routes (`/`, `/login`, `/chats/{id}`, `/generations`,
+ * and each view's own pages) with history.pushState (a link's query kept),
+ * and holds the shell the views share: the chat list fed by the account
+ * stream, the connection state and the toasts.
  */
 import { AccountView } from "./account.js";
 import { AgentsView } from "./agents.js";
@@ -11,6 +12,7 @@ import { EvalsView } from "./evals.js";
 import { AccountFeed } from "./feed.js";
 import { GenerationsView } from "./generations.js";
 import { ObserveView } from "./observe.js";
+import { RunsView } from "./runs.js";
 import { Sidebar } from "./sidebar.js";
 
 const $ = (id) => document.getElementById(id);
@@ -41,6 +43,7 @@ class App {
     this.agentsView = new AgentsView(shell);
     this.observe = new ObserveView(shell);
     this.evals = new EvalsView(shell);
+    this.runs = new RunsView(shell);
     this.accountView = new AccountView(shell);
     this.sidebar = new Sidebar({
       navigate: shell.navigate,
@@ -193,12 +196,20 @@ class App {
     $("open-settings").hidden = path === "/generations" || agents !== null || ObserveView.serves(path);
     if (AccountView.serves(path)) {
       $("open-settings").hidden = true;
-      for (const view of [this.chatView, this.generations, this.agentsView, this.observe, this.evals]) view.hide();
+      for (const view of [this.chatView, this.generations, this.agentsView, this.observe, this.evals, this.runs]) view.hide();
       this.chatView.reset();
       this.sidebar.highlight();
       return this.accountView.show(path);
     }
     this.accountView.hide();
+    if (RunsView.serves(path)) {
+      $("open-settings").hidden = true;
+      for (const view of [this.chatView, this.generations, this.agentsView, this.observe, this.evals]) view.hide();
+      this.chatView.reset();
+      this.sidebar.highlight();
+      return this.runs.show(path);
+    }
+    this.runs.hide();
     if (EvalsView.serves(path)) {
       $("open-settings").hidden = true;
       for (const view of [this.chatView, this.generations, this.agentsView, this.observe]) view.hide();

@@ -6,7 +6,8 @@
  * the pressed thumb again takes it back (DELETE).
  *
  * No <form> here: the chat view treats a submit inside the message list as an
- * edited message. The comment is set as text, never as markup.
+ * edited message. The comment is set as text, never as markup. Beside the
+ * thumbs, "Add to dataset" makes the reply a dataset item.
  */
 import { api } from "./api.js";
 import { h } from "./figures.js";
@@ -111,6 +112,73 @@ export class Thumbs {
       this.comment.hidden = true;
     } catch (error) {
       this.fail(error);
+    }
+  }
+}
+
+const DATASET = '<ellipse cx="12" cy="6" rx="7" ry="3"/><path d="M5 6v6c0 1.7 3.1 3 7 3M19 6v4M5 12v6c0 1.7 3.1 3 7 3M18 14v6M15 17h6"/>';
+
+/** The account's datasets for the "Add to dataset" pickers (loaded once, again after a new one). */
+let datasets = null;
+window.addEventListener("gapless:signed-out", () => (datasets = null));
+
+function datasetsOf() {
+  datasets ??= api.get("/api/datasets").then((answer) => answer.datasets).catch((error) => {
+    datasets = null;
+    throw error;
+  });
+  return datasets;
+}
+
+/**
+ * "Add to dataset" beside the thumbs: pick a dataset and the reply becomes an
+ * item (POST /api/datasets/{id}/items/from-reply): the conversation up to its
+ * question as input, the reply as the expected output.
+ */
+export class AddToDataset {
+  /** @param {{id: string}} message  a finished reply */
+  constructor(message) {
+    this.message = message;
+    this.el = h("button", { type: "button", class: "action add-to-dataset", "aria-label": "Add to dataset", title: "Add to dataset", "aria-expanded": "false", onclick: () => this.toggle() }, icon(DATASET));
+    this.pick = h("select", { class: "dataset-pick-select", "aria-label": "Dataset" });
+    this.add = h("button", { type: "button", class: "button small primary", onclick: () => this.send() }, "Add");
+    this.note = h("span", { class: "muted small dataset-pick-note", role: "status" });
+    this.panel = h("div", { class: "dataset-pick", hidden: true },
+      this.pick, this.add,
+      h("button", { type: "button", class: "button small", onclick: () => this.toggle(false) }, "Cancel"),
+      this.note);
+  }
+
+  async toggle(open = this.panel.hidden) {
+    this.panel.hidden = !open;
+    this.el.setAttribute("aria-expanded", String(open));
+    if (!open) return;
+    this.note.replaceChildren();
+    try {
+      const found = await datasetsOf();
+      this.pick.replaceChildren(...found.map((d) => h("option", { value: d.id }, d.name)));
+      this.pick.hidden = this.add.hidden = found.length === 0;
+      if (found.length === 0) {
+        this.note.replaceChildren("No datasets yet. ", h("a", { href: "/datasets", "data-link": true }, "Create one"));
+      }
+      this.pick.focus();
+    } catch (error) {
+      this.note.textContent = `Couldn't load datasets: ${error.message}`;
+    }
+  }
+
+  async send() {
+    const id = this.pick.value;
+    const name = this.pick.selectedOptions[0]?.textContent ?? "the dataset";
+    this.add.disabled = true;
+    try {
+      await api.post(`/api/datasets/${encodeURIComponent(id)}/items/from-reply`, { message_id: this.message.id });
+      this.note.replaceChildren("Added to ", h("a", { href: `/datasets/${encodeURIComponent(id)}`, "data-link": true }, name));
+      this.el.dataset.added = id;
+    } catch (error) {
+      this.note.textContent = `Not added: ${error.message}`;
+    } finally {
+      this.add.disabled = false;
     }
   }
 }

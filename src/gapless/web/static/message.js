@@ -8,7 +8,7 @@
  * step's thinking, text and tool cards, one block per part, each redrawn
  * only when its part changed.
  */
-import { Thumbs } from "./feedback.js";
+import { AddToDataset, Thumbs } from "./feedback.js";
 import { patch } from "./render.js";
 import { ToolCard } from "./tools.js";
 
@@ -144,6 +144,9 @@ export class MessageNode {
       this.thumbs = new Thumbs(message); // feedback.js: thumbs up/down and a comment
       this.el.querySelector(".msg-actions").after(this.thumbs.panel);
       this.el.querySelector(".stopped").before(this.thumbs.el);
+      this.keep = new AddToDataset(message); // beside the thumbs: the reply as a dataset item
+      this.thumbs.panel.after(this.keep.panel);
+      this.el.querySelector(".stopped").before(this.keep.el);
     }
   }
 
