@@ -10,13 +10,12 @@ from typing import Any
 
 import httpx
 
-from gapless.db import Engine
 from gapless.db import accounts as db_accounts
-from gapless.db.rows import new_id, now
-from gapless.db.tables import experiment_items, experiments
 from gapless.observe.recorder import trace_id_of
+from gapless.web.routes import datasets as shapes
 from tests.conftest import client_for
 from tests.evals.conftest import outsider
+from tests.evals.test_datasets_storage import a_run
 from tests.support.server import LiveServer
 
 GOOD_JSONL = "\n".join(
@@ -42,12 +41,14 @@ GOOD_JSONL = "\n".join(
 async def a_dataset(api: httpx.AsyncClient, name: str = "tides") -> dict[str, Any]:
     created = await api.post("/api/datasets", json={"name": name, "description": "tide Q&A"})
     assert created.status_code == 201, created.text
+    shapes.Dataset.model_validate(created.json())
     return dict(created.json())
 
 
 async def items_of(api: httpx.AsyncClient, dataset_id: str, archived: bool = False) -> list[Any]:
     found = await api.get(f"/api/datasets/{dataset_id}", params={"archived": archived})
     assert found.status_code == 200, found.text
+    shapes.DatasetDetail.model_validate(found.json())  # the answer is the documented one
     assert found.json()["count"] == len(found.json()["items"])
     return list(found.json()["items"])
 
@@ -63,8 +64,9 @@ async def test_a_dataset_is_created_listed_renamed_and_deleted(live_server: Live
         taken = await api.post("/api/datasets", json={"name": "tides"})
         assert taken.status_code == 409 and taken.json()["error"]["code"] == "name_taken"
         await a_dataset(api, "answers")
-        listed = (await api.get("/api/datasets")).json()["datasets"]
-        assert [d["name"] for d in listed] == ["answers", "tides"]
+        listed = (await api.get("/api/datasets")).json()
+        shapes.DatasetList.model_validate(listed)
+        assert [d["name"] for d in listed["datasets"]] == ["answers", "tides"]
 
         url = f"/api/datasets/{dataset['id']}"
         renamed = await api.patch(url, json={"name": "tide tables", "description": None})
@@ -178,6 +180,7 @@ async def test_a_jsonl_import_is_all_or_nothing_and_names_every_bad_line(
         done = await api.post(url, json={"format": "jsonl", "text": GOOD_JSONL + "\n"})
         assert done.status_code == 201, done.text
         assert done.json()["imported"] == 3
+        shapes.Imported.model_validate(done.json())
         items = await items_of(api, dataset["id"])
         assert [i["id"] for i in items] == [i["id"] for i in done.json()["items"]]
         assert items[0]["expected"] == "High."
@@ -293,6 +296,7 @@ async def test_add_to_dataset_from_a_demo_reply_takes_its_conversation(
         made = await api.post(url, json={"message_id": reply["id"]})
         assert made.status_code == 201, made.text
         item = made.json()
+        shapes.Item.model_validate(item)
         assert item["input"] == {
             "messages": [
                 {"role": "user", "content": "Hello there"},
@@ -316,41 +320,6 @@ async def test_add_to_dataset_from_a_demo_reply_takes_its_conversation(
         assert unknown.status_code == 404
 
 
-async def used(engine: Engine, dataset: dict[str, Any], item_ids: list[str]) -> str:
-    """An experiment of the dataset that ran these items (rows written as a run would)."""
-    experiment_id = new_id("exp")
-    async with engine.begin() as conn:
-        await conn.execute(
-            experiments.insert().values(
-                id=experiment_id,
-                account_id=dataset["account_id"],
-                dataset_id=dataset["id"],
-                name="run 1",
-                target=json.dumps({"agent_id": "agt_x"}),
-                evaluators="[]",
-                concurrency=1,
-                status="completed",
-                total=len(item_ids),
-                done=len(item_ids),
-                failed=0,
-                progress=len(item_ids),
-                created_at=now(),
-            )
-        )
-        for position, item_id in enumerate(item_ids):
-            await conn.execute(
-                experiment_items.insert().values(
-                    id=new_id("exi"),
-                    experiment_id=experiment_id,
-                    item_id=item_id,
-                    position=position,
-                    status="done",
-                    attempt=1,
-                )
-            )
-    return experiment_id
-
-
 async def test_an_item_a_run_used_is_archived_and_the_baseline_is_a_run_of_the_dataset(
     any_db_server: LiveServer,
 ) -> None:
@@ -361,8 +330,8 @@ async def test_an_item_a_run_used_is_archived_and_the_baseline_is_a_run_of_the_d
         url = f"/api/datasets/{dataset['id']}/import"
         imported = (await api.post(url, json={"format": "jsonl", "text": GOOD_JSONL})).json()
         ran, kept, spare = (i["id"] for i in imported["items"])
-        run = await server.arun(used(server.runtime.engine, dataset, [ran]))
-        elsewhere = await server.arun(used(server.runtime.engine, other, [spare]))
+        run = await server.arun(a_run(server.runtime.engine, dataset, [ran]))
+        elsewhere = await server.arun(a_run(server.runtime.engine, other, [spare]))
 
         items_url = f"/api/datasets/{dataset['id']}/items"
         archived = await api.delete(f"{items_url}/{ran}")

@@ -37,6 +37,7 @@ def test_a_str_input_is_one_user_message_and_defaults_are_filled() -> None:
         ({"input": {"messages": [{"role": "user", "content": "a"}], "extra": 1}}, "unknown"),
         ({"input": "a", "metadata": "m"}, "metadata"),
         ({"input": "a", "metadata": {"big": "x" * 20_000}}, "metadata is over"),
+        ({"input": "a", "metadata": {"x": float("nan")}}, "NaN"),
         ({"input": "a", "id": "mine"}, "unknown fields: id"),
         ({"input": [{"role": "user", "content": "a"}] * 201}, "input is text"),
         ({"input": {"messages": [{"role": "user", "content": "a"}] * 201}}, "over 200"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,7 +26,8 @@ def an_item(text: str) -> dict[str, object]:
     }
 
 
-async def a_run(engine: Engine, dataset: dict[str, str], item_id: str) -> str:
+async def a_run(engine: Engine, dataset: Mapping[str, Any], item_ids: list[str]) -> str:
+    """An experiment of the dataset that ran these items (its rows, as a run writes them)."""
     experiment_id = new_id("exp")
     async with engine.begin() as conn:
         await conn.execute(
@@ -37,23 +40,24 @@ async def a_run(engine: Engine, dataset: dict[str, str], item_id: str) -> str:
                 evaluators="[]",
                 concurrency=1,
                 status="completed",
-                total=1,
-                done=1,
+                total=len(item_ids),
+                done=len(item_ids),
                 failed=0,
-                progress=1,
+                progress=len(item_ids),
                 created_at=now(),
             )
         )
-        await conn.execute(
-            experiment_items.insert().values(
-                id=new_id("exi"),
-                experiment_id=experiment_id,
-                item_id=item_id,
-                position=0,
-                status="done",
-                attempt=1,
+        for position, item_id in enumerate(item_ids):
+            await conn.execute(
+                experiment_items.insert().values(
+                    id=new_id("exi"),
+                    experiment_id=experiment_id,
+                    item_id=item_id,
+                    position=position,
+                    status="done",
+                    attempt=1,
+                )
             )
-        )
     return experiment_id
 
 
@@ -117,8 +121,8 @@ async def test_an_item_a_run_of_the_dataset_used_is_archived_not_deleted(engine:
     added = await db.add_items(engine, dataset["id"], [an_item("a"), an_item("b"), an_item("c")])
     assert added is not None
     ran, fresh, named_elsewhere = (i["id"] for i in added)
-    run = await a_run(engine, dataset, ran)
-    elsewhere = await a_run(engine, other, named_elsewhere)
+    run = await a_run(engine, dataset, [ran])
+    elsewhere = await a_run(engine, other, [named_elsewhere])
 
     archived = await db.remove_item(engine, dataset["id"], ran)
     assert archived is not None and archived["status"] == "archived"

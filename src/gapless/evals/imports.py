@@ -108,7 +108,11 @@ def check_metadata(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise RowError("metadata is a JSON object")
-    if len(json.dumps(value)) > MAX_METADATA:
+    try:
+        size = len(json.dumps(value, allow_nan=False))
+    except ValueError:  # Python's JSON reads NaN and Infinity; no answer could carry them
+        raise RowError("metadata is JSON without NaN or Infinity") from None
+    if size > MAX_METADATA:
         raise RowError(f"metadata is over {MAX_METADATA} characters as JSON")
     return dict(value)
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from gapless.evals.datasets import Datasets
 from gapless.web.api import Strict
 from gapless.web.deps import CallerDep, RuntimeDep
-from gapless.web.shapes import Error, answers
+from gapless.web.shapes import answers
 
 router = APIRouter(tags=["evaluations"])
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -113,12 +113,6 @@ class Imported(BaseModel):
     items: list[Item]
 
 
-class BadRows(BaseModel):
-    """422 `bad_rows`: `details` is `[{line, message}]`, every bad line; nothing imported."""
-
-    error: Error
-
-
 @router.get("/api/datasets", responses=answers(DatasetList))
 async def list_datasets(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """The caller's datasets, by name, each with how many active items it has."""
@@ -174,7 +168,7 @@ async def add_item(
 @router.post(
     "/api/datasets/{dataset_id}/import",
     status_code=201,
-    responses={**answers(Imported, 201), 422: {"model": BadRows}},
+    responses=answers(Imported, 201),
 )
 async def import_items(
     dataset_id: str, body: Import, runtime: RuntimeDep, caller: CallerDep
