@@ -3,10 +3,12 @@
 `CountingLog` wraps the process's `EventLog`. An append adds one to two
 integers and writes its time and cursor into the stream's preallocated ring;
 a subscription is wrapped once, and each *batch* it hands over (never each
-event) adds to the counters; one batch in sixteen also measures the subscriber's
-lag: how many of this process's appends to the stream, and how long, since the
-batch's last event was appended (found in the ring). A resumed subscription's
-batches are all looked up until its replay is counted.
+event) adds to the counters (`feed.follow` waits on the wrapped subscription
+itself and calls `Counted.count` after: no frame of its own per batch); one
+batch in sixteen also measures the subscriber's lag: how many of this process's
+appends to the stream, and how long, since the batch's last event was appended
+(found in the ring). A resumed subscription's batches are all looked up until
+its replay is counted.
 What is counted: live subscribers by transport (`label`), events appended and
 delivered, replays (a subscription that resumed from a cursor and was handed
 events appended before it opened) and the events they carried, resets by
@@ -23,7 +25,7 @@ import os
 import time
 from array import array
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from time import monotonic
 from typing import Any
 
@@ -185,6 +187,15 @@ class Counted:
 
     async def next(self) -> list[Event]:
         batch = await self.inner.next()
+        self.count(batch)
+        return batch
+
+    def split(self) -> tuple[Subscription, Callable[[list[Event]], None]]:
+        """What to wait on and what to call with each batch: `feed.follow` waits on the
+        inner subscription itself and counts after, one frame less per batch."""
+        return self.inner, self.count
+
+    def count(self, batch: list[Event]) -> None:
         tally, figures = self.tally, self.figures
         tally.delivered += len(batch)
         figures.delivered += len(batch)
@@ -195,10 +206,10 @@ class Counted:
             figures.resets += 1
             if reason == "behind":
                 tally.slow_ended += 1
-            return batch
+            return
         self.batches += 1
         if self.batches & SAMPLE_EVERY and not self.catching_up:
-            return batch  # lag measured on one batch in SAMPLE_EVERY + 1 (and while replaying)
+            return  # lag measured on one batch in SAMPLE_EVERY + 1 (and while replaying)
         index = self._index(last.cursor)
         if index is not None:
             behind = figures.appended - 1 - index
@@ -213,7 +224,6 @@ class Counted:
             self._replay(len(batch))  # older than the ring: appended before it opened
         else:
             self.catching_up = False
-        return batch
 
     def _index(self, cursor: str) -> int | None:
         """The append number of `cursor`, when the ring still holds it (newest first)."""

@@ -2,13 +2,13 @@
 
 Every SSE stream, WebSocket and WebSocket subscription is registered here and
 counts against its user's cap (`max_streams`, 429 `too_many_streams` beyond);
-a stream or subscription is wrapped in a `Held` one, which can be ended from outside.
+a stream or subscription has a `Held` (a `feed.Hold`), which can end it from outside.
 Each API process follows the log's `accounts.ACCESS` stream (`Live.run`):
 when a session or token is revoked, a member removed or a user deleted, in any
 process, the matching streams here end at once with `reset {reason: access}`,
 and WebSockets of that user re-check who they are before their next subscribe.
 The heartbeat's re-check stays, for what the log cannot tell (a memory log
-seen from another process, an expiry). Imports `accounts`, `events`, `log`,
+seen from another process, an expiry). Imports `accounts`, `feed`, `log`,
 `errors`, `db.accounts`.
 """
 
@@ -19,15 +19,13 @@ import contextlib
 import logging
 from typing import Protocol
 
-from gapless import events
 from gapless.accounts import ACCESS
 from gapless.db.accounts import Caller
 from gapless.errors import RateLimitedError
-from gapless.events import Event
-from gapless.log.base import EventLog, Subscription
+from gapless.feed import Hold
+from gapless.log.base import EventLog
 
 logger = logging.getLogger("gapless.web.live")
-ENDED = [events.reset("access")]
 
 
 class Holder(Protocol):
@@ -42,47 +40,23 @@ def matches(token_id: str, account_id: str | None, tokens: object, account: obje
     return account is None or account == account_id
 
 
-class Held:
-    """A subscription whose wait `Live` can end: its next batch is then `reset(access)`.
+class Held(Hold):
+    """One held stream or subscription: `feed.follow` ends it with `reset(access)` when
+    `Live` ends it (`Hold.end`), and its close gives back its place in the user's cap.
+    Nothing of it runs per batch."""
 
-    Ending cancels the task waiting in `next()` (a subscription's wait is
-    cancel-safe) and takes that cancellation back, so `follow` sees a batch,
-    not a cancellation; a cancellation from anyone else still propagates.
-    """
+    __slots__ = ("account_id", "caller", "live")
 
-    __slots__ = ("account_id", "caller", "ended", "inner", "live", "poked", "waiter")
-
-    def __init__(self, live: Live, inner: Subscription, caller: Caller, account_id: str) -> None:
-        self.live, self.inner, self.caller, self.account_id = live, inner, caller, account_id
-        self.ended = self.poked = False
-        self.waiter: asyncio.Task[object] | None = None
-
-    async def next(self) -> list[Event]:
-        if self.ended:
-            return ENDED
-        self.waiter = asyncio.current_task()
-        try:
-            return await self.inner.next()
-        except asyncio.CancelledError:
-            if self.poked and self.waiter is not None:
-                self.poked = False
-                if self.waiter.uncancel() == 0:
-                    return ENDED
-            raise
-        finally:
-            self.waiter = None
+    def __init__(self, live: Live, caller: Caller, account_id: str) -> None:
+        super().__init__()
+        self.live, self.caller, self.account_id = live, caller, account_id
 
     def revoke(self, tokens: list[str] | None, account_id: str | None) -> None:
-        if self.ended or not matches(self.caller.token_id, self.account_id, tokens, account_id):
-            return
-        self.ended = True
-        if self.waiter is not None:
-            self.poked = True
-            self.waiter.cancel()
+        if not self.ended and matches(self.caller.token_id, self.account_id, tokens, account_id):
+            self.end()
 
     async def close(self) -> None:
         self.live.release(self.caller.user_id, self)
-        await self.inner.close()
 
 
 class Live:
@@ -92,9 +66,10 @@ class Live:
         self.counts: dict[str, int] = {}
         self.task: asyncio.Task[None] | None = None
 
-    def hold(self, subscription: Subscription, caller: Caller, account_id: str) -> Held:
-        """Register an established subscription (the caller closes it when this refuses)."""
-        held = Held(self, subscription, caller, account_id)
+    def hold(self, caller: Caller, account_id: str) -> Held:
+        """Register a stream or subscription about to be followed: pass it to `feed.follow`
+        as its `hold` (which closes it), or close it when not followed after all."""
+        held = Held(self, caller, account_id)
         self.watch(caller.user_id, held)
         return held
 

@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from gapless.accounts import Accounts
 from gapless.errors import GaplessError, NotFoundError
 from gapless.events import Event
-from gapless.feed import follow
+from gapless.feed import Hold, follow
 from gapless.log.base import Subscription, account_stream, chat_stream
 from gapless.observe.delivery import label
 from gapless.runtime import Runtime
@@ -89,11 +89,11 @@ async def open_stream(runtime: Runtime, scope: Scope, live: Live) -> EventStream
     subscription = await runtime.log.subscribe(stream, cursor)
     label(subscription, "sse")  # delivery figures by transport
     try:
-        held = live.hold(subscription, caller, account_id)
+        held = live.hold(caller, account_id)
     except GaplessError:
         await subscription.close()
         raise
-    return EventStream(held, runtime.settings.heartbeat, allowed)
+    return EventStream(subscription, held, runtime.settings.heartbeat, allowed)
 
 
 class EventStream:
@@ -102,10 +102,12 @@ class EventStream:
     def __init__(
         self,
         subscription: Subscription,
+        held: Hold,
         heartbeat: float,
         allowed: Callable[[], Awaitable[bool]],
     ) -> None:
-        self.subscription, self.heartbeat, self.allowed = subscription, heartbeat, allowed
+        self.subscription, self.held = subscription, held
+        self.heartbeat, self.allowed = heartbeat, allowed
 
     async def __call__(self, receive: Receive, send: Send) -> None:
         # The events go out from a task of its own, whose wake-ups resume only its own
@@ -131,14 +133,18 @@ class EventStream:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-            await self.subscription.close()  # also when the pump never ran (closing is idempotent)
+            # Also when the pump never ran (closing is idempotent).
+            await self.held.close()
+            await self.subscription.close()
         if not pump.cancelled():
             pump.result()  # raises what the pump raised
 
     async def _pump(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": OPENING, "more_body": True})
-        batches = follow(self.subscription, heartbeat=self.heartbeat, allowed=self.allowed)
+        batches = follow(
+            self.subscription, heartbeat=self.heartbeat, allowed=self.allowed, hold=self.held
+        )
         async for batch in batches:
             # One write per batch: a subscriber catching up costs one send, not hundreds.
             body = "".join(map(frame, batch)).encode() if batch else PING

@@ -32,7 +32,7 @@ from gapless.accounts import Accounts
 from gapless.db.accounts import Caller, token_holder
 from gapless.errors import GaplessError, UnauthorizedError
 from gapless.events import Event, encode, reset
-from gapless.feed import follow
+from gapless.feed import Hold, follow
 from gapless.log.base import Subscription, chat_stream
 from gapless.observe.delivery import label
 from gapless.runtime import Runtime
@@ -123,7 +123,7 @@ class Socket:
             subscription = await self.runtime.log.subscribe(chat_stream(chat_id), cursor)
             label(subscription, "ws")  # delivery figures by transport
             try:
-                held = self.live.hold(subscription, self.caller, chat["account_id"])
+                held = self.live.hold(self.caller, chat["account_id"])
             except GaplessError:
                 await subscription.close()
                 raise
@@ -131,7 +131,7 @@ class Socket:
             await self.send(error_frame(exc.code, exc.message, chat_id))
             return
         await self.send(encode({"op": "subscribed", "chat_id": chat_id}))
-        self.followers[chat_id] = Follower(self, chat_id, chat["account_id"], held)
+        self.followers[chat_id] = Follower(self, chat_id, chat["account_id"], subscription, held)
 
     async def recheck(self) -> None:
         """Who the caller is now: their token may be gone (401), memberships ended."""
@@ -150,13 +150,18 @@ class Follower:
     """One followed chat of one socket: its pump, and what the pump needs after
     `subscribe` (the chat's account, not its row)."""
 
-    __slots__ = ("account_id", "chat_id", "socket", "subscription", "task")
+    __slots__ = ("account_id", "chat_id", "held", "socket", "subscription", "task")
 
     def __init__(
-        self, socket: Socket, chat_id: str, account_id: str, subscription: Subscription
+        self,
+        socket: Socket,
+        chat_id: str,
+        account_id: str,
+        subscription: Subscription,
+        held: Hold,
     ) -> None:
         self.socket, self.chat_id, self.account_id = socket, chat_id, account_id
-        self.subscription = subscription
+        self.subscription, self.held = subscription, held
         self.task = asyncio.create_task(self.pump())
 
     async def allowed(self) -> bool:
@@ -167,7 +172,10 @@ class Follower:
         socket = self.socket
         send, start = socket.asgi_send, head(self.chat_id)
         batches = follow(
-            self.subscription, heartbeat=socket.runtime.settings.heartbeat, allowed=self.allowed
+            self.subscription,
+            heartbeat=socket.runtime.settings.heartbeat,
+            allowed=self.allowed,
+            hold=self.held,
         )
         while True:
             try:
@@ -192,6 +200,7 @@ class Follower:
             await self.task
         # A pump cancelled before its first step never entered `follow`, which closes
         # the subscription: close it here too (closing twice is harmless).
+        await self.held.close()
         await self.subscription.close()
 
 
