@@ -109,9 +109,13 @@ async def apply_prompt(
     """The agent with `instructions` taken from its `prompt` ({name, label | version,
     variables?}), and {name, version} used; an agent without a prompt comes back as it is,
     with None. `used` (what the reply stored when it started) pins the version, so a run
-    going on after an approval keeps its text however the label moved."""
-    if agent is None or not agent.get("prompt"):
-        return (dict(agent) if agent is not None else None), None
+    going on after an approval keeps its text however the label moved. A reply without an
+    agent that names its prompt (an experiment's run of a prompt version, rendered into its
+    chat's system prompt) reports that prompt, so its trace records it."""
+    if agent is None:
+        return None, ({"name": used["name"], "version": used["version"]} if used else None)
+    if not agent.get("prompt"):
+        return dict(agent), None
     ref = dict(agent["prompt"])
     if used is not None:
         ref = {"name": used["name"], "version": used["version"], "variables": ref.get("variables")}
