@@ -361,6 +361,12 @@ async def test_an_item_a_run_used_is_archived_and_the_baseline_is_a_run_of_the_d
         cleared = await api.patch(dataset_url, json={"baseline_id": None})
         assert cleared.status_code == 200 and cleared.json()["baseline_id"] is None
 
+        await server.arun(a_run(server.runtime.engine, other, [], status="running"))
+        running = await api.delete(f"/api/datasets/{other['id']}")
+        assert running.status_code == 409 and running.json()["error"]["code"] == "running"
+        assert (await api.delete(dataset_url)).status_code == 204
+        assert (await api.get(dataset_url)).status_code == 404
+
 
 async def test_another_accounts_datasets_items_and_replies_are_404(
     live_server: LiveServer,

@@ -26,7 +26,9 @@ def an_item(text: str) -> dict[str, object]:
     }
 
 
-async def a_run(engine: Engine, dataset: Mapping[str, Any], item_ids: list[str]) -> str:
+async def a_run(
+    engine: Engine, dataset: Mapping[str, Any], item_ids: list[str], status: str = "completed"
+) -> str:
     """An experiment of the dataset that ran these items (its rows, as a run writes them)."""
     experiment_id = new_id("exp")
     async with engine.begin() as conn:
@@ -39,7 +41,7 @@ async def a_run(engine: Engine, dataset: Mapping[str, Any], item_ids: list[str])
                 target="{}",
                 evaluators="[]",
                 concurrency=1,
-                status="completed",
+                status=status,
                 total=len(item_ids),
                 done=len(item_ids),
                 failed=0,
@@ -138,7 +140,14 @@ async def test_an_item_a_run_of_the_dataset_used_is_archived_not_deleted(engine:
     assert not await db.experiment_in(engine, elsewhere, dataset["id"])
     assert not await db.experiment_in(engine, "exp_none", dataset["id"])
 
-    await db.delete_dataset(engine, dataset["id"])
+    going = await a_run(engine, dataset, [], status="running")
+    assert await db.delete_dataset(engine, dataset["id"]) is False  # not while a run goes on
+    assert len(await db.list_items(engine, dataset["id"], archived=True)) == 1
+    async with engine.begin() as conn:
+        await conn.execute(
+            experiments.update().where(experiments.c.id == going).values(status="stopped")
+        )
+    assert await db.delete_dataset(engine, dataset["id"]) is True
     assert await db.get_dataset(engine, dataset["id"]) is None
     async with engine.connect() as conn:
         left = await conn.scalar(

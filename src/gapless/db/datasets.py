@@ -20,6 +20,7 @@ from gapless.db.tables import dataset_items, datasets, experiment_items, experim
 
 ACTIVE = "active"
 ARCHIVED = "archived"
+GOING_ON = ("queued", "running", "stopping")  # experiments that still run items
 
 
 def dataset_json(row: Any, count: int = 0) -> dict[str, Any]:
@@ -110,11 +111,19 @@ async def update_dataset(
     return await get_dataset(engine, dataset_id)
 
 
-async def delete_dataset(engine: Engine, dataset_id: str) -> None:
-    """The dataset with its items (and, by the foreign keys, its experiments)."""
+async def delete_dataset(engine: Engine, dataset_id: str) -> bool:
+    """The dataset with its items (and, by the foreign keys, its experiments); False (and
+    nothing deleted) while one of its experiments is going on."""
+    going_on = sa.exists().where(
+        experiments.c.dataset_id == dataset_id, experiments.c.status.in_(GOING_ON)
+    )
     async with engine.begin() as conn:
+        await _lock(conn, dataset_id)
+        if await conn.scalar(sa.select(going_on)):
+            return False
         await conn.execute(dataset_items.delete().where(dataset_items.c.dataset_id == dataset_id))
         await conn.execute(datasets.delete().where(datasets.c.id == dataset_id))
+    return True
 
 
 async def experiment_in(engine: Engine, experiment_id: str, dataset_id: str) -> bool:

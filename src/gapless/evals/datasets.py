@@ -112,7 +112,8 @@ class Datasets:
 
     async def delete(self, caller: Caller, dataset_id: str) -> None:
         await self.dataset(caller, dataset_id)
-        await db.delete_dataset(self.engine, dataset_id)
+        if not await db.delete_dataset(self.engine, dataset_id):
+            raise ConflictError("a run of this dataset is going on: stop it first", code="running")
 
     async def _add(self, dataset_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         added = await db.add_items(self.engine, dataset_id, items, MAX_ITEMS)

@@ -150,7 +150,7 @@ async def update_dataset(
 
 @router.delete("/api/datasets/{dataset_id}", status_code=204)
 async def delete_dataset(dataset_id: str, runtime: RuntimeDep, caller: CallerDep) -> Response:
-    """The dataset with its items and its experiments."""
+    """The dataset with its items and its experiments (409 `running` while one runs)."""
     await Datasets(runtime.engine).delete(caller, dataset_id)
     return Response(status_code=204)
 
