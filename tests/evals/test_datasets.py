@@ -208,14 +208,15 @@ async def test_a_jsonl_import_is_all_or_nothing_and_names_every_bad_line(
             '"just a string"',  # line 5
             '{"input": "x", "surprise": 1}',  # line 6
             '{"input": {"messages": [{"role": "robot", "content": "x"}]}}',  # line 7
+            '{"input": "x", "expected": "\\ud800 alone"}',  # line 8: no column holds it
         ]
         bad = await api.post(url, json={"format": "jsonl", "text": "\n".join(many)})
         assert bad.status_code == 422
         details = bad.json()["error"]["details"]
-        assert [d["line"] for d in details] == [3, 4, 5, 6, 7]
+        assert [d["line"] for d in details] == [3, 4, 5, 6, 7, 8]
         assert "input is empty" in details[0]["message"]
         assert "metadata" in details[1]["message"]
-        assert "3, 4, 5, 6, 7" in bad.json()["error"]["message"]
+        assert "3, 4, 5, 6, 7, 8" in bad.json()["error"]["message"]
         assert len(await items_of(api, dataset["id"])) == 3
 
         empty = await api.post(url, json={"format": "jsonl", "text": "\n\n"})

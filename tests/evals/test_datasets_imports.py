@@ -57,6 +57,8 @@ def test_jsonl_lines_are_counted_as_the_text_has_them() -> None:
     items = imports.parse("jsonl", text)
     assert [i["input"]["messages"][0]["content"] for i in items] == ["a \u2028 b", "c"]
     assert bad_lines("jsonl", '\n{"input": "a"}\n\n{oops\n' + "[" * 100_000 + "\n") == [4, 5]
+    escaped = '{"input": "a", "expected": "\\ud800"}\n{"input": {"messages": "\\u0000"}}'
+    assert bad_lines("jsonl", escaped) == [1, 2]
 
 
 def test_csv_rows_are_named_by_the_line_they_start_on() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,11 @@ MAX_TEXT = 250_000  # characters of an import's text (requests stop at 256 KiB a
 MAX_ROWS = 5_000
 FIELDS = ("input", "expected", "metadata")
 SHOWN = 10  # bad lines named in the message; `details` has them all
+
+
+# what no column or answer can hold; the request's own text was checked at the edge, but a
+# JSONL line's escapes (`\\u0000`, `\\ud800`) only become these characters here
+UNSAFE = re.compile("[\x00\ud800-\udfff]")
 
 
 class RowError(ValueError):
@@ -140,6 +146,16 @@ def checked(fields: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidError(str(exc), code="bad_item") from None
 
 
+def _unsafe(value: Any) -> bool:
+    if isinstance(value, str):
+        return UNSAFE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_unsafe(k) or _unsafe(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unsafe(v) for v in value)
+    return False
+
+
 def _jsonl(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]]]:
     found, bad = [], []
     # "\n" only: `splitlines` would also cut at U+2028, which JSON allows inside a string
@@ -156,6 +172,9 @@ def _jsonl(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, 
             continue
         if not isinstance(value, dict):
             bad.append({"line": line, "message": "a line is a JSON object {input, expected?, ...}"})
+            continue
+        if _unsafe(value):
+            bad.append({"line": line, "message": "a NUL character or a lone surrogate"})
             continue
         found.append((line, value))
     return found, bad
