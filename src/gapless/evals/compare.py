@@ -1,9 +1,9 @@
 """Experiment runs side by side: each run's summary and, per dataset item, which runs got worse.
 
-Pure: experiments, their items and the dataset's items in (the JSON shapes of
-/tmp/spec/evals.md), the comparison out. Nothing is stored; a comparison is
-computed when asked, so it always reflects the runs as they stand (a run
-still going compares what it has finished).
+The rules are pure functions: experiments, their items and the dataset's
+items in (the API's JSON shapes), the comparison out. Nothing is stored; a
+comparison is computed when asked, so it reflects the runs as they stand (a
+run still going compares what it has finished).
 
 - An item *passes* when its run ended it `done` and none of its evaluator
   results failed or erred (an evaluator error is no score, so no pass either).
@@ -14,7 +14,9 @@ still going compares what it has finished).
   not pass in that run (failed or erred), or when the run failed the item that
   the reference finished. Its mirror image is *improved*.
 
-Imports `observe.histogram` (the percentile rule the dashboard uses).
+`comparison` is the one use case: it reads the runs (another account's is
+404) and compares them. Imports `db`, `errors`, `observe.histogram` (the
+percentile rule the dashboard uses).
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gapless.db import Engine
+from gapless.db import datasets as db_datasets
+from gapless.db import experiments as db_experiments
+from gapless.db.accounts import Caller
+from gapless.errors import InvalidError, NotFoundError
 from gapless.observe.histogram import exact
 
 Row = Mapping[str, Any]
@@ -177,3 +184,33 @@ def compare(
         ],
         "items": rows,
     }
+
+
+# ---- the use case: read the runs (404 across accounts), then compare --------------------------
+
+MAX_RUNS = 5
+
+
+def parse_ids(text: str) -> list[str]:
+    """`a,b[,c...]`: two to five distinct experiment ids, in order."""
+    ids = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not 2 <= len(ids) <= MAX_RUNS:
+        raise InvalidError(f"compare 2 to {MAX_RUNS} distinct runs", code="bad_ids")
+    return ids
+
+
+async def comparison(engine: Engine, caller: Caller, ids: Sequence[str]) -> dict[str, Any]:
+    """Runs of one dataset compared; a run the caller may not see is 404, runs of
+    different datasets are 422 `different_datasets`."""
+    found = []
+    for experiment_id in ids:
+        experiment = await db_experiments.get_experiment(engine, experiment_id)
+        if experiment is None or not caller.sees(experiment["account_id"]):
+            raise NotFoundError(f"experiment {experiment_id} not found")
+        found.append(experiment)
+    if len({e["dataset_id"] for e in found}) > 1:
+        raise InvalidError("these runs are of different datasets", code="different_datasets")
+    dataset = await db_datasets.get_dataset(engine, found[0]["dataset_id"])
+    items = {e["id"]: await db_experiments.items_of(engine, e["id"]) for e in found}
+    sources = {i["item_id"]: i for rows in items.values() for i in rows}
+    return compare(found, items, sources, dataset["baseline_id"] if dataset else None)
