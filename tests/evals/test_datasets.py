@@ -64,6 +64,8 @@ async def test_a_dataset_is_created_listed_renamed_and_deleted(live_server: Live
         taken = await api.post("/api/datasets", json={"name": "tides"})
         assert taken.status_code == 409 and taken.json()["error"]["code"] == "name_taken"
         await a_dataset(api, "answers")
+        nowhere = await api.post("/api/datasets", json={"name": "x", "account_id": "acc_nope"})
+        assert nowhere.status_code == 422 and nowhere.json()["error"]["code"] == "no_account"
         listed = (await api.get("/api/datasets")).json()
         shapes.DatasetList.model_validate(listed)
         assert [d["name"] for d in listed["datasets"]] == ["answers", "tides"]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gapless.db import Engine
+from gapless.db import accounts as db_accounts
 from gapless.db import chats as db_chats
 from gapless.db import datasets as db
 from gapless.db.accounts import Caller
@@ -59,9 +60,16 @@ class Datasets:
             self.engine, None if caller.site_admin else caller.account_ids
         )
 
+    async def _may_use(self, caller: Caller, account_id: str) -> bool:
+        """The caller's account, or for a site admin any account that exists."""
+        if account_id in caller.account_ids:
+            return True
+        found = await db_accounts.find_account(self.engine, account_id)
+        return caller.site_admin and found == account_id
+
     async def create(self, caller: Caller, fields: Mapping[str, Any]) -> dict[str, Any]:
         account_id = fields.get("account_id") or next(iter(sorted(caller.account_ids)), None)
-        if account_id is None or not caller.sees(account_id):
+        if account_id is None or not await self._may_use(caller, account_id):
             raise InvalidError("no account to create the dataset in", code="no_account")
         name = _name(fields.get("name"))
         created = await db.create_dataset(
