@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from gapless.web.routes.compare import Comparison
 from tests.conftest import client_for
 from tests.evals.conftest import outsider
 from tests.support.server import LiveServer
@@ -77,6 +78,7 @@ async def test_the_item_the_second_version_gets_wrong_is_regressed(
         answer = await api.get("/api/compare", params={"ids": f"{first},{second}"})
         assert answer.status_code == 200, answer.text
         found = answer.json()
+        Comparison.model_validate(found)  # the answer is the documented one
         assert found["dataset_id"] == made["dataset"]["id"]
         assert (found["baseline_id"], found["reference_id"]) == (None, first)
         summaries = {e["id"]: e["summary"] for e in found["experiments"]}

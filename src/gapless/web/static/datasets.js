@@ -204,7 +204,9 @@ export class DatasetsView {
     if (!runs.length) return h("p", { class: "muted list-empty" }, "No runs yet.");
     const compare = h("button", { type: "button", class: "button small", id: "compare-runs", disabled: true }, "Compare");
     const checks = [];
-    const chosen = () => checks.filter((c) => c.checked).map((c) => c.value);
+    // oldest first: the first run is the reference unless the baseline is among them
+    const chosen = () => runs.filter((run, i) => checks[i].checked)
+      .sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0)).map((run) => run.id);
     const changed = () => {
       const n = chosen().length;
       compare.disabled = n < 2 || n > 5;
