@@ -30,6 +30,17 @@ async def until_ended(api: httpx.AsyncClient, experiment_id: str) -> dict[str, A
         await asyncio.sleep(0.05)
 
 
+async def a_run(
+    api: httpx.AsyncClient, dataset_id: str, version: int, evaluators: list[str], name: str
+) -> dict[str, Any]:
+    """A run of the prompt `quiz` at `version`, one item at a time, once it ended."""
+    target = {"prompt": {"name": "quiz", "version": version}, "model": "scripted:default"}
+    body = {"dataset_id": dataset_id, "name": name, "target": target, "evaluators": evaluators}
+    created = await api.post("/api/experiments", json=body | {"concurrency": 1})
+    assert created.status_code == 201, created.text
+    return await until_ended(api, created.json()["id"])
+
+
 async def scene(server: LiveServer, api: httpx.AsyncClient) -> dict[str, Any]:
     """A dataset of three items, an exact evaluator, a prompt with two versions, and a run of
     each version (one item at a time, so the scripted answers go in order)."""
@@ -51,21 +62,8 @@ async def scene(server: LiveServer, api: httpx.AsyncClient) -> dict[str, Any]:
     for version, answers in ((1, ("Paris", "4", "blue")), (2, ("Paris", "four", "green"))):
         for answer in answers:
             server.script(answer)
-        created = await api.post(
-            "/api/experiments",
-            json={
-                "dataset_id": dataset["id"],
-                "name": f"quiz v{version}",
-                "target": {
-                    "prompt": {"name": "quiz", "version": version},
-                    "model": "scripted:default",
-                },
-                "evaluators": [evaluator.json()["id"]],
-                "concurrency": 1,
-            },
-        )
-        assert created.status_code == 201, created.text
-        runs.append(await until_ended(api, created.json()["id"]))
+        ran = await a_run(api, dataset["id"], version, [evaluator.json()["id"]], f"quiz v{version}")
+        runs.append(ran)
     return {"dataset": dataset, "runs": runs}
 
 
@@ -124,17 +122,8 @@ async def test_bad_id_lists_other_datasets_and_other_accounts_are_refused(
         other = (await api.post("/api/datasets", json={"name": "other"})).json()
         await api.post(f"/api/datasets/{other['id']}/items", json={"input": "Hi"})
         live_server.script("Hello")
-        elsewhere = await api.post(
-            "/api/experiments",
-            json={
-                "dataset_id": other["id"],
-                "target": {"prompt": {"name": "quiz", "version": 1}, "model": "scripted:default"},
-                "evaluators": [],
-            },
-        )
-        assert elsewhere.status_code == 201, elsewhere.text
-        await until_ended(api, elsewhere.json()["id"])
-        mixed = await api.get("/api/compare", params={"ids": f"{first},{elsewhere.json()['id']}"})
+        elsewhere = await a_run(api, other["id"], 1, [], "elsewhere")
+        mixed = await api.get("/api/compare", params={"ids": f"{first},{elsewhere['id']}"})
         assert mixed.status_code == 422
         assert mixed.json()["error"]["code"] == "different_datasets"
 
