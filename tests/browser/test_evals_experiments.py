@@ -102,6 +102,7 @@ def test_a_runs_progress_moves_live_on_its_page(page: Page, server: LiveServer, 
     gates[2].set()
     expect(progress).to_have_text("3 / 3 done")
     expect(page.locator("#experiment-status")).to_have_text("completed")
+    expect(page.locator(".experiment .figures")).to_contain_text("Passed2 / 3 (66.7%)")
     expect(rows.nth(2).locator(".item-output")).to_have_text("blue")
     expect(rows.nth(2).locator(f'[data-score="exact-{suffix}"]')).to_have_attribute(
         "data-kind", "fail"

@@ -7,7 +7,8 @@ run still going compares what it has finished).
 
 - An item *passes* when its run ended it `done` and none of its evaluator
   results failed or erred (an evaluator error is no score, so no pass either).
-  A run's pass rate is over its ended items (`done` or `failed`).
+  A run's pass rate is over its ended items (`done` or `failed`). (The live
+  experiment page counts its items by the same rule: experiments.js `passes`.)
 - The *reference* run is the dataset's baseline when it is among the runs,
   else the first one asked for.
 - An item *regressed* in a run when a score that passes in the reference does

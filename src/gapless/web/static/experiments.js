@@ -71,6 +71,23 @@ export function outputOf(item) {
   return item.output ?? h("span", { class: "muted" }, item.status === "done" ? "(empty)" : "—");
 }
 
+/**
+ * Whether an item passed: ended `done` with no evaluator result failed or erred; null
+ * while it has not ended. The rule of the comparison (evals/compare.py `passes`).
+ */
+export function passes(item) {
+  if (item.status !== "done" && item.status !== "failed") return null;
+  return item.status === "done" && (item.scores ?? []).every((r) => !r.error && r.passed !== false);
+}
+
+/** "2 / 3 passed (66.7%)" over the ended items, or "—". */
+function passedText(items) {
+  const verdicts = items.map(passes).filter((v) => v !== null);
+  if (!verdicts.length) return "—";
+  const passed = verdicts.filter(Boolean).length;
+  return `${passed} / ${verdicts.length} (${fmt.pct(passed / verdicts.length)})`;
+}
+
 export class ExperimentView {
   constructor(shell) {
     this.shell = shell;
@@ -195,8 +212,10 @@ export class ExperimentView {
     this.progressBar.value = e.done;
     this.counts.textContent = `${e.done} / ${e.total} done${e.failed ? ` · ${e.failed} failed` : ""}`;
     const baseline = this.dataset?.baseline_id === e.id;
+    const rows = [...this.items.values()].map((k) => k.item).sort((a, b) => a.position - b.position);
     this.figures.replaceChildren(...present(
       figure("Target", targetText(e.target, this.shell.agents.agents)),
+      figure("Passed", passedText(rows)),
       figure("Evaluators", String(e.evaluators?.length ?? 0)),
       figure("Concurrency", String(e.concurrency)),
       figure("Cost", fmt.cost(e.cost)),
@@ -209,7 +228,6 @@ export class ExperimentView {
       !ACTIVE.has(e.status) && !baseline ? h("button", { type: "button", class: "button small", onclick: () => this.markBaseline() }, "Mark as baseline") : null,
       ACTIVE.has(e.status) ? h("button", { type: "button", class: "button small danger", id: "experiment-stop", onclick: () => this.stop() }, "Stop") : null,
       !ACTIVE.has(e.status) ? h("button", { type: "button", class: "button small danger", onclick: () => this.remove() }, "Delete") : null));
-    const rows = [...this.items.values()].map((k) => k.item).sort((a, b) => a.position - b.position);
     this.table.replaceChildren(...rows.map((item) => h("tr", { "data-item": item.item_id, "data-status": item.status, class: `item-${item.status}` },
       h("td", { class: "num" }, String(item.position + 1)),
       h("td", { class: "cell-text" }, inputText(item.input)),
