@@ -19,8 +19,12 @@ def run(kind: str, config: dict[str, Any], case: Case) -> Result:
 
 
 def case(output: str, expected: str | None = None, **figures: Any) -> Case:
-    return Case(input={"messages": [{"role": "user", "content": "Q"}]}, output=output,
-                expected=expected, **figures)
+    return Case(
+        input={"messages": [{"role": "user", "content": "Q"}]},
+        output=output,
+        expected=expected,
+        **figures,
+    )
 
 
 def yes(explanation: str) -> Result:
@@ -39,46 +43,90 @@ CASES = [
     # exact
     ("exact", {}, case("Paris", "Paris"), yes("the output is the expected output")),
     ("exact", {}, case("paris", "Paris"), no("the output 'paris' is not 'Paris'")),
-    ("exact", {"case_sensitive": False}, case("PARIS", "Paris"),
-     yes("the output is the expected output")),
+    (
+        "exact",
+        {"case_sensitive": False},
+        case("PARIS", "Paris"),
+        yes("the output is the expected output"),
+    ),
     ("exact", {}, case("Paris "), error("the case has no expected output")),
     # contains
     ("contains", {}, case("It is Paris.", "paris"), yes("the output contains 'paris'")),
-    ("contains", {"case_sensitive": True}, case("It is Paris.", "paris"),
-     no("the output does not contain 'paris'")),
-    ("contains", {"value": "sorry"}, case("I am SORRY", None),
-     yes("the output contains 'sorry'")),
+    (
+        "contains",
+        {"case_sensitive": True},
+        case("It is Paris.", "paris"),
+        no("the output does not contain 'paris'"),
+    ),
+    ("contains", {"value": "sorry"}, case("I am SORRY", None), yes("the output contains 'sorry'")),
     ("contains", {}, case("anything"), error("the case has no expected output")),
     # regex
-    ("regex", {"pattern": r"\d{4}-\d{2}-\d{2}"}, case("due 2026-12-07."),
-     yes("matched '2026-12-07'")),
+    (
+        "regex",
+        {"pattern": r"\d{4}-\d{2}-\d{2}"},
+        case("due 2026-12-07."),
+        yes("matched '2026-12-07'"),
+    ),
     ("regex", {"pattern": r"^\d+$"}, case("12a"), no("no match for '^\\\\d+$'")),
     # json
     ("json", {}, case('{"a": [1, 2]}'), yes("the output is JSON")),
-    ("json", {}, case("{'a': 1}"), no(
-        "the output is not JSON: Expecting property name enclosed in double quotes: "
-        "line 1 column 2 (char 1)")),
+    (
+        "json",
+        {},
+        case("{'a': 1}"),
+        no(
+            "the output is not JSON: Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1)"
+        ),
+    ),
     ("json", {}, case("NaN"), no("the output is not JSON: NaN is not JSON")),
     # json_schema
-    ("json_schema", {"schema": {"type": "object", "required": ["city"],
-                                "properties": {"city": {"type": "string"}}}},
-     case('{"city": "Paris"}'), yes("the output matches the schema")),
-    ("json_schema", {"schema": {"type": "object", "properties": {"age": {"type": "integer"}}}},
-     case('{"age": "nine"}'), no("at age: 'nine' is not of type 'integer'")),
-    ("json_schema", {"schema": {"type": "object", "required": ["city"]}},
-     case("{}"), no("at (root): 'city' is a required property")),
-    ("json_schema", {"schema": {"type": "object"}}, case("not json"),
-     no("the output is not JSON: Expecting value: line 1 column 1 (char 0)")),
+    (
+        "json_schema",
+        {
+            "schema": {
+                "type": "object",
+                "required": ["city"],
+                "properties": {"city": {"type": "string"}},
+            }
+        },
+        case('{"city": "Paris"}'),
+        yes("the output matches the schema"),
+    ),
+    (
+        "json_schema",
+        {"schema": {"type": "object", "properties": {"age": {"type": "integer"}}}},
+        case('{"age": "nine"}'),
+        no("at age: 'nine' is not of type 'integer'"),
+    ),
+    (
+        "json_schema",
+        {"schema": {"type": "object", "required": ["city"]}},
+        case("{}"),
+        no("at (root): 'city' is a required property"),
+    ),
+    (
+        "json_schema",
+        {"schema": {"type": "object"}},
+        case("not json"),
+        no("the output is not JSON: Expecting value: line 1 column 1 (char 0)"),
+    ),
     # numeric
-    ("numeric", {"tolerance": 0.5}, case("The answer is 42.3", "42"),
-     yes("42.3 vs 42: off by 0.3, allowed 0.5")),
-    ("numeric", {"tolerance": 0.1}, case("42.3", "42"),
-     no("42.3 vs 42: off by 0.3, allowed 0.1")),
-    ("numeric", {"tolerance": 0.01, "relative": True}, case("1,005", "1000"),
-     yes("1005 vs 1000: off by 5, allowed 10")),
+    (
+        "numeric",
+        {"tolerance": 0.5},
+        case("The answer is 42.3", "42"),
+        yes("42.3 vs 42: off by 0.3, allowed 0.5"),
+    ),
+    ("numeric", {"tolerance": 0.1}, case("42.3", "42"), no("42.3 vs 42: off by 0.3, allowed 0.1")),
+    (
+        "numeric",
+        {"tolerance": 0.01, "relative": True},
+        case("1,005", "1000"),
+        yes("1005 vs 1000: off by 5, allowed 10"),
+    ),
     ("numeric", {"tolerance": 0}, case("no idea", "7"), no("the output has no number")),
-    ("numeric", {"tolerance": 1}, case("7", "seven"),
-     error("the expected output has no number")),
+    ("numeric", {"tolerance": 1}, case("7", "seven"), error("the expected output has no number")),
     # latency
     ("latency", {"max_ms": 2000}, case("x", duration_ms=1500.0), yes("1500 ms ≤ 2000 ms")),
     ("latency", {"max_ms": 2000}, case("x", duration_ms=2500.5), no("2500.5 ms > 2000 ms")),
@@ -125,8 +173,14 @@ def test_a_catastrophic_pattern_is_an_error_in_bounded_time(pattern: str, text: 
 
 @pytest.mark.parametrize(
     ("text", "number"),
-    [("42", 42.0), ("-3.5e2", -350.0), ("about 1,234,567 people", 1234567.0),
-     ("from 3 to 7", 7.0), ("none", None), (".5", 0.5)],
+    [
+        ("42", 42.0),
+        ("-3.5e2", -350.0),
+        ("about 1,234,567 people", 1234567.0),
+        ("from 3 to 7", 7.0),
+        ("none", None),
+        (".5", 0.5),
+    ],
 )
 def test_the_number_a_text_gives(text: str, number: float | None) -> None:
     assert number_in(text) == number
@@ -141,10 +195,16 @@ CONFIGS = [
     ("numeric", {"tolerance": 1}, {"tolerance": 1.0, "relative": False}),
     ("latency", {"max_ms": 10}, {"max_ms": 10.0}),
     ("cost", {"max": 0.5}, {"max": 0.5}),
-    ("judge", {"prompt": {"name": "rubric"}, "model": "scripted:default"},
-     {"prompt": {"name": "rubric"}, "model": "scripted:default", "pass": 0.5}),
-    ("judge", {"prompt": {"name": "rubric", "version": 2}, "model": "a:b", "pass": 0.8},
-     {"prompt": {"name": "rubric", "version": 2}, "model": "a:b", "pass": 0.8}),
+    (
+        "judge",
+        {"prompt": {"name": "rubric"}, "model": "scripted:default"},
+        {"prompt": {"name": "rubric"}, "model": "scripted:default", "pass": 0.5},
+    ),
+    (
+        "judge",
+        {"prompt": {"name": "rubric", "version": 2}, "model": "a:b", "pass": 0.8},
+        {"prompt": {"name": "rubric", "version": 2}, "model": "a:b", "pass": 0.8},
+    ),
 ]
 
 
@@ -169,11 +229,19 @@ BAD = [
     ("exact", {"typo": 1}, "bad_config", "unknown config: typo"),
     ("contains", {"value": ""}, "bad_config", "value is a non-empty text"),
     ("judge", {"model": "a:b"}, "bad_config", "prompt is {name"),
-    ("judge", {"prompt": {"name": "r", "label": "x", "version": 1}, "model": "a:b"},
-     "bad_config", "not both"),
+    (
+        "judge",
+        {"prompt": {"name": "r", "label": "x", "version": 1}, "model": "a:b"},
+        "bad_config",
+        "not both",
+    ),
     ("judge", {"prompt": {"name": "r"}, "model": "gpt"}, "bad_config", "model is provider:model"),
-    ("judge", {"prompt": {"name": "r"}, "model": "a:b", "pass": 2}, "bad_config",
-     "pass is a score from 0 to 1"),
+    (
+        "judge",
+        {"prompt": {"name": "r"}, "model": "a:b", "pass": 2},
+        "bad_config",
+        "pass is a score from 0 to 1",
+    ),
 ]
 
 

@@ -63,8 +63,18 @@ async def create(engine: Engine, fields: Mapping[str, Any]) -> dict[str, Any] | 
         async with engine.begin() as conn:
             await conn.execute(evaluators.insert().values(**row))
     except sa.exc.IntegrityError:
-        return None
+        if await _named(engine, row["account_id"], row["name"]):
+            return None
+        raise  # not the name: an account that does not exist (the web layer answers 409)
     return await get(engine, row["id"])
+
+
+async def _named(engine: Engine, account_id: str, name: str) -> bool:
+    query = sa.select(evaluators.c.id).where(
+        evaluators.c.account_id == account_id, evaluators.c.name == name
+    )
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).first() is not None
 
 
 async def get(engine: Engine, evaluator_id: str) -> dict[str, Any] | None:

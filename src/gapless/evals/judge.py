@@ -1,9 +1,9 @@
 """The LLM judge: a versioned prompt (the rubric) asks a model for a verdict on a case.
 
 The rubric is a prompt version rendered in the sandbox with `input`, `output`,
-`expected`, `metadata` (and `messages`); it becomes the system prompt, followed
-by the one answer we accept: a JSON object `{"score": 0..1, "label"?: str,
-"explanation": str}`, alone or in a single ```json fence. Anything else is an
+`expected`, `metadata` (and `messages`); it is the judge's message, and the
+system prompt says the one answer we accept: a JSON object `{"score": 0..1,
+"label"?: str, "explanation": str}`, alone or in a single ```json fence. Anything else is an
 evaluator error "not a verdict: ...", never a score; so is a provider error.
 The call goes through our providers and is recorded like a reply's model call:
 a trace of its own (agent name `judge {evaluator}`, chat id the evaluator's id,
@@ -36,11 +36,11 @@ MAX_ANSWER = 20_000  # characters of a verdict: a longer answer is not one
 VERDICT_KEYS = frozenset({"score", "label", "explanation"})
 FENCE = re.compile(r"```(?:json)?[ \t]*\n(.*?)\n?[ \t]*```", re.DOTALL | re.IGNORECASE)
 FORMAT = (
+    "You are a judge: grade the answer you are shown by the rubric you are given. "
     "Answer with ONLY a JSON object, nothing before or after it: "
     '{"score": <a number from 0 to 1>, "label": <optional short text>, '
     '"explanation": <one or two sentences>}'
 )
-ASK = "Give your verdict now, as the JSON object described."
 
 
 class VerdictError(ValueError):
@@ -132,7 +132,7 @@ async def judge(ctx: Context, account_id: str, evaluator: Mapping[str, Any], cas
     provider = ctx.providers.get(provider_name)
     if provider is None:
         return failed(evaluator, f"model {config.get('model')} is not enabled here")
-    prompt = Prompt(turns=(Turn("user", ASK),), system=f"{rubric}\n\n{FORMAT}")
+    prompt = Prompt(turns=(Turn("user", rubric),), system=FORMAT)
     call = _Call(ctx, account_id, evaluator, str(config["model"]), used)
     answer = await call.run(provider.stream(model, prompt), prompt, provider_name)
     if isinstance(answer, Result):
