@@ -15,6 +15,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from gapless.db import evaluators as db_evaluators
+from gapless.web.routes.experiments import Experiment, ExperimentDetail, ExperimentList
 from tests.conftest import client_for
 from tests.evals.conftest import outsider
 from tests.support.scripted import Gate
@@ -131,10 +132,12 @@ async def test_an_experiment_runs_an_agent_with_its_tools_over_twenty_items_trac
                 },
             )
             assert created.status_code == 201, created.text
+            Experiment.model_validate(created.json())  # as documented
             experiment_id = created.json()["id"]
             assert created.json()["total"] == 20
             await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
         detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+        ExperimentDetail.model_validate(detail)
         assert (detail["status"], detail["done"], detail["failed"]) == ("completed", 20, 0)
         assert detail["target"] == {"agent_id": agent_id}
         items = detail["items"]
@@ -172,6 +175,7 @@ async def test_an_experiment_runs_an_agent_with_its_tools_over_twenty_items_trac
         listed = (await http.get("/api/chats")).json()["chats"]
         assert not {c["id"] for c in listed} & {i["chat_id"] for i in items}
         runs = (await http.get("/api/experiments", params={"dataset_id": dataset_id})).json()
+        ExperimentList.model_validate(runs)
         assert [e["id"] for e in runs["experiments"]] == [experiment_id]
 
 

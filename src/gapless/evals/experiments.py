@@ -31,6 +31,7 @@ from gapless.db import agents as db_agents
 from gapless.db import chats as db_chats
 from gapless.db import datasets as db_datasets
 from gapless.db import evaluators as db_evaluators
+from gapless.db import experiment_moves as moves
 from gapless.db import experiments as db
 from gapless.db.accounts import Caller
 from gapless.db.rows import now
@@ -53,7 +54,7 @@ APPROVAL = {
 }
 
 
-def announcer(ctx: Context) -> db.Announce:
+def announcer(ctx: Context) -> moves.Announce:
     async def announce(account_id: str, payload: dict[str, Any]) -> None:
         event = events.make("experiment.updated", payload)
         await ctx.log.append(account_stream(account_id), event)
@@ -90,7 +91,7 @@ async def _sweep_one(ctx: Context, runner: Runner, experiment_id: str) -> None:
         item, status = attempt.item, attempt.reply_status
         claimed = attempt.claimed_at or moment
         if item["status"] == "scoring":
-            if moment - claimed > STALE and await db.take_over(
+            if moment - claimed > STALE and await moves.take_over(
                 ctx.engine, item["id"], attempt.claimed_at
             ):
                 await _score(ctx, runner, item, experiment)
@@ -99,16 +100,18 @@ async def _sweep_one(ctx: Context, runner: Runner, experiment_id: str) -> None:
         elif stopping:
             await halt(ctx, runner, [item["reply_id"]])
         elif status == "pending" and not attempt.leased and moment - claimed > UNSUBMITTED:
-            await db.touch(ctx.engine, item["id"])  # its process died before it submitted
+            await moves.touch(ctx.engine, item["id"])  # its process died before it submitted
             await runner.submit(item["reply_id"])
-    await moved_on(ctx, runner, experiment_id)
+    await moved_on(ctx, runner, experiment)
 
 
-async def moved_on(ctx: Context, runner: Runner, experiment_id: str) -> None:
-    """Start the next items (a running experiment), or end a stopping one that has nothing
-    left in flight."""
-    await fill(ctx, runner, experiment_id)
-    await db.settle(ctx.engine, experiment_id, announcer(ctx))
+async def moved_on(ctx: Context, runner: Runner, experiment: Mapping[str, Any]) -> None:
+    """Start the next items of a running experiment, or end a stopping one that has nothing
+    left in flight (an item's result ends it already: this is for the sweep and a stop)."""
+    if experiment["status"] == "running":
+        await fill(ctx, runner, experiment["id"])
+    elif experiment["status"] == "stopping":
+        await moves.settle(ctx.engine, experiment["id"], announcer(ctx))
 
 
 async def ended(ctx: Context, runner: Runner, item: Mapping[str, Any]) -> None:
@@ -122,8 +125,8 @@ async def ended(ctx: Context, runner: Runner, item: Mapping[str, Any]) -> None:
         reply, _ = await db_chats.get_message(ctx.engine, item["reply_id"])
     except KeyError:  # its chat was deleted under it
         gone = {"code": "reply_deleted", "message": "The item's reply was deleted."}
-        await db.finish(ctx.engine, item, ("running",), "failed", announce, error=gone)
-        await moved_on(ctx, runner, experiment["id"])
+        await moves.finish(ctx.engine, item, ("running",), "failed", announce, error=gone)
+        await moved_on(ctx, runner, experiment)
         return
     if reply["status"] == "requires_action":
         await end_unstarted(ctx, reply["id"], "failed", APPROVAL)
@@ -133,21 +136,21 @@ async def ended(ctx: Context, runner: Runner, item: Mapping[str, Any]) -> None:
     error = reply["error"] or {}
     stopping = experiment["status"] in ("stopping", "stopped")
     if reply["status"] == "complete":
-        if await db.claim(ctx.engine, item, announce):
+        if await moves.claim(ctx.engine, item, announce):
             await _score(ctx, runner, item, experiment)
         return
     if stopping and (reply["status"] == "cancelled" or error.get("code") == "interrupted"):
-        await db.finish(ctx.engine, item, ("running",), "stopped", announce)
+        await moves.finish(ctx.engine, item, ("running",), "stopped", announce)
     elif error.get("code") == "interrupted" and item["attempt"] < ATTEMPTS:
         await _retry(ctx, runner, item, reply)
         return
     else:
         failure = reply["error"] or {"code": "cancelled", "message": "The reply was stopped."}
         figures = await db_evaluators.run_figures(ctx.engine, reply["id"])
-        await db.finish(
+        await moves.finish(
             ctx.engine, item, ("running",), "failed", announce, error=failure, **figures
         )
-    await moved_on(ctx, runner, experiment["id"])
+    await moved_on(ctx, runner, experiment)
 
 
 async def _retry(
@@ -164,7 +167,7 @@ async def _retry(
         prompt=_prompt_json(reply["prompt"]),
         user_id=await _asker(ctx, reply["id"]),
     )
-    if await db.retry(ctx.engine, item, fresh, trace_id_of(fresh["id"]), announcer(ctx)):
+    if await moves.retry(ctx.engine, item, fresh, trace_id_of(fresh["id"]), announcer(ctx)):
         logger.info("item %s: attempt %d after an interruption", item["id"], item["attempt"] + 1)
         await runner.submit(fresh["id"])
 
@@ -208,8 +211,8 @@ async def _score(
         values["error"] = {"code": "scoring_failed", "message": f"{type(exc).__name__}: {exc}"}
     if duration := values.get("duration_ms"):
         values["duration_ms"] = round(duration)
-    await db.finish(ctx.engine, item, ("scoring",), status, announcer(ctx), **values)
-    await moved_on(ctx, runner, experiment["id"])
+    await moves.finish(ctx.engine, item, ("scoring",), status, announcer(ctx), **values)
+    await moved_on(ctx, runner, experiment)
 
 
 # ---- starting items ----------------------------------------------------------------------
@@ -226,14 +229,16 @@ async def fill(ctx: Context, runner: Runner, experiment_id: str) -> None:
         if experiment is None:
             return
         starts = [await _start(ctx, experiment, item) for item in candidates]
-        started, failed = await db.start_items(ctx.engine, experiment_id, starts, announcer(ctx))
+        started, failed = await moves.start_items(ctx.engine, experiment_id, starts, announcer(ctx))
         for reply_id in started:
             await runner.submit(reply_id)
         if not failed:
             return
 
 
-async def _start(ctx: Context, experiment: Mapping[str, Any], item: Mapping[str, Any]) -> db.Start:
+async def _start(
+    ctx: Context, experiment: Mapping[str, Any], item: Mapping[str, Any]
+) -> moves.Start:
     """The chat, messages and pending reply of an item's first attempt."""
     target = experiment["target"]
     account_id = experiment["account_id"]
@@ -252,7 +257,7 @@ async def _start(ctx: Context, experiment: Mapping[str, Any], item: Mapping[str,
             system, used = await prompts.resolve_instructions(ctx.engine, account_id, ref)
             model = target["model"]
     except GaplessError as exc:
-        return db.Start(item["id"], error={"code": exc.code, "message": exc.message})
+        return moves.Start(item["id"], error={"code": exc.code, "message": exc.message})
     title = f"{experiment['name']} #{item['position'] + 1}"
     chat = db.chat_row(account_id, experiment["id"], title, model, system, agent_id)
     rows: list[dict[str, Any]] = []
@@ -272,7 +277,7 @@ async def _start(ctx: Context, experiment: Mapping[str, Any], item: Mapping[str,
         prompt=_prompt_json(used),
         user_id=asker,
     )
-    return db.Start(item["id"], trace_id_of(reply["id"]), chat, [*rows, reply])
+    return moves.Start(item["id"], trace_id_of(reply["id"]), chat, [*rows, reply])
 
 
 def _prompt_json(used: Mapping[str, Any] | None) -> str | None:
@@ -295,12 +300,12 @@ async def halt(ctx: Context, runner: Runner, reply_ids: list[str]) -> None:
 
 async def stop(ctx: Context, runner: Runner, experiment_id: str) -> None:
     """Pending items stop at once; running items' replies are stopped, then their items."""
-    replies = await db.stop(ctx.engine, experiment_id, announcer(ctx))
+    replies = await moves.stop(ctx.engine, experiment_id, announcer(ctx))
     await halt(ctx, runner, replies)
     for attempt in await db.in_flight(ctx.engine, experiment_id):
         if attempt.item["status"] == "running":
             await ended(ctx, runner, attempt.item)
-    await db.settle(ctx.engine, experiment_id, announcer(ctx))
+    await moves.settle(ctx.engine, experiment_id, announcer(ctx))
 
 
 # ---- the API's use cases -----------------------------------------------------------------
@@ -359,9 +364,9 @@ class Experiments:
             "concurrency": int(fields.get("concurrency") or 4),
             "created_by": caller.user_id,
         }
-        experiment_id = await db.create_experiment(
-            self.engine, values, [i["id"] for i in items], announcer(self.ctx)
-        )
+        created = await db.create_experiment(self.engine, values, [i["id"] for i in items])
+        experiment_id = created["id"]
+        await announcer(self.ctx)(account_id, moves.payload(created))  # before any item's
         await fill(self.ctx, self.runner, experiment_id)
         return await self.experiment(caller, experiment_id)
 

@@ -5,15 +5,16 @@ it, stop it. Thin: parse, call `evals.experiments`, answer JSON. Included by
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from gapless.evals.experiments import Experiments
 from gapless.runtime import Runtime
 from gapless.web.api import Strict
 from gapless.web.deps import CallerDep, RuntimeDep
+from gapless.web.shapes import answers
 
 router = APIRouter(tags=["evaluations"])
 
@@ -53,11 +54,62 @@ class NewExperiment(Strict):
     concurrency: int = Field(default=4, ge=1, le=20, description="items running at once")
 
 
+class Experiment(BaseModel):
+    id: str
+    account_id: str
+    dataset_id: str
+    name: str
+    target: dict[str, Any]  # {agent_id, model?} | {prompt: {name, version}, model}
+    evaluators: list[str]
+    concurrency: int
+    status: Literal["queued", "running", "stopping", "stopped", "completed"]
+    total: int
+    done: int = Field(description="items with a result, failed ones included")
+    failed: int
+    progress: int = Field(description="+1 with every change; events carry it")
+    cost: float | None
+    created_by: str | None
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+
+
+class ExperimentItem(BaseModel):
+    id: str
+    experiment_id: str
+    item_id: str
+    position: int
+    status: Literal["pending", "running", "scoring", "done", "failed", "stopped"]
+    attempt: int
+    chat_id: str | None
+    reply_id: str | None
+    trace_id: str | None
+    input: dict[str, Any] | None
+    expected: str | None
+    metadata: dict[str, Any]
+    output: str | None
+    cost: float | None
+    tokens: int | None
+    duration_ms: int | None
+    error: dict[str, Any] | None
+    scores: list[dict[str, Any]]  # evaluator Results
+    started_at: str | None
+    ended_at: str | None
+
+
+class ExperimentDetail(Experiment):
+    items: list[ExperimentItem]
+
+
+class ExperimentList(BaseModel):
+    experiments: list[Experiment]
+
+
 def _experiments(runtime: Runtime) -> Experiments:
     return Experiments(runtime.context, runtime.runner, runtime.chats.check_model)
 
 
-@router.get("/api/experiments")
+@router.get("/api/experiments", responses=answers(ExperimentList))
 async def list_experiments(
     runtime: RuntimeDep,
     caller: CallerDep,
@@ -67,7 +119,7 @@ async def list_experiments(
     return {"experiments": await _experiments(runtime).visible(caller, dataset_id)}
 
 
-@router.post("/api/experiments", status_code=201)
+@router.post("/api/experiments", status_code=201, responses=answers(Experiment, 201))
 async def create_experiment(
     body: NewExperiment, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
@@ -78,7 +130,7 @@ async def create_experiment(
     return await _experiments(runtime).create(caller, fields)
 
 
-@router.get("/api/experiments/{experiment_id}")
+@router.get("/api/experiments/{experiment_id}", responses=answers(ExperimentDetail))
 async def get_experiment(
     experiment_id: str, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
@@ -87,7 +139,7 @@ async def get_experiment(
     return await _experiments(runtime).detail(caller, experiment_id)
 
 
-@router.post("/api/experiments/{experiment_id}/stop")
+@router.post("/api/experiments/{experiment_id}/stop", responses=answers(Experiment))
 async def stop_experiment(
     experiment_id: str, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
