@@ -232,6 +232,10 @@ def test_a_reply_goes_to_a_dataset_from_the_chat_and_items_are_added_and_importe
     imports.get_by_role("button", name="Import").click()
     expect(page.locator("#import-error")).to_be_visible()
     expect(page.locator("#import-error")).to_contain_text("2")
+    lines = page.locator("#import-error .import-errors li")  # each refused line, listed
+    expect(lines).to_have_count(2)
+    expect(lines.first).to_contain_text("Line 2")
+    expect(lines.nth(1)).to_contain_text("Line 3")
     expect(rows).to_have_count(2)  # nothing imported
     imports.get_by_label("Lines").fill('{"input": "one"}\n{"input": "two", "expected": "2"}')
     imports.get_by_role("button", name="Import").click()

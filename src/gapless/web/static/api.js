@@ -1,7 +1,7 @@
 /**
  * The JSON API client: one `request` that sends the session cookie, adds the
  * CSRF token to state-changing requests and turns failures into `ApiError`
- * (the server's `{"error": {code, message}}`, or a network failure). A 401
+ * (the server's `{"error": {code, message, details?}}`, or a network failure). A 401
  * outside sign-in dispatches `gapless:signed-out` on window.
  */
 
@@ -14,11 +14,12 @@ export function setCsrfToken(token) {
 
 /** A failed request: `status` is 0 when the server could not be reached. */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, details = null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    this.details = details; // what the server pointed at, e.g. an import's bad lines
   }
 }
 
@@ -60,7 +61,7 @@ export async function request(method, path, body) {
   if (!response.ok) {
     const error = data?.error ?? data?.detail?.error;
     const fallback = typeof data?.detail === "string" ? data.detail : `${response.status} ${response.statusText}`;
-    throw new ApiError(response.status, error?.code ?? `http_${response.status}`, error?.message ?? fallback);
+    throw new ApiError(response.status, error?.code ?? `http_${response.status}`, error?.message ?? fallback, error?.details ?? null);
   }
   return data;
 }
