@@ -111,6 +111,12 @@ CASES = [
         case("not json"),
         no("the output is not JSON: Expecting value: line 1 column 1 (char 0)"),
     ),
+    (
+        "json_schema",
+        {"schema": {"$ref": "https://example.com/elsewhere.json"}},
+        case("{}"),
+        error("the schema cannot be applied: Unresolvable: https://example.com/elsewhere.json"),
+    ),
     # numeric
     (
         "numeric",

@@ -30,6 +30,14 @@ def priced(make_live_server: Any) -> LiveServer:
     return server
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def priced_any(request: pytest.FixtureRequest, make_live_server: Any) -> LiveServer:
+    """A priced server on each database engine."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    server: LiveServer = make_live_server(database_url=url, settings={"prices": PRICES})
+    return server
+
+
 async def evaluator(api: httpx.AsyncClient, name: str, kind: str, **fields: Any) -> str:
     created = await api.post("/api/evaluators", json={"name": name, "kind": kind, **fields})
     assert created.status_code == 201, created.text
@@ -55,7 +63,10 @@ async def scores_of(api: httpx.AsyncClient, reply_id: str) -> dict[str, dict[str
     return {s["name"]: s for s in found.json()["scores"]}
 
 
-async def test_a_reply_is_scored_by_the_live_evaluators_that_take_it(priced: LiveServer) -> None:
+async def test_a_reply_is_scored_by_the_live_evaluators_that_take_it(
+    priced_any: LiveServer,
+) -> None:
+    priced = priced_any
     async with client_for(priced) as api:
         chat_id = await start_chat(api)
         paris = await evaluator(

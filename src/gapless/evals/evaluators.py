@@ -281,8 +281,11 @@ def _json_schema(config: Mapping[str, Any], case: Case) -> Check:
     if not ok:
         return False, why
     schema = config.get("schema") or {}
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    try:
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except Exception as exc:  # a $ref to nowhere (nothing is fetched), a schema too deep
+        raise _CannotError(f"the schema cannot be applied: {str(exc)[:200]}") from None
     if error is None:
         return True, "the output matches the schema"
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
