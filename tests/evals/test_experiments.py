@@ -15,6 +15,8 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from gapless.db import evaluators as db_evaluators
+from gapless.generation import end_unstarted
+from gapless.runtime import INTERRUPTED
 from gapless.web.routes.experiments import Experiment, ExperimentDetail, ExperimentList
 from tests.conftest import client_for
 from tests.evals.conftest import outsider
@@ -327,3 +329,83 @@ async def test_another_accounts_experiment_is_404_and_what_cannot_run_is_422(
         assert theirs.status_code == 404, theirs.text
         mine = await http.get(f"/api/experiments/{experiment_id}")
         assert mine.status_code == 200
+
+
+async def test_a_tool_call_awaiting_approval_fails_its_item_instead_of_holding_the_run(
+    live_server: LiveServer,
+) -> None:
+    server = live_server
+    async with client_for(server) as http:
+        dataset_id = await dataset(http, "asks", [{"input": "what is 2*3?", "expected": "6"}])
+        agent_id = await agent(http, tools=["calculator"], approval={"calculator": "always"})
+        async with Progress(http) as progress:
+            created = await http.post(
+                "/api/experiments",
+                json={"dataset_id": dataset_id, "target": {"agent_id": agent_id}},
+            )
+            experiment_id = created.json()["id"]
+            await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
+        detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+        assert (detail["status"], detail["done"], detail["failed"]) == ("completed", 1, 1)
+        (item,) = detail["items"]
+        assert item["status"] == "failed" and item["error"]["code"] == "approval_required"
+        reply = await server.amessage(item["reply_id"])
+        assert reply["status"] == "failed" and reply["error"]["code"] == "approval_required"
+
+
+async def test_an_interrupted_reply_is_run_again_at_most_three_times(
+    live_server: LiveServer,
+) -> None:
+    """What the reaper does to the reply of a worker that died (ended `interrupted`, its run
+    fenced), done here to a run held at a gate: the item gets a new reply in its chat."""
+    server = live_server
+    gates = [Gate() for _ in range(4)]
+    server.script("Half ", gates[0])  # the first item's first attempt
+    server.script("Done.")  # its second
+    for gate in gates[1:]:
+        server.script("Half ", gate)  # the second item's three attempts
+
+    async def current(http: httpx.AsyncClient, experiment_id: str) -> dict[str, Any]:
+        detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+        return next(i for i in detail["items"] if i["status"] == "running")
+
+    try:
+        async with client_for(server) as http:
+            lines = [{"input": f"question {n}", "expected": "Done."} for n in range(2)]
+            dataset_id = await dataset(http, "fragile", lines)
+            agent_id = await agent(http, model="scripted:default")
+            async with Progress(http) as progress:
+                created = await http.post(
+                    "/api/experiments",
+                    json={
+                        "dataset_id": dataset_id,
+                        "target": {"agent_id": agent_id},
+                        "concurrency": 1,
+                    },
+                )
+                experiment_id = created.json()["id"]
+                for gate in gates:
+                    await gate.wait_reached()
+                    held = await current(http, experiment_id)
+                    await server.arun(
+                        end_unstarted(
+                            server.runtime.context, held["reply_id"], "failed", INTERRUPTED
+                        )
+                    )
+                await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
+            detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+            assert (detail["status"], detail["done"], detail["failed"]) == ("completed", 2, 1)
+            first, second = detail["items"]
+            assert (first["status"], first["attempt"], first["output"]) == ("done", 2, "Done.")
+            assert (second["status"], second["attempt"]) == ("failed", 3)
+            assert second["error"]["code"] == "interrupted"
+            for item, ends in ((first, ["failed", "complete"]), (second, ["failed"] * 3)):
+                state = (await http.get(f"/api/chats/{item['chat_id']}")).json()
+                replies = [m for m in state["messages"] if m["role"] == "assistant"]
+                assert [m["status"] for m in replies] == ends
+                assert replies[-1]["id"] == item["reply_id"]
+                assert len({m["parent_id"] for m in replies}) == 1  # each answers the question
+            assert len(server.provider.prompts) == 5  # no attempt ran twice
+    finally:
+        for gate in gates:
+            gate.set()
