@@ -311,28 +311,25 @@ def _numeric(config: Mapping[str, Any], case: Case) -> Check:
         return False, "the output has no number"
     tolerance = float(config.get("tolerance") or 0)
     gap = abs(output - expected)
-    if config.get("relative"):
-        allowed = tolerance * abs(expected)
-        within = gap <= allowed
-        return within, f"{output:g} vs {expected:g}: off by {gap:g}, allowed {allowed:g}"
-    within = gap <= tolerance
-    return within, f"{output:g} vs {expected:g}: off by {gap:g}, allowed {tolerance:g}"
+    allowed = tolerance * abs(expected) if config.get("relative") else tolerance
+    return gap <= allowed, f"{output:g} vs {expected:g}: off by {gap:g}, allowed {allowed:g}"
+
+
+def _at_most(value: float | None, limit: float, unit: str, missing: str) -> Check:
+    if value is None:
+        raise _CannotError(missing)
+    within = value <= limit
+    shown = (f"${value:g}", f"${limit:g}") if unit == "$" else (f"{value:g} ms", f"{limit:g} ms")
+    return within, f"{shown[0]} {'≤' if within else '>'} {shown[1]}"
 
 
 def _latency(config: Mapping[str, Any], case: Case) -> Check:
-    if case.duration_ms is None:
-        raise _CannotError("the case has no duration")
-    limit = float(config["max_ms"])
-    within = case.duration_ms <= limit
-    return within, f"{case.duration_ms:g} ms {'≤' if within else '>'} {limit:g} ms"
+    return _at_most(case.duration_ms, float(config["max_ms"]), "ms", "the case has no duration")
 
 
 def _cost(config: Mapping[str, Any], case: Case) -> Check:
-    if case.cost is None:
-        raise _CannotError("the case has no cost (its model has no price)")
-    limit = float(config["max"])
-    within = case.cost <= limit
-    return within, f"${case.cost:g} {'≤' if within else '>'} ${limit:g}"
+    missing = "the case has no cost (its model has no price)"
+    return _at_most(case.cost, float(config["max"]), "$", missing)
 
 
 CHECKS = {

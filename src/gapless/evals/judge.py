@@ -27,7 +27,7 @@ from gapless.db.rows import new_id, now
 from gapless.errors import GaplessError
 from gapless.evals.evaluators import Case, Result, failed
 from gapless.evals.prompts import resolve_instructions
-from gapless.generation import Context
+from gapless.generation import Context, usage_json
 from gapless.observe.recorder import Observation, Run
 from gapless.providers.base import Finish, Prompt, Text, Turn, Usage, split_model
 
@@ -266,11 +266,8 @@ class _Call:
 
 
 def _usage(usage: Usage | None) -> dict[str, int] | None:
-    if usage is None:
-        return None
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "cached_tokens": usage.cached_tokens,
-    }
+    """As a reply's model call records it: `usage_json`, and its cached tokens."""
+    found = usage_json(usage)
+    if found is not None and usage is not None:
+        found["cached_tokens"] = usage.cached_tokens
+    return found
