@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import load, profiler
+from benchmarks import burst, load, profiler
 from benchmarks.load import Target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +45,8 @@ W2_FULL = [(10, 3, 50), (100, 3, 50), (100, 10, 50), (200, 3, 100)]
 W3_LADDER = [25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000]
 DEBOUNCES = [0.0, 0.1, 0.2, 1.0]
 GOOD_P99_MS = 100.0
+W9_SIZES = (100, 300)
+W9_SECONDS = 1.0  # W9's streams: the burst is about starting them
 
 
 def free_port() -> int:
@@ -379,6 +381,16 @@ W1_FIGURES = [
     "deliver_p50_ms",
     "deliver_p99_ms",
 ]
+# W9's: start delay per reply and subscriber, its split at the model's first yield, the POSTs
+W9_FIGURES = [
+    "start_max_ms",
+    "yield_p50_ms",
+    "yield_p99_ms",
+    "post_p99_ms",
+    "post_max_ms",
+    "written_ms",
+    "start_cpu_ms_per_reply",
+]
 SHOW = (
     "error",
     "post_errors",
@@ -403,6 +415,7 @@ SHOW = (
     "peak_rss_mb",
     "client_cpu",
     "cpu_pressure",
+    *W9_FIGURES,
     "largest_good_s",
     "delivered_share",
     "ttl_p50_ms",
@@ -549,6 +562,7 @@ class Plan:
     transports: list[str]
     targets: list[str]
     tool_deltas: bool = False  # W2's Gapless streams are one tool call's arguments
+    w9: tuple[int, ...] = W9_SIZES  # W9's burst sizes S (K=3, R=50)
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -562,7 +576,9 @@ def plan(args: argparse.Namespace) -> Plan:
         w6_counts=[1000] if quick else [1000, 5000],
         workloads=args.only.split(",")
         if args.only
-        else (["W1", "W2", "W3"] if quick else ["W1", "W2", "W3", "W4", "W5", "W8", "W6", "W7"]),
+        else (
+            ["W1", "W2", "W3"] if quick else ["W1", "W2", "W3", "W9", "W4", "W5", "W8", "W6", "W7"]
+        ),
         transports=args.transports.split(","),
         targets=args.targets.split(","),
     )
@@ -656,6 +672,29 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
                             "steps": steps,
                         },
                     )
+    if "W9" in p.workloads:
+        print(
+            f"W9 burst (S replies posted within {burst.SPREAD * 1000:g} ms, K=3, R=50, "
+            f"{W9_SECONDS:g} s streams, subscribers connected first)",
+            flush=True,
+        )
+        for r in range(p.runs):
+            for s in p.w9:
+                for transport in p.transports:
+                    for name in orders(p.targets, r):
+                        window = fleet.profiled(name, f"W9-{s}-{transport}-run{r}")
+                        run = await attempt(
+                            burst.burst(
+                                t[name, transport],
+                                transport,
+                                s,
+                                3,
+                                50,
+                                int(50 * W9_SECONDS),
+                                window=window,
+                            )
+                        )
+                        book.add("W9", f"S={s} K=3 R=50", transport, name, run)
     if "W4" in p.workloads:
         print("W4 late joiners (S=20 streams, 5 joiners each at random offsets, R=50)", flush=True)
         for r in range(p.runs):
@@ -849,6 +888,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transports", default="sse,ws")
     parser.add_argument("--targets", default="gapless,ceiling")
     parser.add_argument("--w2", default="", help="W2 configs as S:K:R,S:K:R (e.g. 2:2:50)")
+    parser.add_argument("--w9", default="", help="W9 burst sizes S, comma-separated (100,300)")
     parser.add_argument(
         "--tool-deltas",
         action="store_true",
@@ -884,6 +924,8 @@ def main(argv: list[str] | None = None) -> int:
     p = plan(args)
     if args.w2:
         p.w2 = [tuple(int(x) for x in c.split(":")) for c in args.w2.split(",")]  # type: ignore[misc]
+    if args.w9:
+        p.w9 = tuple(int(x) for x in args.w9.split(","))
     p.tool_deltas = args.tool_deltas
     NICE[0] = args.nice
     raise_nofile()
