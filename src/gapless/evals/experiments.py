@@ -10,9 +10,9 @@ experiment's counters, and starts the next items under the concurrency limit.
 left: a reply the reaper ended `interrupted` gets a new attempt (at most
 `ATTEMPTS`), a stale `scoring` claim is taken over, a reply never submitted is
 submitted. A finished item is never run again: every move of an item is
-conditional on the state it moves from (`db.experiments`).
-Imports `db`, `events`, `generation`, `jobs.base`, `log`, `evals.prompts`,
-`evals.scoring`.
+conditional on the state it moves from (`db.experiment_moves`). Imports `db`,
+`errors`, `events`, `generation`, `jobs.base`, `log`, `observe.recorder`,
+`evals.prompts`, `evals.evaluators`, `evals.scoring`.
 """
 
 from __future__ import annotations
