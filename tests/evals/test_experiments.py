@@ -61,6 +61,16 @@ async def agent(http: httpx.AsyncClient, **fields: Any) -> str:
     return str(created.json()["id"])
 
 
+async def start(
+    http: httpx.AsyncClient, dataset_id: str, target: dict[str, Any], **fields: Any
+) -> str:
+    """A new experiment's id (201)."""
+    body = {"dataset_id": dataset_id, "target": target, **fields}
+    created = await http.post("/api/experiments", json=body)
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
 class Progress:
     """`experiment.updated` events of the account stream, followed from before the start."""
 
@@ -244,16 +254,7 @@ async def test_stop_mid_run_stops_pending_items_and_cancels_running_replies(
             dataset_id = await dataset(http, "held", lines)
             agent_id = await agent(http, model="scripted:default")
             async with Progress(http) as progress:
-                created = await http.post(
-                    "/api/experiments",
-                    json={
-                        "dataset_id": dataset_id,
-                        "target": {"agent_id": agent_id},
-                        "concurrency": 2,
-                    },
-                )
-                assert created.status_code == 201, created.text
-                experiment_id = created.json()["id"]
+                experiment_id = await start(http, dataset_id, {"agent_id": agent_id}, concurrency=2)
                 for gate in gates:
                     await gate.wait_reached()  # two items run, held mid-reply
                 busy = await http.delete(f"/api/experiments/{experiment_id}")
@@ -314,9 +315,7 @@ async def test_another_accounts_experiment_is_404_and_what_cannot_run_is_422(
         ).status_code == 422
         assert (await http.get("/api/experiments")).json()["experiments"] == []  # nothing written
 
-        created = await http.post("/api/experiments", json=run)
-        assert created.status_code == 201, created.text
-        experiment_id = created.json()["id"]
+        experiment_id = await start(http, dataset_id, {"agent_id": agent_id})
         for method, path in (
             ("GET", f"/api/experiments/{experiment_id}"),
             ("POST", f"/api/experiments/{experiment_id}/stop"),
@@ -339,11 +338,7 @@ async def test_a_tool_call_awaiting_approval_fails_its_item_instead_of_holding_t
         dataset_id = await dataset(http, "asks", [{"input": "what is 2*3?", "expected": "6"}])
         agent_id = await agent(http, tools=["calculator"], approval={"calculator": "always"})
         async with Progress(http) as progress:
-            created = await http.post(
-                "/api/experiments",
-                json={"dataset_id": dataset_id, "target": {"agent_id": agent_id}},
-            )
-            experiment_id = created.json()["id"]
+            experiment_id = await start(http, dataset_id, {"agent_id": agent_id})
             await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
         detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
         assert (detail["status"], detail["done"], detail["failed"]) == ("completed", 1, 1)
@@ -375,15 +370,7 @@ async def test_an_interrupted_reply_is_run_again_at_most_three_times(
             dataset_id = await dataset(http, "fragile", lines)
             agent_id = await agent(http, model="scripted:default")
             async with Progress(http) as progress:
-                created = await http.post(
-                    "/api/experiments",
-                    json={
-                        "dataset_id": dataset_id,
-                        "target": {"agent_id": agent_id},
-                        "concurrency": 1,
-                    },
-                )
-                experiment_id = created.json()["id"]
+                experiment_id = await start(http, dataset_id, {"agent_id": agent_id}, concurrency=1)
                 for gate in gates:
                     await gate.wait_reached()
                     held = await current(http, experiment_id)
