@@ -4,11 +4,13 @@ evaluators are 404 (and their prompts are not a judge's)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
 
+from gapless.evals.evaluators import KINDS
+from gapless.web.routes.evaluators import Evaluator, EvaluatorList, Kind, Result
 from tests.conftest import client_for
 from tests.evals.conftest import outsider
 from tests.support.server import LiveServer
@@ -34,6 +36,7 @@ async def test_an_evaluator_is_created_read_changed_tried_and_deleted(
         )
         assert created.status_code == 201, created.text
         evaluator = created.json()
+        Evaluator.model_validate(evaluator)  # as documented
         assert evaluator["name"] == "valid city" and evaluator["kind"] == "json_schema"
         assert evaluator["config"] == {"schema": SCHEMA}
         assert evaluator["sample"] == 0.25 and evaluator["filter"] == {"model": "scripted:default"}
@@ -46,6 +49,7 @@ async def test_an_evaluator_is_created_read_changed_tried_and_deleted(
 
         tried = await api.post(f"{url}/try", json={"output": '{"city": 3}'})
         assert tried.status_code == 200, tried.text
+        Result.model_validate(tried.json())
         assert tried.json() == {
             "evaluator_id": evaluator["id"],
             "name": "valid city",
@@ -81,8 +85,8 @@ async def test_an_evaluator_is_created_read_changed_tried_and_deleted(
         slow = await api.post(f"{url}/try", json={"output": "no year", "duration_ms": 10})
         assert slow.json()["passed"] is False and slow.json()["explanation"].startswith("no match")
 
-        listed = (await api.get("/api/evaluators")).json()["evaluators"]
-        assert [e["name"] for e in listed] == ["has a date"]
+        listed = EvaluatorList.model_validate((await api.get("/api/evaluators")).json())
+        assert [e.name for e in listed.evaluators] == ["has a date"]
         assert (await api.delete(url)).status_code == 204
         assert (await api.get(url)).status_code == 404
         assert (await api.get("/api/evaluators")).json()["evaluators"] == []
@@ -91,7 +95,7 @@ async def test_an_evaluator_is_created_read_changed_tried_and_deleted(
 BAD = [
     ({"kind": "regex", "config": {"pattern": "(unclosed"}}, "bad_config"),
     ({"kind": "json_schema", "config": {"schema": {"type": 12}}}, "bad_config"),
-    ({"kind": "telepathy", "config": {}}, "unknown_kind"),
+    ({"kind": "telepathy", "config": {}}, None),
     ({"kind": "numeric", "config": {"tolerance": -2}}, "bad_config"),
     (
         {
@@ -195,3 +199,7 @@ async def test_another_accounts_evaluators_are_404(live_server: LiveServer) -> N
         planted = await create(other, name="planted", kind="exact", account_id=mine["account_id"])
         assert planted.status_code == 422
         assert planted.json()["error"]["code"] == "no_account"
+
+
+def test_the_documented_kinds_are_the_kinds() -> None:
+    assert get_args(Kind) == KINDS

@@ -9,18 +9,22 @@ not here, so the API and experiments share one rule. Included by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from gapless.evals.catalog import Evaluators
 from gapless.web.api import Strict
 from gapless.web.deps import CallerDep, RuntimeDep
+from gapless.web.shapes import answers
 
 router = APIRouter(tags=["evaluations"])
 STATIC = Path(__file__).resolve().parents[1] / "static"
+Kind = Literal[
+    "exact", "contains", "regex", "json", "json_schema", "numeric", "latency", "cost", "judge"
+]
 KIND_HELP = (
     "exact {case_sensitive?}, contains {value?, case_sensitive?}, regex {pattern}, json {}, "
     "json_schema {schema}, numeric {tolerance, relative?}, latency {max_ms}, cost {max}, "
@@ -38,7 +42,7 @@ class Filter(Strict):
 
 class NewEvaluator(Strict):
     name: str = Field(min_length=1, max_length=100, description="the name of its scores")
-    kind: str = Field(max_length=20, description=KIND_HELP)
+    kind: Kind = Field(description=KIND_HELP)
     config: dict[str, Any] = Field(default_factory=dict)
     sample: float = Field(default=0.0, ge=0, le=1, description="share of live traces; 0: none")
     filter: Filter | None = None
@@ -47,7 +51,7 @@ class NewEvaluator(Strict):
 
 class EvaluatorChange(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=100)
-    kind: str | None = Field(default=None, max_length=20, description=KIND_HELP)
+    kind: Kind | None = Field(default=None, description=KIND_HELP)
     config: dict[str, Any] | None = None
     sample: float | None = Field(default=None, ge=0, le=1)
     filter: Filter | None = None
@@ -69,13 +73,43 @@ class TryCase(Strict):
     cost: float | None = Field(default=None, ge=0)
 
 
-@router.get("/api/evaluators")
+class Evaluator(BaseModel):
+    id: str
+    account_id: str
+    name: str = Field(description="the name of the scores it gives")
+    kind: Kind
+    config: dict[str, Any]
+    sample: float = Field(description="share of live traces it scores; 0: experiments only")
+    filter: dict[str, str]
+    created_by: str | None
+    created_at: str
+    updated_at: str
+
+
+class EvaluatorList(BaseModel):
+    evaluators: list[Evaluator]
+
+
+class Result(BaseModel):
+    """An evaluator's verdict on one case: a score, or an error (then no value)."""
+
+    evaluator_id: str
+    name: str
+    data_type: Literal["boolean", "numeric", "categorical"]
+    value: float | None = Field(description="booleans are 1/0; null with an error")
+    label: str | None
+    explanation: str | None
+    passed: bool | None
+    error: str | None
+
+
+@router.get("/api/evaluators", responses=answers(EvaluatorList))
 async def list_evaluators(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """The caller's evaluators, by name."""
     return {"evaluators": await Evaluators(runtime.context).visible(caller)}
 
 
-@router.post("/api/evaluators", status_code=201)
+@router.post("/api/evaluators", status_code=201, responses=answers(Evaluator, 201))
 async def create_evaluator(
     body: NewEvaluator, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
@@ -85,14 +119,14 @@ async def create_evaluator(
     return await Evaluators(runtime.context).create(caller, fields)
 
 
-@router.get("/api/evaluators/{evaluator_id}")
+@router.get("/api/evaluators/{evaluator_id}", responses=answers(Evaluator))
 async def get_evaluator(
     evaluator_id: str, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
     return await Evaluators(runtime.context).find(caller, evaluator_id)
 
 
-@router.patch("/api/evaluators/{evaluator_id}")
+@router.patch("/api/evaluators/{evaluator_id}", responses=answers(Evaluator))
 async def change_evaluator(
     evaluator_id: str, body: EvaluatorChange, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
@@ -111,7 +145,7 @@ async def delete_evaluator(evaluator_id: str, runtime: RuntimeDep, caller: Calle
     return Response(status_code=204)
 
 
-@router.post("/api/evaluators/{evaluator_id}/try")
+@router.post("/api/evaluators/{evaluator_id}/try", responses=answers(Result))
 async def try_evaluator(
     evaluator_id: str, body: TryCase, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
