@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from gapless.db import evaluators as db_evaluators
 from gapless.generation import end_unstarted
 from gapless.runtime import INTERRUPTED
 from gapless.web.routes.experiments import Experiment, ExperimentDetail, ExperimentList
@@ -41,17 +40,10 @@ async def dataset(http: httpx.AsyncClient, name: str, lines: list[dict[str, Any]
 
 
 async def evaluator(server: LiveServer, http: httpx.AsyncClient, name: str, kind: str) -> str:
-    """An evaluator through the API (or, while its routes are not there, its table)."""
     body = {"name": name, "kind": kind, "config": {}, "sample": 0}
     created = await http.post("/api/evaluators", json=body)
-    if created.status_code == 201:
-        return str(created.json()["id"])
-    assert created.status_code in (404, 405), created.text
-    account_id = (await http.get("/api/me")).json()["accounts"][0]
-    fields = {**body, "account_id": account_id, "filter": {}}
-    found = await server.arun(db_evaluators.create(server.runtime.engine, fields))
-    assert found is not None
-    return str(found["id"])
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
 
 
 async def agent(http: httpx.AsyncClient, **fields: Any) -> str:
@@ -239,6 +231,10 @@ async def test_a_prompt_version_runs_with_each_items_variables_and_its_traces_na
         assert state["chat"]["system_prompt"] == "Greet Ada warmly."
         assert [m["role"] for m in state["messages"]] == ["user", "assistant"]
         assert state["messages"][1]["prompt"] == {"name": "greeter", "version": 1}
+        # deleting the dataset takes its runs and their chats, which no list shows
+        assert (await http.delete(f"/api/datasets/{dataset_id}")).status_code == 204
+        assert (await http.get(f"/api/experiments/{experiment_id}")).status_code == 404
+        assert (await http.get(f"/api/chats/{first['chat_id']}")).status_code == 404
 
 
 async def test_stop_mid_run_stops_pending_items_and_cancels_running_replies(

@@ -15,8 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from gapless.db import Connection, Engine
+from gapless.db.experiments import delete_chats
 from gapless.db.rows import iso, new_id, now
-from gapless.db.tables import dataset_items, datasets, experiment_items, experiments
+from gapless.db.tables import chats, dataset_items, datasets, experiment_items, experiments
 
 ACTIVE = "active"
 ARCHIVED = "archived"
@@ -112,8 +113,8 @@ async def update_dataset(
 
 
 async def delete_dataset(engine: Engine, dataset_id: str) -> bool:
-    """The dataset with its items (and, by the foreign keys, its experiments); False (and
-    nothing deleted) while one of its experiments is going on."""
+    """The dataset with its items, its experiments' chats (and, by the foreign keys, its
+    experiments); False (and nothing deleted) while one of its experiments is going on."""
     going_on = sa.exists().where(
         experiments.c.dataset_id == dataset_id, experiments.c.status.in_(GOING_ON)
     )
@@ -121,6 +122,8 @@ async def delete_dataset(engine: Engine, dataset_id: str) -> bool:
         await _lock(conn, dataset_id)
         if await conn.scalar(sa.select(going_on)):
             return False
+        runs = sa.select(experiments.c.id).where(experiments.c.dataset_id == dataset_id)
+        await delete_chats(conn, chats.c.experiment_id.in_(runs))  # the runs' own chats
         await conn.execute(dataset_items.delete().where(dataset_items.c.dataset_id == dataset_id))
         await conn.execute(datasets.delete().where(datasets.c.id == dataset_id))
     return True

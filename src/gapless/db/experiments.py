@@ -282,16 +282,20 @@ async def delete_experiment(engine: Engine, experiment_id: str) -> None:
             .where(datasets.c.baseline_id == experiment_id)
             .values(baseline_id=None)
         )
-        chat_ids = list(
-            await conn.scalars(sa.select(chats.c.id).where(chats.c.experiment_id == experiment_id))
-        )
-        if chat_ids:
-            await conn.execute(messages.delete().where(messages.c.chat_id.in_(chat_ids)))
-            await conn.execute(chats.delete().where(chats.c.id.in_(chat_ids)))
+        await delete_chats(conn, chats.c.experiment_id == experiment_id)
         await conn.execute(
             experiment_items.delete().where(experiment_items.c.experiment_id == experiment_id)
         )
         await conn.execute(experiments.delete().where(experiments.c.id == experiment_id))
+
+
+async def delete_chats(conn: Connection, which: sa.ColumnElement[bool]) -> None:
+    """The chats of experiments (`which`, a condition on `chats`) with their messages: the
+    foreign keys would take the scores and tool calls; messages first, as `delete_chat`."""
+    chat_ids = list(await conn.scalars(sa.select(chats.c.id).where(which)))
+    if chat_ids:
+        await conn.execute(messages.delete().where(messages.c.chat_id.in_(chat_ids)))
+        await conn.execute(chats.delete().where(chats.c.id.in_(chat_ids)))
 
 
 # ---- the rows of an item's chat ----------------------------------------------------------
