@@ -86,6 +86,16 @@ def query_for(operation: dict[str, Any], spec: dict[str, Any], known: dict[str, 
     return "?" + "&".join(pairs) if pairs else ""
 
 
+def made_query(operation: dict[str, Any]) -> bool:
+    """Whether the operation's required query names A's things (a comparison of A's runs)."""
+    query = [
+        p["name"]
+        for p in operation.get("parameters", [])
+        if p.get("in") == "query" and p.get("required")
+    ]
+    return any(name in MAKE for name in query)
+
+
 class World:
     """Account A's resources, made through the API by A's member, and the callers."""
 
@@ -122,10 +132,18 @@ class World:
                 return str(made.json()[pointer.rsplit("/", 1)[-1]])
         return f"no_{parameter}"  # nothing makes one: still refused, if vacuously
 
-    async def url(self, path: str) -> str:
+    async def url(self, path: str, operation: dict[str, Any] | None = None) -> str:
+        """`path` with real ids, and the operation's required query (made first if `MAKE`
+        knows how: a comparison needs two real runs)."""
         for name in [p.strip("{}") for p in path.split("/") if p.startswith("{")]:
             path = path.replace(f"{{{name}}}", await self.id_of(name))
-        return path
+        if operation is None:
+            return path
+        if made_query(operation):
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "query" and parameter["name"] in MAKE:
+                    await self.id_of(parameter["name"])
+        return path + query_for(operation, self.spec, self.ids)
 
 
 async def make_message(world: World, http: httpx.AsyncClient) -> str:
@@ -173,8 +191,24 @@ async def make_label(world: World, http: httpx.AsyncClient) -> str:
     return "production"
 
 
+async def make_experiment(world: World, http: httpx.AsyncClient) -> str:
+    """Through its create operation, once its dataset has an item to run."""
+    dataset_id = await world.id_of("dataset_id")
+    added = await http.post(f"/api/datasets/{dataset_id}/items", json={"input": "hi"})
+    assert added.status_code == 201, added.text
+    return await world.created("experiment_id", http)
+
+
+async def make_runs(world: World, http: httpx.AsyncClient) -> str:
+    """Two runs of one dataset, for a comparison."""
+    first = await world.id_of("experiment_id")
+    return f"{first},{await world.created('experiment_id', http)}"
+
+
 MAKE: dict[str, Callable[[World, httpx.AsyncClient], Awaitable[str]]] = {
     "label": make_label,
+    "experiment_id": make_experiment,
+    "ids": make_runs,
     "message_id": make_message,
     "trace_id": make_trace,
     "account_id": make_account,
@@ -226,7 +260,7 @@ async def world(live_server: LiveServer) -> World:
 async def test_every_operation_refuses_a_caller_without_a_token(world: World) -> None:
     async with world.client(None) as anonymous:
         for method, path, operation in operations(world.spec):
-            url = await world.url(path) + query_for(operation, world.spec, world.ids)
+            url = await world.url(path, operation)
             body = body_for(operation, world.spec, world.ids)
             found = await status(anonymous, method, url, body, streams(operation))
             assert found == 401, (method, path, found)
@@ -234,14 +268,14 @@ async def test_every_operation_refuses_a_caller_without_a_token(world: World) ->
 
 async def test_every_operation_on_account_a_is_404_to_another_account(world: World) -> None:
     checked = 0
-    urls = {path: await world.url(path) for _, path, _ in operations(world.spec)}
+    urls = {path: await world.url(path, op) for _, path, op in operations(world.spec)}
     async with world.client("owner") as owner:
         before = (await owner.get(f"/api/chats/{await world.id_of('chat_id')}")).json()
     async with world.client("foreign") as foreign:
         for method, path, operation in operations(world.spec):
-            if "{" not in path:
+            if "{" not in path and not made_query(operation):
                 continue  # collections: the caller's own (`..._sees_nothing_...` below)
-            url = urls[path] + query_for(operation, world.spec, world.ids)
+            url = urls[path]
             body = body_for(operation, world.spec, world.ids)
             found = await status(foreign, method, url, body, streams(operation))
             assert found == 404, (method, path, found)
@@ -272,7 +306,7 @@ async def test_a_site_admin_may_read_every_resource_of_account_a(world: World) -
         for method, path, operation in operations(world.spec):
             if method != "get" or "/me/" in path:
                 continue  # `me` is the caller's own, whoever asks
-            url = await world.url(path) + query_for(operation, world.spec, world.ids)
+            url = await world.url(path, operation)
             if "no_" in url:
                 continue  # nothing of that kind could be made
             found = await status(admin, "get", url, None, streams(operation))
