@@ -4,7 +4,6 @@ of the trace list, the waterfall of a two-step run, and a running trace growing 
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -260,3 +259,36 @@ def test_a_reply_opens_its_trace_and_the_delivery_tab_shows_figures(
     expect(page.locator('.delivery [data-card="Appended / s"] .card-foot')).to_contain_text(
         "in all"
     )
+
+
+def test_a_judges_trace_links_to_the_evaluators_not_to_a_chat(
+    obs_page: Page, observed: LiveServer
+) -> None:
+    recorder = DbRecorder(observed.runtime.engine, observed.runtime.log)
+    account_id = chat_of(observed)[1]
+    run = Run(  # as evals/judge.py records it: no reply, its figures under the evaluator
+        trace_id="trc_judge1",
+        reply_id="",
+        chat_id="evl_accuracy",
+        account_id=account_id,
+        user_id=None,
+        agent_id=None,
+        agent_name="judge accuracy",
+        model="demo:echo",
+        started_at=datetime.now(UTC),
+    )
+    g1 = call(run.trace_id, "jg1", 1)
+    record(
+        observed,
+        recorder,
+        ("run_started", (run,)),
+        ("started", (g1,)),
+        ("ended", (done(g1, output='{"score": 1, "explanation": "right"}'),)),
+        ("run_ended", (run.trace_id, "complete", None, datetime.now(UTC))),
+    )
+    page = obs_page
+    page.goto(f"/traces/{run.trace_id}")
+    expect(page.locator('.wf-row[data-kind="generation"]')).to_have_count(1, timeout=15_000)
+    expect(page.get_by_role("link", name="Open chat")).to_have_count(0)
+    page.get_by_role("region", name="Observability").get_by_role("link", name="Evaluators").click()
+    expect(page).to_have_url(f"{observed.url}/evaluators")

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import jsonschema
-import regex  # type: ignore[import-untyped, unused-ignore]
+import regex
 
 from gapless.errors import InvalidError
 

@@ -109,7 +109,10 @@ export class TraceView {
       h("div", { class: "trace-title" },
         h("span", { class: `status status-${t.status}`, text: t.status.replace("_", " ") }),
         h("h2", { text: t.input || t.id }),
-        h("a", { class: "button small", href: `/chats/${encodeURIComponent(t.chat_id)}?message=${encodeURIComponent(t.reply_id)}`, "data-link": true, text: "Open chat" })),
+        // a judge's call is no chat's turn (evals/judge.py): its trace links to the evaluators
+        t.reply_id
+          ? h("a", { class: "button small", href: `/chats/${encodeURIComponent(t.chat_id)}?message=${encodeURIComponent(t.reply_id)}`, "data-link": true, text: "Open chat" })
+          : h("a", { class: "button small", href: "/evaluators", "data-link": true, text: "Evaluators" })),
       t.error ? h("p", { class: "error-text", text: `${t.error.code}: ${t.error.message}` }) : null,
       h("div", { class: "figures" },
         figure("Started", fmt.when(t.started_at)),
