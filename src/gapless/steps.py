@@ -129,6 +129,8 @@ async def run(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
         return  # stopped or taken by another run meanwhile
     reply["prompt"] = used
     steps = Steps(ctx, chat, path[:-1], reply, agent, stream, lease, stop, step=step)
+    if agent is None and used:  # a prompt version's run: its config's settings
+        steps.tuning = await prompts.tuning(ctx.engine, chat["account_id"], used)
     await steps.go(record, decided, waited)
 
 
@@ -147,6 +149,7 @@ class Steps(ToolPhase):
     tools: dict[str, Tool] = field(default_factory=dict)
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     totals: list[int] = field(default_factory=lambda: [0, 0, 0])
+    tuning: dict[str, Any] = field(default_factory=dict)  # settings without an agent
 
     @property
     def limit(self) -> int:
@@ -233,7 +236,8 @@ class Steps(ToolPhase):
             )
             await records.start_generation(ctx.engine, record)
         specs = tuple(ToolSpec(t.name, t.description, t.schema) for t in self.tools.values())
-        prompt = build_prompt(chat, self.path, self.agent, self.progress.parts.json(), specs)
+        parts = self.progress.parts.json()
+        prompt = build_prompt(chat, self.path, self.agent, parts, specs, self.tuning)
         observation = Observation(
             str(record["id"]),
             trace_id_of(self.reply_id),

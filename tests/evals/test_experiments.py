@@ -188,7 +188,12 @@ async def test_a_prompt_version_runs_with_each_items_variables_and_its_traces_na
 ) -> None:
     server = live_server
     async with client_for(server) as http:
-        body = {"name": "greeter", "content": "Greet {{ who }} warmly.", "labels": ["production"]}
+        body = {
+            "name": "greeter",
+            "content": "Greet {{ who }} warmly.",
+            "labels": ["production"],
+            "config": {"temperature": 0.3, "max_tokens": 64},
+        }
         assert (await http.post("/api/prompts", json=body)).status_code == 201
         lines = [
             {"input": {"messages": [{"role": "user", "content": "hi"}], "variables": {"who": w}}}
@@ -223,6 +228,8 @@ async def test_a_prompt_version_runs_with_each_items_variables_and_its_traces_na
             "Greet Ada warmly.",
             "Greet Linus warmly.",
         ]
+        # the version's config is the run's settings (no agent to take them from)
+        assert {(p.temperature, p.max_tokens) for p in server.provider.prompts} == {(0.3, 64)}
         await server.arun(server.runtime.recorder.flush())
         trace = (await http.get(f"/api/traces/{first['trace_id']}")).json()
         assert (trace["prompt_name"], trace["prompt_version"]) == ("greeter", 1)

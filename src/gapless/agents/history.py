@@ -92,9 +92,11 @@ def build_prompt(
     agent: Mapping[str, Any] | None = None,
     steps: Iterable[Mapping[str, Any]] = (),
     tools: tuple[ToolSpec, ...] = (),
+    tuning: Mapping[str, Any] | None = None,
 ) -> Prompt:
     """The agent's instructions (then the chat's system prompt), the path from the root to
-    the reply's parent, and the reply's own steps so far."""
+    the reply's parent, and the reply's own steps so far; temperature and max tokens are the
+    agent's, or without one `tuning`'s (a prompt version's config)."""
     turns: list[Turn] = []
     for message in path:
         if message["role"] == "user":
@@ -108,7 +110,7 @@ def build_prompt(
     return Prompt(
         turns=tuple(turns),
         system=system,
-        max_tokens=(agent or {}).get("max_tokens"),
-        temperature=(agent or {}).get("temperature"),
+        max_tokens=(agent or tuning or {}).get("max_tokens"),
+        temperature=(agent or tuning or {}).get("temperature"),
         tools=tools,
     )

@@ -123,6 +123,15 @@ async def apply_prompt(
     return {**agent, "instructions": text}, found
 
 
+async def tuning(engine: Engine, account_id: str, used: Mapping[str, Any]) -> dict[str, Any]:
+    """The temperature and max tokens of the version `used` names ({name, version}): a run of
+    a prompt version without an agent (an experiment's) takes them from its config."""
+    found = await db.prompts_named(engine, str(used["name"]), [account_id])
+    version = await db.get_version(engine, found[0]["id"], int(used["version"])) if found else None
+    config = (version or {}).get("config") or {}
+    return {k: config[k] for k in ("temperature", "max_tokens") if config.get(k) is not None}
+
+
 async def check_ref(engine: Engine, account_id: str, ref: Mapping[str, Any]) -> None:
     """Refuse (422) an agent's prompt reference that cannot resolve in its account now: an
     unknown prompt, label or version, or a template its variables cannot render."""
