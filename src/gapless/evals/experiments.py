@@ -52,6 +52,7 @@ APPROVAL = {
     "code": "approval_required",
     "message": "A tool call awaited approval; an experiment's runs cannot be approved.",
 }
+GONE = {"code": "reply_deleted", "message": "The item's reply was deleted."}
 
 
 def announcer(ctx: Context) -> moves.Announce:
@@ -124,8 +125,7 @@ async def ended(ctx: Context, runner: Runner, item: Mapping[str, Any]) -> None:
     try:
         reply, _ = await db_chats.get_message(ctx.engine, item["reply_id"])
     except KeyError:  # its chat was deleted under it
-        gone = {"code": "reply_deleted", "message": "The item's reply was deleted."}
-        await moves.finish(ctx.engine, item, ("running",), "failed", announce, error=gone)
+        await moves.finish(ctx.engine, item, ("running",), "failed", announce, error=GONE)
         await moved_on(ctx, runner, experiment)
         return
     if reply["status"] == "requires_action":
@@ -182,7 +182,12 @@ async def _score(
 ) -> None:
     """Score the claimed item's reply, store the scores (once per key) and its result."""
     account_id = experiment["account_id"]
-    reply, _ = await db_chats.get_message(ctx.engine, item["reply_id"])
+    try:
+        reply, _ = await db_chats.get_message(ctx.engine, item["reply_id"])
+    except KeyError:  # its chat was deleted since the claim: a result, or it scores forever
+        await moves.finish(ctx.engine, item, ("scoring",), "failed", announcer(ctx), error=GONE)
+        await moved_on(ctx, runner, experiment)
+        return
     figures = await db_evaluators.run_figures(ctx.engine, item["reply_id"])
     case = Case(
         input=item["input"] or {},

@@ -1,0 +1,88 @@
+"""Experiments when something goes away or takes long mid-run, on a real server: a reply
+deleted under a scoring claim, an evaluator deleted while an item runs, a dataset item
+deleted while the run is being created, a judge still within its time not taken over.
+Interleavings are forced (gates on the scripted model, a hook on a read, claims written
+as a dead process leaves them), never timed."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from gapless.db.rows import aware, now
+from gapless.db.tables import experiment_items
+from gapless.evals import experiments
+from tests.conftest import client_for
+from tests.evals.test_experiments import agent, dataset, start
+from tests.support.scripted import Gate
+from tests.support.server import LiveServer
+
+
+def set_item(server: LiveServer, item_id: str, **values: Any) -> Awaitable[None]:
+    """Write an item's row as a process that died mid-move would have left it."""
+
+    async def write() -> None:
+        async with server.runtime.engine.begin() as conn:
+            await conn.execute(
+                experiment_items.update().where(experiment_items.c.id == item_id).values(**values)
+            )
+
+    return server.arun(write())
+
+
+async def claim_of(server: LiveServer, item_id: str) -> tuple[str, datetime | None]:
+    """An item's status and claim as stored (the API does not show the claim)."""
+
+    async def read() -> tuple[str, datetime | None]:
+        query = sa.select(experiment_items.c.status, experiment_items.c.claimed_at).where(
+            experiment_items.c.id == item_id
+        )
+        async with server.runtime.engine.connect() as conn:
+            status, claimed_at = (await conn.execute(query)).one()
+        return status, aware(claimed_at)
+
+    return await server.arun(read())
+
+
+def sweep(server: LiveServer) -> Awaitable[None]:
+    runtime = server.runtime
+    return server.arun(experiments.sweep(runtime.context, runtime.runner))
+
+
+async def test_a_scoring_claim_whose_reply_was_deleted_fails_the_item_instead_of_holding_it(
+    any_db_server: LiveServer,
+) -> None:
+    """A process died while scoring; the item's chat was deleted since: the sweep that takes
+    the claim over ends the item (it used to raise on every sweep, the item scoring forever
+    and the run never completing)."""
+    server = any_db_server
+    gate = Gate()
+    server.script("Held ", gate, "answer.")
+    server.script("Second.")
+    try:
+        async with client_for(server) as http:
+            lines = [{"input": f"question {n}", "expected": "answer"} for n in range(2)]
+            dataset_id = await dataset(http, "vanishing", lines)
+            agent_id = await agent(http, model="scripted:default")
+            experiment_id = await start(http, dataset_id, {"agent_id": agent_id}, concurrency=1)
+            await gate.wait_reached()
+            detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+            held = detail["items"][0]
+            stale = now() - experiments.STALE - timedelta(seconds=1)
+            await set_item(server, held["id"], status="scoring", claimed_at=stale)
+            gate.set()
+            await server.adrain()  # the reply ends; its hook finds the item claimed
+            deleted = await http.delete(f"/api/chats/{held['chat_id']}")
+            assert deleted.status_code == 204, deleted.text
+            await sweep(server)  # takes the claim over: the item fails, the next one starts
+            await server.adrain()
+            detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+            assert (detail["status"], detail["done"], detail["failed"]) == ("completed", 2, 1)
+            first, second = detail["items"]
+            assert first["status"] == "failed" and first["error"]["code"] == "reply_deleted"
+            assert (second["status"], second["output"]) == ("done", "Second.")
+    finally:
+        gate.set()
