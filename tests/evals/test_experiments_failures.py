@@ -16,7 +16,7 @@ from gapless.db.rows import aware, now
 from gapless.db.tables import experiment_items
 from gapless.evals import experiments
 from tests.conftest import client_for
-from tests.evals.test_experiments import agent, dataset, start
+from tests.evals.test_experiments import ENDED, Progress, agent, dataset, evaluator, start
 from tests.support.scripted import Gate
 from tests.support.server import LiveServer
 
@@ -84,5 +84,39 @@ async def test_a_scoring_claim_whose_reply_was_deleted_fails_the_item_instead_of
             first, second = detail["items"]
             assert first["status"] == "failed" and first["error"]["code"] == "reply_deleted"
             assert (second["status"], second["output"]) == ("done", "Second.")
+    finally:
+        gate.set()
+
+
+async def test_an_evaluator_deleted_mid_run_is_an_error_result_not_a_missing_one(
+    live_server: LiveServer,
+) -> None:
+    """Its item does not pass on the evaluators that are left: one result per evaluator the
+    run was started with, the deleted one's an error."""
+    server = live_server
+    gate = Gate()
+    server.script("Held ", gate, "answer.")
+    try:
+        async with client_for(server) as http:
+            dataset_id = await dataset(http, "judged", [{"input": "q", "expected": "answer"}])
+            contains = await evaluator(server, http, "has_answer", "contains")
+            exact = await evaluator(server, http, "exact", "exact")
+            agent_id = await agent(http, model="scripted:default")
+            async with Progress(http) as progress:
+                experiment_id = await start(
+                    http, dataset_id, {"agent_id": agent_id}, evaluators=[contains, exact]
+                )
+                await gate.wait_reached()
+                assert (await http.delete(f"/api/evaluators/{exact}")).status_code == 204
+                gate.set()
+                await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
+            (item,) = (await http.get(f"/api/experiments/{experiment_id}")).json()["items"]
+            assert item["status"] == "done"
+            results = {s["evaluator_id"]: s for s in item["scores"]}
+            assert list(results) == [contains, exact]
+            assert results[contains]["passed"] is True
+            gone = results[exact]
+            assert gone["value"] is None and gone["passed"] is None
+            assert "deleted" in gone["error"], gone
     finally:
         gate.set()

@@ -37,7 +37,7 @@ from gapless.db.accounts import Caller
 from gapless.db.rows import now
 from gapless.errors import ConflictError, GaplessError, InvalidError, NotFoundError
 from gapless.evals import prompts, scoring
-from gapless.evals.evaluators import Case
+from gapless.evals.evaluators import Case, failed
 from gapless.generation import Context, end_unstarted
 from gapless.jobs.base import Runner
 from gapless.log.base import account_stream
@@ -199,7 +199,9 @@ async def _score(
     status, values = "done", {"output": reply["content"], **figures}
     try:
         found = await db_evaluators.get_many(ctx.engine, experiment["evaluators"])
-        results = await scoring.score(ctx, account_id, found, case)
+        results = _with_deleted(
+            experiment["evaluators"], await scoring.score(ctx, account_id, found, case)
+        )
         await scoring.store(
             ctx.engine,
             account_id,
@@ -218,6 +220,16 @@ async def _score(
         values["duration_ms"] = round(duration)
     await moves.finish(ctx.engine, item, ("scoring",), status, announcer(ctx), **values)
     await moved_on(ctx, runner, experiment)
+
+
+def _with_deleted(ids: list[str], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One result per evaluator the run started with, in its order: one deleted since is an
+    error (left out, its item would pass on fewer checks than its run's other items)."""
+    by_id = {r["evaluator_id"]: r for r in results}
+    gone = "the evaluator was deleted during the run"
+    return [
+        by_id.get(i) or failed({"id": i, "name": i, "kind": "deleted"}, gone).json() for i in ids
+    ]
 
 
 # ---- starting items ----------------------------------------------------------------------
