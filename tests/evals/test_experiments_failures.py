@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from gapless.db.rows import aware, now
 from gapless.db.tables import experiment_items
 from gapless.evals import experiments
+from gapless.evals.judge import CALL_SECONDS
 from tests.conftest import client_for
 from tests.evals.test_experiments import ENDED, Progress, agent, dataset, evaluator, start
 from tests.support.scripted import Gate
@@ -118,5 +119,33 @@ async def test_an_evaluator_deleted_mid_run_is_an_error_result_not_a_missing_one
             gone = results[exact]
             assert gone["value"] is None and gone["passed"] is None
             assert "deleted" in gone["error"], gone
+    finally:
+        gate.set()
+
+
+async def test_a_scoring_claim_within_a_judges_longest_call_is_not_taken_over(
+    live_server: LiveServer,
+) -> None:
+    """A judge may answer in up to `judge.CALL_SECONDS`: a claim younger than that is a
+    scorer at work, not a dead one (taking it over ran the judge twice, and the item's
+    result could disagree with the score stored first)."""
+    server = live_server
+    gate = Gate()
+    server.script("Held ", gate, "answer.")
+    try:
+        async with client_for(server) as http:
+            dataset_id = await dataset(http, "slow judge", [{"input": "q", "expected": "a"}])
+            agent_id = await agent(http, model="scripted:default")
+            experiment_id = await start(http, dataset_id, {"agent_id": agent_id})
+            await gate.wait_reached()
+            (held,) = (await http.get(f"/api/experiments/{experiment_id}")).json()["items"]
+            busy = now() - timedelta(seconds=CALL_SECONDS - 5)  # a judge still within its time
+            await set_item(server, held["id"], status="scoring", claimed_at=busy)
+            gate.set()
+            await server.adrain()
+            await sweep(server)
+            status, claimed_at = await claim_of(server, held["id"])
+            assert status == "scoring"  # left to the scorer at work
+            assert claimed_at is not None and abs((claimed_at - busy).total_seconds()) < 1
     finally:
         gate.set()

@@ -12,7 +12,7 @@ left: a reply the reaper ended `interrupted` gets a new attempt (at most
 submitted. A finished item is never run again: every move of an item is
 conditional on the state it moves from (`db.experiment_moves`). Imports `db`,
 `errors`, `events`, `generation`, `jobs.base`, `log`, `observe.recorder`,
-`evals.prompts`, `evals.evaluators`, `evals.scoring`.
+`evals.prompts`, `evals.evaluators`, `evals.judge`, `evals.scoring`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from gapless.db.rows import now
 from gapless.errors import ConflictError, GaplessError, InvalidError, NotFoundError
 from gapless.evals import prompts, scoring
 from gapless.evals.evaluators import Case, failed
+from gapless.evals.judge import CALL_SECONDS
 from gapless.generation import Context, end_unstarted
 from gapless.jobs.base import Runner
 from gapless.log.base import account_stream
@@ -45,7 +46,9 @@ from gapless.observe.recorder import trace_id_of
 
 logger = logging.getLogger("gapless.evals")
 ATTEMPTS = 3  # runs of one item whose worker died, before the item fails
-STALE = timedelta(seconds=60)  # a `scoring` claim older than this lost its process
+# a `scoring` claim older than this lost its process: a live scorer may wait a judge's
+# longest call (the judges answer at once), so a claim is older only when its process died
+STALE = timedelta(seconds=CALL_SECONDS + 60)
 UNSUBMITTED = timedelta(seconds=30)  # a reply still pending, unleased: submitted again
 FINAL = ("complete", "failed", "cancelled")
 APPROVAL = {
