@@ -10,8 +10,10 @@ from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from gapless.db import datasets as db_datasets
 from gapless.db.rows import aware, now
 from gapless.db.tables import experiment_items
 from gapless.evals import experiments
@@ -121,6 +123,38 @@ async def test_an_evaluator_deleted_mid_run_is_an_error_result_not_a_missing_one
             assert "deleted" in gone["error"], gone
     finally:
         gate.set()
+
+
+async def test_an_item_deleted_while_the_run_is_created_is_not_run(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run takes the dataset's items under its row lock, as a delete decides under it
+    whether an item was used: an item deleted after the run listed them is not in it (it
+    used to run as an item without input, a reply to nothing)."""
+    server = live_server
+    listed = db_datasets.list_items
+    deleted: list[str] = []
+
+    async def list_then_delete(engine: Any, dataset_id: str, *args: Any) -> Any:
+        found = await listed(engine, dataset_id, *args)
+        if found and not deleted:  # another request deletes the first item right after
+            deleted.append(found[0]["id"])
+            assert await db_datasets.remove_item(engine, dataset_id, found[0]["id"]) is None
+        return found
+
+    monkeypatch.setattr(db_datasets, "list_items", list_then_delete)
+    async with client_for(server) as http:
+        lines = [{"input": f"what is {n}*2?", "expected": str(2 * n)} for n in range(2)]
+        dataset_id = await dataset(http, "racy", lines)
+        agent_id = await agent(http, tools=["calculator"])
+        async with Progress(http) as progress:
+            experiment_id = await start(http, dataset_id, {"agent_id": agent_id})
+            await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
+        detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+        assert deleted and deleted[0] not in {i["item_id"] for i in detail["items"]}
+        assert (detail["total"], detail["done"], detail["failed"]) == (1, 1, 0)
+        (item,) = detail["items"]
+        assert item["input"]["messages"] == [{"role": "user", "content": "what is 1*2?"}]
 
 
 async def test_a_scoring_claim_within_a_judges_longest_call_is_not_taken_over(

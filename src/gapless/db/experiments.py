@@ -233,39 +233,51 @@ async def in_flight(engine: Engine, experiment_id: str) -> list[Attempt]:
     ]
 
 
-async def create_experiment(
-    engine: Engine, values: Mapping[str, Any], item_ids: Sequence[str]
-) -> dict[str, Any]:
-    """The experiment (running from now on, its progress 1) and one pending item per dataset
-    item."""
+async def create_experiment(engine: Engine, values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The experiment (running from now on, its progress 1) and one pending item per active
+    item of its dataset, taken under the dataset's row lock (an item's delete decides under
+    it whether a run used the item); None when the dataset has no active item (or is gone)."""
     stamp = now()
     experiment_id = new_id("exp")
-    row = {
-        **values,
-        "id": experiment_id,
-        "target": json.dumps(values["target"]),
-        "evaluators": json.dumps(list(values["evaluators"])),
-        "status": "running",
-        "total": len(item_ids),
-        "done": 0,
-        "failed": 0,
-        "progress": 1,  # the run as it starts: its first event
-        "created_at": stamp,
-        "started_at": stamp,
-        "ended_at": None,
-    }
-    items = [
-        {
-            "id": new_id("exi"),
-            "experiment_id": experiment_id,
-            "item_id": item_id,
-            "position": position,
-            "status": "pending",
-            "attempt": 0,
-        }
-        for position, item_id in enumerate(item_ids)
-    ]
+    dataset_id = values["dataset_id"]
     async with engine.begin() as conn:
+        locked = sa.select(datasets.c.id).where(datasets.c.id == dataset_id).with_for_update()
+        if await conn.scalar(locked) is None:
+            return None
+        item_ids = list(
+            await conn.scalars(
+                sa.select(dataset_items.c.id)
+                .where(dataset_items.c.dataset_id == dataset_id, dataset_items.c.status == "active")
+                .order_by(dataset_items.c.created_at, dataset_items.c.id)  # the dataset's order
+            )
+        )
+        if not item_ids:
+            return None
+        row = {
+            **values,
+            "id": experiment_id,
+            "target": json.dumps(values["target"]),
+            "evaluators": json.dumps(list(values["evaluators"])),
+            "status": "running",
+            "total": len(item_ids),
+            "done": 0,
+            "failed": 0,
+            "progress": 1,  # the run as it starts: its first event
+            "created_at": stamp,
+            "started_at": stamp,
+            "ended_at": None,
+        }
+        items = [
+            {
+                "id": new_id("exi"),
+                "experiment_id": experiment_id,
+                "item_id": item_id,
+                "position": position,
+                "status": "pending",
+                "attempt": 0,
+            }
+            for position, item_id in enumerate(item_ids)
+        ]
         await conn.execute(experiments.insert().values(**row))
         await conn.execute(experiment_items.insert(), items)
     found = await get_experiment(engine, experiment_id)

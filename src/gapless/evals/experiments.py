@@ -364,8 +364,7 @@ class Experiments:
         if dataset is None or not caller.sees(dataset["account_id"]):
             raise NotFoundError("dataset not found")
         account_id = dataset["account_id"]
-        items = await db_datasets.list_items(self.engine, dataset["id"])
-        if not items:
+        if not await db_datasets.list_items(self.engine, dataset["id"]):
             raise InvalidError("the dataset has no items to run", code="empty_dataset")
         target = await self._target(caller, account_id, fields["target"])
         evaluator_ids = list(dict.fromkeys(fields.get("evaluators") or []))
@@ -384,7 +383,9 @@ class Experiments:
             "concurrency": int(fields.get("concurrency") or 4),
             "created_by": caller.user_id,
         }
-        created = await db.create_experiment(self.engine, values, [i["id"] for i in items])
+        created = await db.create_experiment(self.engine, values)
+        if created is None:  # its items were deleted meanwhile
+            raise InvalidError("the dataset has no items to run", code="empty_dataset")
         experiment_id = created["id"]
         await announcer(self.ctx)(account_id, moves.payload(created))  # before any item's
         await fill(self.ctx, self.runner, experiment_id)
