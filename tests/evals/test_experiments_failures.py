@@ -6,6 +6,7 @@ as a dead process leaves them), never timed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from gapless.db import datasets as db_datasets
 from gapless.db.rows import aware, now
 from gapless.db.tables import experiment_items
-from gapless.evals import experiments
+from gapless.evals import after, experiments
 from gapless.evals.judge import CALL_SECONDS
 from tests.conftest import client_for
 from tests.evals.test_experiments import ENDED, Progress, agent, dataset, evaluator, start
@@ -183,3 +184,46 @@ async def test_a_scoring_claim_within_a_judges_longest_call_is_not_taken_over(
             assert claimed_at is not None and abs((claimed_at - busy).total_seconds()) < 1
     finally:
         gate.set()
+
+
+async def test_the_janitors_sweep_does_not_wait_for_a_judge_it_took_over(
+    live_server: LiveServer,
+) -> None:
+    """The janitor that sweeps experiments also reaps dead runs: a sweep that takes over a
+    stale scoring claim scores in a task of its own, so the janitor's next round (and its
+    reaping) never waits on a judge's call (up to `judge.CALL_SECONDS`)."""
+    server = live_server
+    held, judging = Gate(), Gate()
+    server.script("Held ", held, "answer.")
+    server.script(judging, '{"score": 1, "explanation": "Right."}')
+    try:
+        async with client_for(server) as http:
+            rubric = {"name": "rubric", "labels": ["production"], "content": "{{ output }}?"}
+            assert (await http.post("/api/prompts", json=rubric)).status_code == 201
+            config = {"prompt": {"name": "rubric"}, "model": "scripted:default"}
+            body = {"name": "judged", "kind": "judge", "config": config}
+            created = await http.post("/api/evaluators", json=body)
+            assert created.status_code == 201, created.text
+            dataset_id = await dataset(http, "judged", [{"input": "q", "expected": "a"}])
+            agent_id = await agent(http, model="scripted:default")
+            async with Progress(http) as progress:
+                experiment_id = await start(
+                    http, dataset_id, {"agent_id": agent_id}, evaluators=[created.json()["id"]]
+                )
+                await held.wait_reached()
+                detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+                stale = now() - experiments.STALE - timedelta(seconds=1)
+                await set_item(server, detail["items"][0]["id"], status="scoring", claimed_at=stale)
+                held.set()
+                await server.adrain()
+                runtime = server.runtime
+                async with asyncio.timeout(20):  # the judge is held far longer: the bug
+                    await server.arun(after.sweep(runtime.context, runtime.runner))
+                await judging.wait_reached()  # the judge runs, in the background
+                judging.set()
+                await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
+            (item,) = (await http.get(f"/api/experiments/{experiment_id}")).json()["items"]
+            assert item["scores"][0]["value"] == 1.0
+    finally:
+        held.set()
+        judging.set()
