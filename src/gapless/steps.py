@@ -220,7 +220,10 @@ class Steps(ToolPhase):
             return
         except Exception as exc:
             raise Unstored(str(exc)) from exc
-        await db_agents.close_calls(self.ctx.engine, self.reply_id, "cancelled", error)
+        if self.agent is not None or progress.parts.tools():
+            # Without an agent and without a tool part, the reply has no call to close: no
+            # transaction (a third of a plain reply's end).
+            await db_agents.close_calls(self.ctx.engine, self.reply_id, "cancelled", error)
         self.ctx.recorder.run_ended(trace_id_of(self.reply_id), status, error, now())
 
     # ---- a model call ------------------------------------------------------------------------
