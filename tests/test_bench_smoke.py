@@ -59,3 +59,42 @@ def test_tiny_fanout_run_loses_nothing_and_writes_json(tmp_path: Path, tools: bo
         assert run["delivered"] == 2 * 2 * 20, case
         for fault in ("lost", "dup", "ooo", "mismatch", "resets", "unfinished"):
             assert run[fault] == 0, (fault, case)
+
+
+def test_tiny_burst_run_starts_every_reply_and_writes_json(tmp_path: Path) -> None:
+    """W9 with S=3: every reply posted in the burst starts, every subscriber sees it whole."""
+    out = tmp_path / "burst.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.fanout",
+            "--only",
+            "W9",
+            "--w9",
+            "3",
+            "--runs",
+            "1",
+            "--no-pin",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    cases = json.loads(out.read_text())["cases"]
+    assert {(c["transport"], c["target"]) for c in cases} == {
+        ("sse", "gapless"),
+        ("ws", "gapless"),
+        ("sse", "ceiling"),
+        ("ws", "ceiling"),
+    }
+    for case in cases:
+        (run,) = case["runs"]
+        assert "error" not in run, case
+        assert run["samples"] == 3 * 3, case  # each reply's first delta, at each subscriber
+        for fault in ("lost", "dup", "ooo", "mismatch", "resets", "unfinished", "post_errors"):
+            assert run[fault] == 0, (fault, case)
