@@ -4,6 +4,9 @@ time, never a hung worker."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -177,6 +180,52 @@ def test_a_catastrophic_pattern_is_an_error_in_bounded_time(pattern: str, text: 
     assert found.value is None and found.passed is None
 
 
+CHILD = """
+import json, sys
+from gapless.evals.evaluators import Case, evaluate
+schema = {"type": "object", "properties": {"name": {"pattern": sys.argv[1]}}}
+found = evaluate(
+    {"id": "e", "name": "e", "kind": "json_schema", "config": {"schema": schema}},
+    Case(input={}, output=json.dumps({"name": sys.argv[2]}), expected=None, metadata={}),
+)
+print(json.dumps(found.json()))
+"""
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [(r"(a|aa)+$", "a" * 80 + "b"), (r"(x+x+)+y", "x" * 5000)],
+)
+def test_a_json_schemas_catastrophic_pattern_is_an_error_in_bounded_time(
+    pattern: str, text: str
+) -> None:
+    """A schema's `pattern` is matched with the regex kind's timeout: jsonschema's own `re`
+    has none and holds the GIL, so the worker froze. In a child process, so a hang fails
+    this test instead of freezing it."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, pattern, text],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the schema's pattern held the process")
+    found = json.loads(done.stdout)
+    assert found["error"] == "the schema's pattern ran past 0.5 s on this output"
+    assert found["value"] is None and found["passed"] is None
+
+
+def test_a_json_schemas_pattern_still_checks_the_output() -> None:
+    schema = {"type": "object", "properties": {"code": {"pattern": "^[A-Z]{3}$"}}}
+    assert run("json_schema", {"schema": schema}, case('{"code": "ABC"}')).passed is True
+    found = run("json_schema", {"schema": schema}, case('{"code": "abcd"}'))
+    assert (
+        found.passed is False and found.explanation == "at code: 'abcd' does not match '^[A-Z]{3}$'"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "number"),
     [
@@ -227,6 +276,12 @@ BAD = [
     ("regex", {}, "bad_config", "pattern is a regular expression"),
     ("json_schema", {"schema": {"type": "nonsense"}}, "bad_config", "bad schema"),
     ("json_schema", {"schema": []}, "bad_config", "schema is a JSON schema"),
+    (
+        "json_schema",
+        {"schema": {"properties": {"a": {"patternProperties": {"^x": {}}}}}},
+        "bad_config",
+        "patternProperties",
+    ),
     ("numeric", {}, "bad_config", "tolerance is a number"),
     ("numeric", {"tolerance": -1}, "bad_config", "tolerance is at least 0"),
     ("latency", {"max_ms": "1s"}, "bad_config", "max_ms is a number"),

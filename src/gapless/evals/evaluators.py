@@ -12,10 +12,11 @@ will be stored. Imports `errors`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -140,6 +141,8 @@ def check_config(kind: str, config: Any) -> dict[str, Any]:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise _bad(f"bad schema: {exc.message}") from None
+        if _keyed(schema, "patternProperties"):
+            raise _bad(UNBOUNDED)
         return {"schema": schema}
     if kind == "numeric":
         _only(config, "tolerance", "relative")
@@ -281,15 +284,54 @@ def _json_schema(config: Mapping[str, Any], case: Case) -> Check:
     if not ok:
         return False, why
     schema = config.get("schema") or {}
+    if _keyed(schema, "patternProperties"):  # saved before it was refused
+        raise _CannotError(UNBOUNDED)
     try:
-        validator = jsonschema.validators.validator_for(schema)(schema)
+        validator = _bounded(jsonschema.validators.validator_for(schema))(schema)
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except _CannotError:
+        raise
     except Exception as exc:  # a $ref to nowhere (nothing is fetched), a schema too deep
         raise _CannotError(f"the schema cannot be applied: {str(exc)[:200]}") from None
     if error is None:
         return True, "the output matches the schema"
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
     return False, f"at {where}: {error.message}"
+
+
+# jsonschema matches a schema's patterns with `re`, which has no timeout and holds the GIL: a
+# catastrophic one would freeze the worker. `pattern` gets the regex kind's timeout; the
+# keys of `patternProperties` are matched by more keywords than it (additional and
+# unevaluated properties), so a schema with it is refused.
+UNBOUNDED = "patternProperties is not supported (its patterns could not be bounded in time)"
+
+
+@functools.cache
+def _bounded(validator: Any) -> Any:
+    """The validator class with `pattern` matched under `REGEX_SECONDS`."""
+    return jsonschema.validators.extend(validator, {"pattern": _pattern})
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        found = regex.search(pattern, instance, timeout=REGEX_SECONDS, concurrent=True)
+    except TimeoutError:
+        raise _CannotError(
+            f"the schema's pattern ran past {REGEX_SECONDS:g} s on this output"
+        ) from None
+    if found is None:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _keyed(value: Any, key: str) -> bool:
+    """Whether `key` is a key of any object in the JSON `value`."""
+    if isinstance(value, Mapping):
+        return key in value or any(_keyed(v, key) for v in value.values())
+    if isinstance(value, list):
+        return any(_keyed(v, key) for v in value)
+    return False
 
 
 def number_in(text: str) -> float | None:

@@ -1,9 +1,10 @@
 """Score a case with evaluators, and store the results as scores on a trace.
 
 What experiments and live traces share: `score` runs each evaluator (the
-judges' calls at once, each traced and costed; a regex in a thread, so its
-bounded backtracking never holds the loop) and answers one `Result` per
-evaluator, in their order; whatever goes wrong in one is that result's error.
+judges' calls at once, each traced and costed; a regex or a JSON schema, whose
+patterns run with a timeout, in a thread, so their bounded backtracking never
+holds the loop) and answers one `Result` per evaluator, in their order;
+whatever goes wrong in one is that result's error.
 `store` writes the results that are scores (errors are not) with source
 `evaluator`, once per key. Imports `db`, `generation` (the context),
 `evals.evaluators`, `evals.judge`.
@@ -37,7 +38,7 @@ async def _one(ctx: Context, account_id: str, evaluator: Mapping[str, Any], case
     try:
         if evaluator["kind"] == "judge":
             return await judge.judge(ctx, account_id, evaluator, case)
-        if evaluator["kind"] == "regex":
+        if evaluator["kind"] in ("regex", "json_schema"):  # patterns: up to their timeout
             return await asyncio.to_thread(evaluate, evaluator, case)
         return evaluate(evaluator, case)
     except Exception as exc:  # one evaluator's bug is its result's error, not the run's
