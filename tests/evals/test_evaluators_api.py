@@ -126,6 +126,7 @@ BAD = [
         "missing_variable",
     ),
     ({"kind": "exact", "sample": 1.5}, None),
+    ({"kind": "exact", "account_id": "acc_nope"}, "no_account"),  # a site admin's: none such
 ]
 
 

@@ -7,7 +7,8 @@ schema, unknown kind, or a judge whose prompt or model does not exist is
 (a judge's call is still traced). A change here is seen by this process's
 live scoring at once, by others within `live.CACHE_SECONDS`.
 Imports `db`, `errors`, `generation` (the context), `providers.base`,
-`evals.evaluators`, `evals.live`, `evals.prompts`, `evals.scoring`.
+`evals.evaluators`, `evals.live`, `evals.owners`, `evals.prompts`,
+`evals.scoring`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gapless.errors import ConflictError, InvalidError, NotFoundError
 from gapless.evals import live, scoring
 from gapless.evals.evaluators import Case, check_config
 from gapless.evals.judge import variables
+from gapless.evals.owners import account_for
 from gapless.evals.prompts import resolve_instructions
 from gapless.generation import Context
 from gapless.providers.base import split_model
@@ -111,9 +113,9 @@ class Evaluators:
         return checked
 
     async def create(self, caller: Caller, fields: Mapping[str, Any]) -> dict[str, Any]:
-        account_id = fields.get("account_id") or next(iter(sorted(caller.account_ids)), None)
-        if account_id is None or not caller.sees(account_id):
-            raise InvalidError("no account to create the evaluator in", code="no_account")
+        account_id = await account_for(
+            self.ctx.engine, caller, fields.get("account_id"), "evaluator"
+        )
         name = check_name(fields.get("name"))
         values = {
             "account_id": account_id,

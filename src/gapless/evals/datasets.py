@@ -4,8 +4,8 @@ Items come by hand, from an import (all or nothing: `evals.imports` refuses
 a text with any bad line), or from a reply: its conversation up to the
 question it answers is the input, its text the expected output. An item an
 experiment used is archived, not deleted, so the run keeps what it ran.
-Imports `db`, `errors`, `stream` (pure), `evals.imports`, `observe.recorder` (a
-reply's trace id).
+Imports `db`, `errors`, `stream` (pure), `evals.imports`, `evals.owners`,
+`observe.recorder` (a reply's trace id).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gapless.db import Engine
-from gapless.db import accounts as db_accounts
 from gapless.db import chats as db_chats
 from gapless.db import datasets as db
 from gapless.db.accounts import Caller
 from gapless.errors import ConflictError, InvalidError, NotFoundError
 from gapless.evals import imports
+from gapless.evals.owners import account_for
 from gapless.observe.recorder import trace_id_of
 from gapless.stream import FINAL_STATUSES
 
@@ -60,17 +60,8 @@ class Datasets:
             self.engine, None if caller.site_admin else caller.account_ids
         )
 
-    async def _may_use(self, caller: Caller, account_id: str) -> bool:
-        """The caller's account, or for a site admin any account that exists."""
-        if account_id in caller.account_ids:
-            return True
-        found = await db_accounts.find_account(self.engine, account_id)
-        return caller.site_admin and found == account_id
-
     async def create(self, caller: Caller, fields: Mapping[str, Any]) -> dict[str, Any]:
-        account_id = fields.get("account_id") or next(iter(sorted(caller.account_ids)), None)
-        if account_id is None or not await self._may_use(caller, account_id):
-            raise InvalidError("no account to create the dataset in", code="no_account")
+        account_id = await account_for(self.engine, caller, fields.get("account_id"), "dataset")
         name = _name(fields.get("name"))
         created = await db.create_dataset(
             self.engine,
