@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from gapless.db import datasets as db_datasets
 from gapless.db.rows import aware, now
 from gapless.db.tables import experiment_items
-from gapless.evals import after, experiments
+from gapless.evals import after, runs
 from gapless.evals.judge import CALL_SECONDS
 from tests.conftest import client_for
 from tests.evals.test_experiments import ENDED, Progress, agent, dataset, evaluator, start
@@ -53,7 +53,7 @@ async def claim_of(server: LiveServer, item_id: str) -> tuple[str, datetime | No
 
 def sweep(server: LiveServer) -> Awaitable[None]:
     runtime = server.runtime
-    return server.arun(experiments.sweep(runtime.context, runtime.runner))
+    return server.arun(runs.sweep(runtime.context, runtime.runner))
 
 
 async def test_a_scoring_claim_whose_reply_was_deleted_fails_the_item_instead_of_holding_it(
@@ -75,7 +75,7 @@ async def test_a_scoring_claim_whose_reply_was_deleted_fails_the_item_instead_of
             await gate.wait_reached()
             detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
             held = detail["items"][0]
-            stale = now() - experiments.STALE - timedelta(seconds=1)
+            stale = now() - runs.STALE - timedelta(seconds=1)
             await set_item(server, held["id"], status="scoring", claimed_at=stale)
             gate.set()
             await server.adrain()  # the reply ends; its hook finds the item claimed
@@ -212,7 +212,7 @@ async def test_the_janitors_sweep_does_not_wait_for_a_judge_it_took_over(
                 )
                 await held.wait_reached()
                 detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
-                stale = now() - experiments.STALE - timedelta(seconds=1)
+                stale = now() - runs.STALE - timedelta(seconds=1)
                 await set_item(server, detail["items"][0]["id"], status="scoring", claimed_at=stale)
                 held.set()
                 await server.adrain()

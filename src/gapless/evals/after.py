@@ -6,7 +6,7 @@ streaming reply nothing), and by every process's janitor (`sweep`), which picks
 up what a killed worker left: the job's call is the fast path, the sweep the
 guarantee. Both are idempotent; a sweep runs in a task of its own (one at a time per
 process), so the janitor's other work never waits on it. Imports `generation`, `jobs.base`,
-`evals.experiments`, `evals.live`.
+`evals.runs`, `evals.live`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import weakref
 from typing import Any
 
-from gapless.evals import experiments, live
+from gapless.evals import live, runs
 from gapless.generation import Context
 from gapless.jobs.base import Runner
 
@@ -29,7 +29,7 @@ _sweeps: weakref.WeakKeyDictionary[Any, asyncio.Task[None]] = weakref.WeakKeyDic
 async def reply_ended(ctx: Context, runner: Runner, reply_id: str) -> None:
     """The reply `reply_id` has ended (or paused): never raises, a failure is logged."""
     try:
-        await experiments.reply_ended(ctx, runner, reply_id)
+        await runs.reply_ended(ctx, runner, reply_id)
     except Exception:
         logger.exception("experiment after reply %s failed", reply_id)
     try:
@@ -51,6 +51,6 @@ async def sweep(ctx: Context, runner: Runner) -> None:
 
 async def _sweep(ctx: Context, runner: Runner) -> None:
     try:
-        await experiments.sweep(ctx, runner)
+        await runs.sweep(ctx, runner)
     except Exception:  # the database is away: the janitor's next round tries again
         logger.exception("sweeping experiments failed")
