@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from gapless.db import datasets as db_datasets
+from gapless.db import evaluators as db_evaluators
 from gapless.db.rows import aware, now
 from gapless.db.tables import experiment_items
 from gapless.evals import after, runs
@@ -227,3 +228,34 @@ async def test_the_janitors_sweep_does_not_wait_for_a_judge_it_took_over(
     finally:
         held.set()
         judging.set()
+
+
+async def test_a_database_blip_while_storing_scores_does_not_fail_the_item(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scores' write is retried like a reply's final write: a database away for a moment
+    used to end the item `failed` (`scoring_failed`) for good, a failure its run never had."""
+    server = live_server
+    written = db_evaluators.add_scores
+    failures = [ConnectionError("the database is away for a moment")]
+
+    async def away_once(engine: Any, rows: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await written(engine, rows)
+
+    monkeypatch.setattr(db_evaluators, "add_scores", away_once)
+    async with client_for(server) as http:
+        dataset_id = await dataset(http, "blip", [{"input": "what is 2*3?", "expected": "6"}])
+        contains = await evaluator(server, http, "has_answer", "contains")
+        agent_id = await agent(http, tools=["calculator"])
+        async with Progress(http) as progress:
+            experiment_id = await start(
+                http, dataset_id, {"agent_id": agent_id}, evaluators=[contains]
+            )
+            await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
+        (item,) = (await http.get(f"/api/experiments/{experiment_id}")).json()["items"]
+        assert not failures  # the write did fail once
+        assert item["status"] == "done" and item["error"] is None, item
+        scored = (await http.get("/api/scores", params={"trace_id": item["trace_id"]})).json()
+        assert [s["name"] for s in scored["scores"]] == ["has_answer"]

@@ -36,7 +36,7 @@ from gapless.errors import GaplessError
 from gapless.evals import prompts, scoring
 from gapless.evals.evaluators import Case, failed
 from gapless.evals.judge import CALL_SECONDS
-from gapless.generation import Context, end_unstarted
+from gapless.generation import Context, end_unstarted, retrying
 from gapless.jobs.base import Runner
 from gapless.log.base import account_stream
 from gapless.observe.recorder import trace_id_of
@@ -198,18 +198,19 @@ async def _score(
     )
     status, values = "done", {"output": reply["content"], **figures}
     try:
-        found = await db_evaluators.get_many(ctx.engine, experiment["evaluators"])
-        results = _with_deleted(
-            experiment["evaluators"], await scoring.score(ctx, account_id, found, case)
-        )
-        await scoring.store(
-            ctx.engine,
-            account_id,
-            results,
-            key=item["id"],
-            trace_id=item["trace_id"],
-            chat_id=item["chat_id"],
-            message_id=item["reply_id"],
+        ids = experiment["evaluators"]
+        found = await retrying(lambda: db_evaluators.get_many(ctx.engine, ids))
+        results = _with_deleted(ids, await scoring.score(ctx, account_id, found, case))
+        await retrying(  # a database away for a moment is no reason to fail the item
+            lambda: scoring.store(
+                ctx.engine,
+                account_id,
+                results,
+                key=item["id"],
+                trace_id=item["trace_id"],
+                chat_id=item["chat_id"],
+                message_id=item["reply_id"],
+            )
         )
         values["scores"] = results
     except Exception as exc:
