@@ -20,6 +20,8 @@ from gapless.db.rows import aware, now
 from gapless.db.tables import experiment_items
 from gapless.evals import after, runs
 from gapless.evals.judge import CALL_SECONDS
+from gapless.generation import end_unstarted
+from gapless.runtime import INTERRUPTED
 from tests.conftest import client_for
 from tests.evals.test_experiments import ENDED, Progress, agent, dataset, evaluator, start
 from tests.support.scripted import Gate
@@ -259,3 +261,31 @@ async def test_a_database_blip_while_storing_scores_does_not_fail_the_item(
         assert item["status"] == "done" and item["error"] is None, item
         scored = (await http.get("/api/scores", params={"trace_id": item["trace_id"]})).json()
         assert [s["name"] for s in scored["scores"]] == ["has_answer"]
+
+
+async def test_an_interrupted_item_whose_agent_was_deleted_fails_instead_of_running_bare(
+    live_server: LiveServer,
+) -> None:
+    """A new attempt of an agent's item needs the agent: without it the reply would run as a
+    bare model call (no instructions, no tools) and be scored as the agent's answer."""
+    server = live_server
+    gate = Gate()
+    server.script("Half ", gate)
+    try:
+        async with client_for(server) as http:
+            dataset_id = await dataset(http, "orphan", [{"input": "q", "expected": "a"}])
+            agent_id = await agent(http, model="scripted:default")
+            async with Progress(http) as progress:
+                experiment_id = await start(http, dataset_id, {"agent_id": agent_id})
+                await gate.wait_reached()
+                (held,) = (await http.get(f"/api/experiments/{experiment_id}")).json()["items"]
+                assert (await http.delete(f"/api/agents/{agent_id}")).status_code == 204
+                context = server.runtime.context
+                await server.arun(end_unstarted(context, held["reply_id"], "failed", INTERRUPTED))
+                await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
+            (item,) = (await http.get(f"/api/experiments/{experiment_id}")).json()["items"]
+            assert item["status"] == "failed" and item["error"]["code"] == "unknown_agent", item
+            assert (item["attempt"], item["reply_id"]) == (1, held["reply_id"])
+            assert len(server.provider.prompts) == 1  # no attempt ran without the agent
+    finally:
+        gate.set()

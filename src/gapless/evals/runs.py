@@ -53,6 +53,7 @@ APPROVAL = {
     "message": "A tool call awaited approval; an experiment's runs cannot be approved.",
 }
 GONE = {"code": "reply_deleted", "message": "The item's reply was deleted."}
+ORPHANED = {"code": "unknown_agent", "message": "The experiment's agent was deleted."}
 
 
 def announcer(ctx: Context) -> moves.Announce:
@@ -142,8 +143,10 @@ async def ended(ctx: Context, runner: Runner, item: Mapping[str, Any]) -> None:
     if stopping and (reply["status"] == "cancelled" or error.get("code") == "interrupted"):
         await moves.finish(ctx.engine, item, ("running",), "stopped", announce)
     elif error.get("code") == "interrupted" and item["attempt"] < ATTEMPTS:
-        await _retry(ctx, runner, item, reply)
-        return
+        if not await _orphaned(ctx, reply):
+            await _retry(ctx, runner, item, reply)
+            return
+        await moves.finish(ctx.engine, item, ("running",), "failed", announce, error=ORPHANED)
     else:
         failure = reply["error"] or {"code": "cancelled", "message": "The reply was stopped."}
         figures = await db_evaluators.run_figures(ctx.engine, reply["id"])
@@ -170,6 +173,13 @@ async def _retry(
     if await moves.retry(ctx.engine, item, fresh, trace_id_of(fresh["id"]), announcer(ctx)):
         logger.info("item %s: attempt %d after an interruption", item["id"], item["attempt"] + 1)
         await runner.submit(fresh["id"])
+
+
+async def _orphaned(ctx: Context, reply: Mapping[str, Any]) -> bool:
+    """Whether the reply's agent was deleted: a new attempt would run as a bare model call
+    (no instructions, no tools), scored as the agent's answer."""
+    agent_id = reply["agent_id"]
+    return bool(agent_id) and await db_agents.get_agent(ctx.engine, agent_id) is None
 
 
 async def _asker(ctx: Context, reply_id: str) -> str | None:
@@ -267,7 +277,7 @@ async def _start(
         if agent_id:
             agent = await db_agents.get_agent(ctx.engine, agent_id)
             if agent is None or agent["account_id"] != account_id:
-                raise GaplessError("the experiment's agent was deleted", code="unknown_agent")
+                raise GaplessError(ORPHANED["message"], code=ORPHANED["code"])
             model = target.get("model") or agent["model"]
         else:
             variables = (item["input"] or {}).get("variables") or {}
