@@ -16,6 +16,8 @@ import sqlalchemy as sa
 
 from gapless.db import datasets as db_datasets
 from gapless.db import evaluators as db_evaluators
+from gapless.db import experiment_moves as moves
+from gapless.db import experiments as db_experiments
 from gapless.db.rows import aware, now
 from gapless.db.tables import experiment_items
 from gapless.evals import after, runs
@@ -287,5 +289,49 @@ async def test_an_interrupted_item_whose_agent_was_deleted_fails_instead_of_runn
             assert item["status"] == "failed" and item["error"]["code"] == "unknown_agent", item
             assert (item["attempt"], item["reply_id"]) == (1, held["reply_id"])
             assert len(server.provider.prompts) == 1  # no attempt ran without the agent
+    finally:
+        gate.set()
+
+
+async def test_a_reply_stopped_while_its_item_ends_is_a_stopped_item_not_a_failed_one(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop lands while a hook or sweep ends the item (forced between its reads): the stop
+    marks the run `stopping` before it cancels the replies, so the item is seen cancelled by
+    a stop (`stopped`), not failed by a cancel (which counted it in `done` and `failed`)."""
+    server = live_server
+    gate = Gate()
+    server.script("Half ", gate, "answer.")
+    read = db_experiments.get_experiment
+    armed: list[str] = []
+
+    async def read_then_stop(engine: Any, experiment_id: str) -> Any:
+        found = await read(engine, experiment_id)
+        if armed:  # the stop, between the ending's reads
+            reply_id = armed.pop()
+            context = server.runtime.context
+            await moves.stop(engine, experiment_id, runs.announcer(context))
+            await end_unstarted(context, reply_id, "cancelled", None)
+        return found
+
+    try:
+        async with client_for(server) as http:
+            dataset_id = await dataset(http, "stopped", [{"input": "q", "expected": "a"}])
+            agent_id = await agent(http, model="scripted:default")
+            experiment_id = await start(http, dataset_id, {"agent_id": agent_id})
+            await gate.wait_reached()
+            (item,) = (await http.get(f"/api/experiments/{experiment_id}")).json()["items"]
+            monkeypatch.setattr(db_experiments, "get_experiment", read_then_stop)
+            armed.append(item["reply_id"])
+            runtime = server.runtime
+            await server.arun(runs.ended(runtime.context, runtime.runner, item))
+            monkeypatch.setattr(db_experiments, "get_experiment", read)
+            gate.set()
+            await server.adrain()
+            await sweep(server)  # whatever the hook left, the sweep ends
+            detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+            assert not armed
+            assert (detail["status"], detail["done"], detail["failed"]) == ("stopped", 0, 0)
+            assert detail["items"][0]["status"] == "stopped"
     finally:
         gate.set()

@@ -119,13 +119,17 @@ async def moved_on(ctx: Context, runner: Runner, experiment: Mapping[str, Any]) 
 async def ended(ctx: Context, runner: Runner, item: Mapping[str, Any]) -> None:
     """The item's reply has ended (or paused, or is gone): its result, a new attempt, or its
     stop; then the experiment moves on."""
+    try:
+        reply: dict[str, Any] | None = (await db_chats.get_message(ctx.engine, item["reply_id"]))[0]
+    except KeyError:  # its chat was deleted under it
+        reply = None
+    # the run after its reply: a stop marks the run `stopping` before it stops the replies, so
+    # a reply the stop cancelled is always seen with its run stopping (a failure otherwise)
     experiment = await db.get_experiment(ctx.engine, item["experiment_id"])
     if experiment is None:
         return
     announce = announcer(ctx)
-    try:
-        reply, _ = await db_chats.get_message(ctx.engine, item["reply_id"])
-    except KeyError:  # its chat was deleted under it
+    if reply is None:
         await moves.finish(ctx.engine, item, ("running",), "failed", announce, error=GONE)
         await moved_on(ctx, runner, experiment)
         return
