@@ -20,7 +20,7 @@ from gapless.db import experiment_moves as moves
 from gapless.db import experiments as db_experiments
 from gapless.db.rows import aware, now
 from gapless.db.tables import experiment_items
-from gapless.evals import after, runs
+from gapless.evals import after, runs, scoring
 from gapless.evals.judge import CALL_SECONDS
 from gapless.generation import end_unstarted
 from gapless.runtime import INTERRUPTED
@@ -333,5 +333,65 @@ async def test_a_reply_stopped_while_its_item_ends_is_a_stopped_item_not_a_faile
             assert not armed
             assert (detail["status"], detail["done"], detail["failed"]) == ("stopped", 0, 0)
             assert detail["items"][0]["status"] == "stopped"
+    finally:
+        gate.set()
+
+
+async def test_a_take_over_keeps_the_scores_a_dead_scorer_stored_and_calls_no_judge_again(
+    live_server: LiveServer,
+) -> None:
+    """A scorer died after storing its scores, before the item's result: the sweep that takes
+    the claim over answers the item with those scores (one result per item, the same as on
+    its trace) instead of asking the judge again for a verdict that may differ."""
+    server = live_server
+    gate = Gate()
+    server.script("Held ", gate, "answer.")
+    server.script('{"score": 0.1, "explanation": "Asked again."}')  # must not be asked
+    try:
+        async with client_for(server) as http:
+            rubric = {"name": "rubric", "labels": ["production"], "content": "{{ output }}?"}
+            assert (await http.post("/api/prompts", json=rubric)).status_code == 201
+            config = {"prompt": {"name": "rubric"}, "model": "scripted:default", "pass": 0.5}
+            body = {"name": "judged", "kind": "judge", "config": config}
+            judge_id = (await http.post("/api/evaluators", json=body)).json()["id"]
+            dataset_id = await dataset(http, "died", [{"input": "q", "expected": "a"}])
+            agent_id = await agent(http, model="scripted:default")
+            experiment_id = await start(
+                http, dataset_id, {"agent_id": agent_id}, evaluators=[judge_id]
+            )
+            await gate.wait_reached()
+            detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+            (item,), account_id = detail["items"], detail["account_id"]
+            stale = now() - runs.STALE - timedelta(seconds=1)
+            await set_item(server, item["id"], status="scoring", claimed_at=stale)
+            gate.set()
+            await server.adrain()
+            first = {  # what the dead scorer stored
+                "evaluator_id": judge_id,
+                "name": "judged",
+                "data_type": "numeric",
+                "value": 0.9,
+                "label": "good",
+                "explanation": "Asked first.",
+                "passed": True,
+                "error": None,
+            }
+            await server.arun(
+                scoring.store(
+                    server.runtime.engine,
+                    account_id,
+                    [first],
+                    key=item["id"],
+                    trace_id=item["trace_id"],
+                    chat_id=item["chat_id"],
+                    message_id=item["reply_id"],
+                )
+            )
+            asked = len(server.provider.prompts)
+            await sweep(server)
+            (item,) = (await http.get(f"/api/experiments/{experiment_id}")).json()["items"]
+            assert item["status"] == "done"
+            assert item["scores"] == [first]
+            assert len(server.provider.prompts) == asked  # no judge asked again
     finally:
         gate.set()

@@ -153,6 +153,17 @@ async def add_scores(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> None:
         await conn.execute(statement, filled)
 
 
+async def keyed_scores(engine: Engine, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The scores written with these keys, by key: value, label, comment."""
+    if not keys:
+        return {}
+    query = sa.select(scores.c.key, scores.c.value, scores.c.label, scores.c.comment).where(
+        scores.c.key.in_(list(keys))
+    )
+    async with engine.connect() as conn:
+        return {row.key: dict(row._mapping) for row in await conn.execute(query)}
+
+
 async def reply_of(engine: Engine, reply_id: str) -> dict[str, Any] | None:
     """Who and what of a reply, in one indexed read: its chat's account and experiment, its
     status, text, parent, model, agent and prompt."""

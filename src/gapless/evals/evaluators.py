@@ -71,6 +71,26 @@ def data_type(evaluator: Mapping[str, Any]) -> DataType:
     return "numeric" if evaluator["kind"] == "judge" else "boolean"
 
 
+def judged(evaluator: Mapping[str, Any], score: float) -> bool:
+    """Whether a judge's score passes: at least its `pass`."""
+    return score >= float((evaluator.get("config") or {}).get("pass", 0.5))
+
+
+def kept(evaluator: Mapping[str, Any], score: Mapping[str, Any]) -> Result:
+    """The result a stored score stands for (its scorer died before the item's result)."""
+    value = float(score["value"])
+    passed = judged(evaluator, value) if evaluator["kind"] == "judge" else value == 1.0
+    return Result(
+        str(evaluator["id"]),
+        str(evaluator["name"]),
+        data_type(evaluator),
+        value=value,
+        label=score.get("label"),
+        explanation=score.get("comment"),
+        passed=passed,
+    )
+
+
 # ---- configs -----------------------------------------------------------------------------
 
 

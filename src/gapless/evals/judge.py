@@ -25,7 +25,7 @@ from typing import Any
 
 from gapless.db.rows import new_id, now
 from gapless.errors import GaplessError
-from gapless.evals.evaluators import Case, Result, failed
+from gapless.evals.evaluators import Case, Result, failed, judged
 from gapless.evals.prompts import resolve_instructions
 from gapless.generation import Context, usage_json
 from gapless.observe.recorder import Observation, Run
@@ -143,7 +143,6 @@ async def judge(ctx: Context, account_id: str, evaluator: Mapping[str, Any], cas
         call.close(verdict_error=str(exc))
         return failed(evaluator, f"not a verdict: {exc}")
     call.close(verdict=verdict)
-    threshold = float(config.get("pass", 0.5))
     return Result(
         str(evaluator["id"]),
         str(evaluator["name"]),
@@ -151,7 +150,7 @@ async def judge(ctx: Context, account_id: str, evaluator: Mapping[str, Any], cas
         value=verdict["score"],
         label=verdict["label"],
         explanation=verdict["explanation"],
-        passed=verdict["score"] >= threshold,
+        passed=judged(evaluator, verdict["score"]),
     )
 
 

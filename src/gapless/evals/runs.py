@@ -34,7 +34,7 @@ from gapless.db import experiments as db
 from gapless.db.rows import now
 from gapless.errors import GaplessError
 from gapless.evals import prompts, scoring
-from gapless.evals.evaluators import Case, failed
+from gapless.evals.evaluators import Case, failed, kept
 from gapless.evals.judge import CALL_SECONDS
 from gapless.generation import Context, end_unstarted, retrying
 from gapless.jobs.base import Runner
@@ -194,7 +194,8 @@ async def _asker(ctx: Context, reply_id: str) -> str | None:
 async def _score(
     ctx: Context, runner: Runner, item: Mapping[str, Any], experiment: Mapping[str, Any]
 ) -> None:
-    """Score the claimed item's reply, store the scores (once per key) and its result."""
+    """Score the claimed item's reply, store the scores (once per key) and its result; a
+    score a dead scorer stored is kept, so the item's result is the one on its trace."""
     account_id = experiment["account_id"]
     try:
         reply, _ = await db_chats.get_message(ctx.engine, item["reply_id"])
@@ -214,7 +215,12 @@ async def _score(
     try:
         ids = experiment["evaluators"]
         found = await retrying(lambda: db_evaluators.get_many(ctx.engine, ids))
-        results = _with_deleted(ids, await scoring.score(ctx, account_id, found, case))
+        keys = {e["id"]: scoring.key_of(item["id"], e["id"]) for e in found}
+        done = await retrying(lambda: db_evaluators.keyed_scores(ctx.engine, [*keys.values()]))
+        todo = [e for e in found if keys[e["id"]] not in done]  # a dead scorer's stay
+        fresh = await scoring.score(ctx, account_id, todo, case)
+        stored = [kept(e, done[keys[e["id"]]]).json() for e in found if keys[e["id"]] in done]
+        results = _with_deleted(ids, [*fresh, *stored])
         await retrying(  # a database away for a moment is no reason to fail the item
             lambda: scoring.store(
                 ctx.engine,

@@ -26,6 +26,11 @@ from gapless.generation import Context
 logger = logging.getLogger("gapless.evals")
 
 
+def key_of(key: str, evaluator_id: str) -> str:
+    """The key of the score an evaluator gives on `key` (an experiment item or a trace)."""
+    return f"eval:{key}:{evaluator_id}"
+
+
 async def score(
     ctx: Context, account_id: str, evaluators: Sequence[Mapping[str, Any]], case: Case
 ) -> list[dict[str, Any]]:
@@ -58,7 +63,7 @@ def _row(
         "comment": result.get("explanation"),
         "source": "evaluator",
         "author": result["evaluator_id"],
-        "key": f"eval:{key}:{result['evaluator_id']}",
+        "key": key_of(key, result["evaluator_id"]),
         **place,
     }
 
