@@ -1,8 +1,10 @@
-"""Experiments when something goes away or takes long mid-run, on a real server: a reply
-deleted under a scoring claim, an evaluator deleted while an item runs, a dataset item
-deleted while the run is being created, a judge still within its time not taken over.
-Interleavings are forced (gates on the scripted model, a hook on a read, claims written
-as a dead process leaves them), never timed."""
+"""Experiments when something goes away, fails or takes long mid-run, on a real server: a
+reply deleted under a scoring claim, an evaluator or an agent deleted while an item runs, a
+dataset item deleted while the run is being created, a judge within its time not taken
+over, a sweep's judge not holding the janitor, a database blip while scores are written, a
+stop between an ending's reads, a dead scorer's stored scores kept. Interleavings are
+forced (gates on the scripted model, hooks on a read or a write, claims written as a dead
+process leaves them), never timed."""
 
 from __future__ import annotations
 
