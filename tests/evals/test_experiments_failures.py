@@ -397,3 +397,36 @@ async def test_a_take_over_keeps_the_scores_a_dead_scorer_stored_and_calls_no_ju
             assert len(server.provider.prompts) == asked  # no judge asked again
     finally:
         gate.set()
+
+
+async def test_a_sweep_between_a_runs_creation_and_its_first_event_keeps_the_events_in_order(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's sweep may see a run the moment it is written: the run's first event
+    is still the first (its start is a move under the row lock, by whoever comes first), so
+    progress on the account stream only goes up."""
+    server = live_server
+    created = db_experiments.create_experiment
+
+    async def create_then_sweep(engine: Any, values: Any) -> Any:
+        found = await created(engine, values)
+        runtime = server.runtime
+        await runs.sweep(runtime.context, runtime.runner)  # as a janitor elsewhere would
+        return found
+
+    monkeypatch.setattr(db_experiments, "create_experiment", create_then_sweep)
+    async with client_for(server) as http:
+        lines = [{"input": f"what is {n}*2?", "expected": str(2 * n)} for n in range(3)]
+        dataset_id = await dataset(http, "swept", lines)
+        agent_id = await agent(http, tools=["calculator"])
+        async with Progress(http) as progress:
+            experiment_id = await start(http, dataset_id, {"agent_id": agent_id})
+            await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
+        numbers = [p["progress"] for p in progress.of(experiment_id)]
+        assert numbers == list(range(1, len(numbers) + 1)), numbers
+        detail = (await http.get(f"/api/experiments/{experiment_id}")).json()
+        assert (detail["status"], detail["done"], detail["progress"]) == (
+            "completed",
+            3,
+            numbers[-1],
+        )

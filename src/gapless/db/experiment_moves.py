@@ -118,6 +118,15 @@ async def changing(
             await announce(change.experiment["account_id"], payload)
 
 
+async def begin(engine: Engine, experiment_id: str, announce: Announce) -> None:
+    """A queued experiment runs: its first change and event (by its creator, or a sweep when
+    the creator died first), before any item's, whoever else sees it."""
+    async with changing(engine, experiment_id, announce) as change:
+        if change is not None and change.experiment["status"] == "queued":
+            change.experiment["status"] = "running"
+            change.bump()
+
+
 @dataclass(frozen=True)
 class Start:
     """What starting one item writes: its chat, the input messages and the pending reply

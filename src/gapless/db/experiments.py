@@ -234,9 +234,10 @@ async def in_flight(engine: Engine, experiment_id: str) -> list[Attempt]:
 
 
 async def create_experiment(engine: Engine, values: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The experiment (running from now on, its progress 1) and one pending item per active
-    item of its dataset, taken under the dataset's row lock (an item's delete decides under
-    it whether a run used the item); None when the dataset has no active item (or is gone)."""
+    """The experiment (`queued`, its progress 0: `experiment_moves.begin` starts it) and one
+    pending item per active item of its dataset, taken under the dataset's row lock (an
+    item's delete decides under it whether a run used the item); None when the dataset has
+    no active item (or is gone)."""
     stamp = now()
     experiment_id = new_id("exp")
     dataset_id = values["dataset_id"]
@@ -258,11 +259,11 @@ async def create_experiment(engine: Engine, values: Mapping[str, Any]) -> dict[s
             "id": experiment_id,
             "target": json.dumps(values["target"]),
             "evaluators": json.dumps(list(values["evaluators"])),
-            "status": "running",
+            "status": "queued",
             "total": len(item_ids),
             "done": 0,
             "failed": 0,
-            "progress": 1,  # the run as it starts: its first event
+            "progress": 0,  # its start is the first change, and event
             "created_at": stamp,
             "started_at": stamp,
             "ended_at": None,

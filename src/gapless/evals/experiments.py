@@ -86,7 +86,7 @@ class Experiments:
         if created is None:  # its items were deleted meanwhile
             raise InvalidError("the dataset has no items to run", code="empty_dataset")
         experiment_id = created["id"]
-        await announcer(self.ctx)(account_id, moves.payload(created))  # before any item's
+        await moves.begin(self.engine, experiment_id, announcer(self.ctx))  # its first event
         await fill(self.ctx, self.runner, experiment_id)
         return await self.experiment(caller, experiment_id)
 

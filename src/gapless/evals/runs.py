@@ -108,9 +108,13 @@ async def _sweep_one(ctx: Context, runner: Runner, experiment_id: str) -> None:
 
 
 async def moved_on(ctx: Context, runner: Runner, experiment: Mapping[str, Any]) -> None:
-    """Start the next items of a running experiment, or end a stopping one that has nothing
-    left in flight (an item's result ends it already: this is for the sweep and a stop)."""
-    if experiment["status"] == "running":
+    """Start the next items of a running experiment (of a queued one, begun first), or end a
+    stopping one that has nothing left in flight (an item's result ends it already: this is
+    for the sweep and a stop)."""
+    if experiment["status"] == "queued":  # its creator died before it began
+        await moves.begin(ctx.engine, experiment["id"], announcer(ctx))
+        await fill(ctx, runner, experiment["id"])
+    elif experiment["status"] == "running":
         await fill(ctx, runner, experiment["id"])
     elif experiment["status"] == "stopping":
         await moves.settle(ctx.engine, experiment["id"], announcer(ctx))
