@@ -176,7 +176,7 @@ async def active(conn: Connection, experiment_id: str) -> int:
 
 async def of_reply(engine: Engine, reply_id: str) -> dict[str, Any] | None:
     """The item whose current attempt is the reply `reply_id`, or None: one statement by
-    primary keys (and the items' index), so a reply of an ordinary chat costs one lookup."""
+    primary keys and `ix_experiment_items_reply`, so any reply's end costs one lookup."""
     query = (
         sa.select(*_COLUMNS)
         .select_from(messages)

@@ -516,4 +516,5 @@ experiment_items = sa.Table(
     sa.Column("ended_at", Time),
     sa.UniqueConstraint("experiment_id", "item_id", name="uq_experiment_items_item"),
     sa.Index("ix_experiment_items_status", "experiment_id", "status", "position"),
+    sa.Index("ix_experiment_items_reply", "reply_id"),  # a reply's end finds its item
 )

@@ -130,9 +130,11 @@ def upgrade() -> None:
         "experiment_items",
         ["experiment_id", "status", "position"],
     )
+    op.create_index("ix_experiment_items_reply", "experiment_items", ["reply_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_experiment_items_reply", table_name="experiment_items")
     op.drop_index("ix_experiment_items_status", table_name="experiment_items")
     op.drop_table("experiment_items")
     op.drop_index("ix_experiments_status", table_name="experiments")
