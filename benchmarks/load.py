@@ -98,9 +98,7 @@ class Track:
 class Subscriber:
     """One client following one chat, across reconnects."""
 
-    def __init__(
-        self, chat_id: str, latencies: list[int], stamps: list[int] | None = None
-    ) -> None:
+    def __init__(self, chat_id: str, latencies: list[int], stamps: list[int] | None = None) -> None:
         self.chat_id = chat_id
         self.latencies = latencies
         self.stamps = stamps  # when given: each latency's yield time, in the same order
@@ -758,6 +756,42 @@ def steady_figures(
     }
 
 
+def late_figures(
+    subs: list[Subscriber],
+    replies: dict[str, str],
+    sent: dict[str, int],
+    latencies: list[int],
+    stamps: list[int],
+) -> dict[str, float]:
+    """Lateness counted from the POST: each delta against when it would have come had its reply
+    started at its POST (`receipt - (POST sent + (yield - first yield))`, i.e. its latency plus
+    its reply's start delay); and the start delay itself, POST sent to first delta received."""
+    first_yield: dict[str, int] = {}
+    of_stamp: dict[int, str] = {}
+    firsts: list[int] = []
+    for sub in subs:
+        track = sub.tracks.get(replies.get(sub.chat_id, ""))
+        if track is None or not track.parts or sub.chat_id not in sent:
+            continue
+        firsts.append(track.first_ns - sent[sub.chat_id])
+        stamped = next((part for part in track.parts if part.strip()), None)
+        if stamped is not None and sub.chat_id not in first_yield:
+            first_yield[sub.chat_id] = int(stamped.split()[0])
+            of_stamp.update((int(t), sub.chat_id) for part in track.parts for t in part.split())
+    late = [
+        latency + first_yield[chat] - sent[chat]
+        for latency, stamp in zip(latencies, stamps, strict=True)
+        if (chat := of_stamp.get(stamp)) is not None
+    ]
+    if not late:
+        return {}
+    return {
+        "late_p50_ms": percentile(late, 0.5) / 1e6,
+        "late_p99_ms": percentile(late, 0.99) / 1e6,
+        "first_p99_ms": percentile(firsts, 0.99) / 1e6,
+    }
+
+
 async def open_subscribers(
     target: Target,
     transport: str,
@@ -771,14 +805,19 @@ async def open_subscribers(
     return subs
 
 
-async def start_streams(api: Api, chats: list[str], spread: float) -> dict[str, str]:
-    """POST one message per chat, spread evenly over `spread` seconds (streams are not in step)."""
+async def start_streams(
+    api: Api, chats: list[str], spread: float, sent: dict[str, int] | None = None
+) -> dict[str, str]:
+    """POST one message per chat, spread evenly over `spread` seconds (streams are not in step);
+    `sent`: when each POST was sent (ns), by chat."""
     replies: dict[str, str] = {}
     loop = asyncio.get_running_loop()
     t0 = loop.time()
 
     async def one(i: int, chat: str) -> None:
         await asyncio.sleep(max(0.0, t0 + spread * i / len(chats) - loop.time()))
+        if sent is not None:
+            sent[chat] = time.time_ns()
         try:
             replies[chat] = await api.post(chat)
         except httpx.TransportError as e:
@@ -787,8 +826,8 @@ async def start_streams(api: Api, chats: list[str], spread: float) -> dict[str, 
             api.recovered.append(f"{type(e).__name__}: {e}"[:300])
             try:
                 state = await api.call("GET", f"/api/chats/{chat}")
-                sent = [m["id"] for m in state["messages"] if m["role"] == "assistant"]
-                replies[chat] = sent[-1] if sent else await api.post(chat)
+                made = [m["id"] for m in state["messages"] if m["role"] == "assistant"]
+                replies[chat] = made[-1] if made else await api.post(chat)
             except (RuntimeError, httpx.HTTPError) as again:
                 api.errors.append(f"{type(again).__name__}: {again}"[:300])
         except RuntimeError as e:
@@ -848,8 +887,10 @@ async def steady(
             for sub in subs:
                 sub.drop_at = max(1, tokens // 2)
                 sub.reconnect = _reconnector(sub, target, transport, reconnect, tasks)
+        sent: dict[str, int] = {}
         with Probe(target.pid) as probe, window or contextlib.nullcontext(), no_gc():
-            replies = await start_streams(api, chats, spread=min(1.0, max(0.2, 1 / max(rate, 1))))
+            spread = min(1.0, max(0.2, 1 / max(rate, 1)))
+            replies = await start_streams(api, chats, spread, sent)
             await wait_all(subs, replies, within=tokens / max(rate, 1) + 10)
             close_all(laggards)
             if tasks:
@@ -872,6 +913,7 @@ async def steady(
         "p99_ms": percentile(latencies, 0.99) / 1e6,
         "max_ms": max(latencies, default=0) / 1e6,
         **steady_figures(subs, latencies, stamps),
+        **late_figures(subs, replies, sent, latencies, stamps),
         **faults,
         "cpu_ms_per_1000": probe.server_cpu_ms / delivered * 1000 if delivered else float("nan"),
         **{
