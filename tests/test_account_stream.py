@@ -21,17 +21,19 @@ async def test_chat_created_updated_and_deleted_reach_the_account_stream(
             chat_id = await start_chat(http)
             await http.patch(f"/api/chats/{chat_id}", json={"title": "renamed"})
             await http.delete(f"/api/chats/{chat_id}")
+            later = await start_chat(http)  # the account's stream outlives a deleted chat
             async for sse in source.aiter_sse():
                 if sse.event and sse.event != "message":
                     data = json.loads(sse.data)
                     seen.append((sse.event, data.get("title", data["id"])))
                     assert sse.id  # resumable
-                    if sse.event == "chat.deleted":
+                    if sse.event == "chat.created" and data["id"] == later:
                         break
         assert seen == [
             ("chat.created", "t"),
             ("chat.updated", "renamed"),
             ("chat.deleted", chat_id),
+            ("chat.created", "t"),
         ]
 
 

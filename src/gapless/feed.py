@@ -21,7 +21,9 @@ from gapless import events
 from gapless.events import Event
 from gapless.log.base import Subscription
 
-ENDING = frozenset({"reset", "chat.deleted"})
+ENDING = frozenset({"reset", "chat.deleted"})  # a chat's stream ends with its chat
+# An account's stream outlives each of its chats: only a reset ends it.
+ACCOUNT_ENDING = frozenset({"reset"})
 Count = Callable[[list[Event]], None]
 
 
@@ -101,8 +103,10 @@ async def follow(
     heartbeat: float,
     allowed: Callable[[], Awaitable[bool]],
     hold: Hold | None = None,
+    ending: frozenset[str] = ENDING,
 ) -> AsyncIterator[list[Event]]:
-    """Batches of events from an established subscription (the position is already fixed).
+    """Batches of events from an established subscription (the position is already fixed),
+    up to and including the first event whose type is in `ending`.
 
     Closes `subscription` (and `hold`) when it ends, however it ends.
     """
@@ -137,7 +141,7 @@ async def follow(
             if count is not None:
                 count(batch)
             for index, event in enumerate(batch):
-                if event.type in ENDING:
+                if event.type in ending:
                     yield batch[: index + 1]
                     return
             yield batch

@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from gapless.accounts import Accounts
 from gapless.errors import GaplessError, NotFoundError
 from gapless.events import Event
-from gapless.feed import Hold, follow
+from gapless.feed import ACCOUNT_ENDING, ENDING, Hold, follow
 from gapless.log.base import Subscription, account_stream, chat_stream
 from gapless.observe.delivery import label
 from gapless.runtime import Runtime
@@ -73,12 +73,14 @@ async def open_stream(runtime: Runtime, scope: Scope, live: Live) -> EventStream
     if found is not None:
         chat = await runtime.chats.chat(caller, found.group(1))
         account_id, stream = chat["account_id"], chat_stream(chat["id"])
+        ending = ENDING
     else:  # the account stream; a member of several accounts names one
         named = connection.query_params.get("account_id")
         account_id = named or next(iter(sorted(caller.account_ids)), None)
         if account_id is None or not caller.sees(account_id):
             raise NotFoundError("account not found")
         stream = account_stream(account_id)
+        ending = ACCOUNT_ENDING
     cursor = (
         connection.headers.get("last-event-id") or connection.query_params.get("cursor") or None
     )
@@ -93,7 +95,7 @@ async def open_stream(runtime: Runtime, scope: Scope, live: Live) -> EventStream
     except GaplessError:
         await subscription.close()
         raise
-    return EventStream(subscription, held, runtime.settings.heartbeat, allowed)
+    return EventStream(subscription, held, runtime.settings.heartbeat, allowed, ending)
 
 
 class EventStream:
@@ -105,9 +107,10 @@ class EventStream:
         held: Hold,
         heartbeat: float,
         allowed: Callable[[], Awaitable[bool]],
+        ending: frozenset[str] = ENDING,
     ) -> None:
         self.subscription, self.held = subscription, held
-        self.heartbeat, self.allowed = heartbeat, allowed
+        self.heartbeat, self.allowed, self.ending = heartbeat, allowed, ending
 
     async def __call__(self, receive: Receive, send: Send) -> None:
         # The events go out from a task of its own, whose wake-ups resume only its own
@@ -143,7 +146,11 @@ class EventStream:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": OPENING, "more_body": True})
         batches = follow(
-            self.subscription, heartbeat=self.heartbeat, allowed=self.allowed, hold=self.held
+            self.subscription,
+            heartbeat=self.heartbeat,
+            allowed=self.allowed,
+            hold=self.held,
+            ending=self.ending,
         )
         async for batch in batches:
             # One write per batch: a subscriber catching up costs one send, not hundreds.
