@@ -319,6 +319,30 @@ async def test_a_denied_call_never_runs_and_the_model_hears_why(
         assert told.is_error and "not now" in told.content
 
 
+async def test_a_reply_whose_agent_was_deleted_fails_instead_of_running_without_it(
+    live_server: live.LiveServer,
+) -> None:
+    live_server.script("Asking. ", Call("c1", "danger", (TEXT,)))
+    live_server.script("Done without my tools.")  # what a bare model call would have said
+    async with client_for(live_server) as http:
+        chat_id = await agent_chat(http, tools=["danger"])
+        agent_id = (await http.get(f"/api/chats/{chat_id}")).json()["chat"]["agent_id"]
+        tab = Tab(chat_id)
+        tab.load(await fetch_state(http, chat_id))
+        reply_id = await send(http, chat_id)
+        await until_status(http, tab, reply_id, "requires_action")
+        assert (await http.delete(f"/api/agents/{agent_id}")).status_code == 204
+        approved = await http.post(
+            f"/api/messages/{reply_id}/tools/c1", json={"decision": "approve"}
+        )
+        assert approved.status_code == 200, approved.text
+        stored = await converge(live_server, http, tab, reply_id, "sse")
+        assert stored["status"] == "failed" and stored["error"]["code"] == "unknown_agent"
+        assert stored["content"] == "Asking. "
+        assert live_server.kit.calls["danger"] == 0
+        assert len(live_server.provider.prompts) == 1  # no model call without the agent
+
+
 async def test_stop_while_awaiting_approval_cancels_the_reply_and_its_call(
     live_server: live.LiveServer,
 ) -> None:

@@ -61,6 +61,7 @@ from gapless.writer import Progress
 
 logger = logging.getLogger("gapless.generation")
 STEP_LIMIT = 10  # an agent's default
+UNKNOWN_AGENT = {"code": "unknown_agent", "message": "The agent of this reply was deleted."}
 
 
 async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
@@ -107,6 +108,9 @@ async def run(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
     if any(c["status"] == "awaiting_approval" and not c["decision"] for c in decided):
         return  # not every call is decided: the last decision submits the run
     agent = await db_agents.get_agent(ctx.engine, reply["agent_id"]) if reply["agent_id"] else None
+    if reply["agent_id"] and agent is None:  # deleted since: never run bare in its name
+        await end_unstarted(ctx, reply_id, "failed", UNKNOWN_AGENT)
+        return
     try:  # the prompt version a reply starts with stays its own when the label moves
         agent, used = await prompts.apply_prompt(
             ctx.engine, chat["account_id"], agent, reply["prompt"]
