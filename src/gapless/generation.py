@@ -74,8 +74,11 @@ class Context:
     tool_timeout: float = 30.0
     tool_output_max: int = 20_000
     max_steps: int = 25
-    # After a reply's end is published: an experiment takes its result (`evals.after`).
-    after: Callable[[str], Awaitable[None]] = field(default=lambda reply_id: _nothing())
+    # After a reply's end is published: an experiment takes its result (`evals.after`). Given
+    # the reply's chat when the run read it (None: unknown, the hook looks it up).
+    after: Callable[[str, Mapping[str, Any] | None], Awaitable[None]] = field(
+        default=lambda reply_id, chat: _nothing()
+    )
 
 
 async def _nothing() -> None:

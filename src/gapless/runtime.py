@@ -282,7 +282,7 @@ def build(
         tool_timeout=settings.tool_timeout,
         tool_output_max=settings.tool_output_max,
         max_steps=settings.max_steps,
-        after=lambda reply_id: evals_after.reply_ended(context, runner, reply_id),
+        after=lambda reply_id, chat: evals_after.reply_ended(context, runner, reply_id, chat),
     )
 
     async def job(reply_id: str, stop: asyncio.Event) -> None:

@@ -71,8 +71,12 @@ async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
     Whatever fails (a database locked or gone before the first delta), the reply
     still ends, with a final event: no subscriber waits for an end that never comes.
     """
+    chat: dict[str, Any] | None = None
     try:
-        await run(ctx, reply_id, stop)
+        found = await db.reply_context(ctx.engine, reply_id)
+        if found is not None:
+            chat = found[0]
+            await run(ctx, *found, stop)
     except Exception as exc:
         logger.exception("generation of %s failed", reply_id)
         error = (
@@ -82,16 +86,16 @@ async def generate(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
         )
         with contextlib.suppress(Exception):
             await retrying(lambda: end_unstarted(ctx, reply_id, "failed", error))
-    await ctx.after(reply_id)
+    await ctx.after(reply_id, chat)
 
 
-async def run(ctx: Context, reply_id: str, stop: asyncio.Event) -> None:
-    """Take the reply (fresh, or going on after its calls were decided) and run it."""
-    found = await db.reply_context(ctx.engine, reply_id)
-    if found is None:
-        return
-    chat, path = found
+async def run(
+    ctx: Context, chat: dict[str, Any], path: list[dict[str, Any]], stop: asyncio.Event
+) -> None:
+    """Take the reply (`path`'s last message: fresh, or going on after its calls were
+    decided) and run it."""
     reply = path[-1]
+    reply_id = reply["id"]
     going_on = reply["status"] == "requires_action"
     if reply["status"] != "pending" and not going_on:
         return

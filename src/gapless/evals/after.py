@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from gapless.evals import live, runs
@@ -26,10 +27,15 @@ logger = logging.getLogger("gapless.evals")
 _sweeps: weakref.WeakKeyDictionary[Any, asyncio.Task[None]] = weakref.WeakKeyDictionary()
 
 
-async def reply_ended(ctx: Context, runner: Runner, reply_id: str) -> None:
-    """The reply `reply_id` has ended (or paused): never raises, a failure is logged."""
+async def reply_ended(
+    ctx: Context, runner: Runner, reply_id: str, chat: Mapping[str, Any] | None = None
+) -> None:
+    """The reply `reply_id` has ended (or paused): never raises, a failure is logged. `chat`,
+    the reply's chat when the job read it, spares an ordinary chat's reply the look-up of an
+    experiment item (None: look)."""
     try:
-        await runs.reply_ended(ctx, runner, reply_id)
+        if chat is None or chat.get("experiment_id"):
+            await runs.reply_ended(ctx, runner, reply_id)
     except Exception:
         logger.exception("experiment after reply %s failed", reply_id)
     try:
