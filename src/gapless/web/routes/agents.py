@@ -16,6 +16,7 @@ from gapless.evals import prompts
 from gapless.runtime import Runtime
 from gapless.web import shapes
 from gapless.web.deps import CallerDep, RuntimeDep
+from gapless.web.routes import LARGEST
 from gapless.web.shapes import answers
 
 router = APIRouter(prefix="/api")
@@ -32,7 +33,7 @@ class PromptRef(Strict):
 
     name: str = Field(min_length=1, max_length=200)
     label: str | None = Field(default=None, max_length=100)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=LARGEST)
     variables: dict[str, Any] | None = None
 
 
@@ -45,7 +46,7 @@ class AgentFields(Strict):
     max_tokens: int | None = Field(default=None, ge=1, le=200_000)
     tools: list[str] | None = Field(default=None, max_length=100)
     approval: dict[str, Policy] | None = None
-    step_limit: int | None = Field(default=None, ge=1)
+    step_limit: int | None = Field(default=None, ge=1, le=LARGEST)
     prompt: PromptRef | None = None  # null: the agent's own instructions
 
 

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi import Path as InPath
 from fastapi.responses import FileResponse
 from pydantic import Field, model_validator
 
 from gapless.evals.prompts import Prompts
 from gapless.web.api import Strict
 from gapless.web.deps import CallerDep, RuntimeDep
-from gapless.web.routes import compare, datasets, evaluators, experiments, review, scores
+from gapless.web.routes import LARGEST, compare, datasets, evaluators, experiments, review, scores
 
 router = APIRouter(tags=["evaluations"])
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -47,7 +48,7 @@ class NewPrompt(NewVersion):
 
 
 class LabelMove(Strict):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=LARGEST)
 
 
 class PromptRef(Strict):
@@ -56,7 +57,7 @@ class PromptRef(Strict):
 
     name: str = Field(min_length=1, max_length=100)
     label: str | None = Field(default=None, max_length=50)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=LARGEST)
     variables: Variables | None = None
 
     @model_validator(mode="after")
@@ -68,7 +69,7 @@ class PromptRef(Strict):
 
 class Render(Strict):
     label: str | None = Field(default=None, max_length=50)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=LARGEST)
     variables: Variables = Field(default_factory=dict)
 
 
@@ -121,7 +122,11 @@ async def add_version(
 
 @router.get("/api/prompts/{name}/versions/{version}")
 async def get_version(
-    name: str, version: int, runtime: RuntimeDep, caller: CallerDep, account_id: AccountQuery = None
+    name: str,
+    version: Annotated[int, InPath(ge=1, le=LARGEST)],
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    account_id: AccountQuery = None,
 ) -> dict[str, Any]:
     return await Prompts(runtime.engine).version(caller, name, account_id, {"version": version})
 
@@ -168,8 +173,8 @@ async def diff(
     name: str,
     runtime: RuntimeDep,
     caller: CallerDep,
-    old: int = Query(ge=1),
-    new: int = Query(ge=1),
+    old: int = Query(ge=1, le=LARGEST),
+    new: int = Query(ge=1, le=LARGEST),
     account_id: AccountQuery = None,
 ) -> dict[str, Any]:
     """Two versions whole (content and config), for a side-by-side diff."""

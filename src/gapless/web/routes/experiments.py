@@ -14,6 +14,7 @@ from gapless.evals.experiments import Experiments
 from gapless.runtime import Runtime
 from gapless.web.api import Strict
 from gapless.web.deps import CallerDep, RuntimeDep
+from gapless.web.routes import LARGEST
 from gapless.web.shapes import answers
 
 router = APIRouter(tags=["evaluations"])
@@ -28,7 +29,7 @@ class AgentTarget(Strict):
 
 class PromptPick(Strict):
     name: str = Field(min_length=1, max_length=100)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=LARGEST)
     label: str | None = Field(default=None, max_length=50)
 
     @model_validator(mode="after")

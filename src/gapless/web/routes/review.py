@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from gapless.evals.review import Review
 from gapless.web.api import Strict
 from gapless.web.deps import CallerDep, RuntimeDep
+from gapless.web.routes import Whole
 
 router = APIRouter(tags=["evaluations"])
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -61,7 +62,7 @@ class NewItem(Strict):
 class GivenScore(Strict):
     name: str = Field(min_length=1, max_length=100)
     data_type: DataType
-    value: bool | int | float | str
+    value: bool | Whole | float | str
     comment: str | None = Field(default=None, max_length=5_000)
 
 

@@ -16,6 +16,7 @@ from gapless.errors import InvalidError
 from gapless.evals.feedback import Scores
 from gapless.web.api import Strict
 from gapless.web.deps import CallerDep, RuntimeDep
+from gapless.web.routes import Whole
 
 router = APIRouter(tags=["evaluations"])
 
@@ -30,7 +31,7 @@ class NewScore(Strict):
 
     name: str = Field(min_length=1, max_length=100)
     data_type: Literal["numeric", "boolean", "categorical"]
-    value: bool | int | float | str = Field(
+    value: bool | Whole | float | str = Field(
         description="a number (numeric), true/false or 1/0 (boolean), a label (categorical)"
     )
     comment: str | None = Field(default=None, max_length=5_000)

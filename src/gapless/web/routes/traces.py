@@ -18,6 +18,7 @@ from gapless.errors import InvalidError, NotFoundError, UnauthorizedError
 from gapless.observe import metrics as figures
 from gapless.observe.traces import Traces
 from gapless.web.deps import CallerDep, RuntimeDep
+from gapless.web.routes import LARGEST
 
 router = APIRouter()
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -88,7 +89,7 @@ async def list_traces(
         default=None, max_length=200, description="text in the question or the answer"
     ),
     prompt_name: Text = None,
-    prompt_version: int | None = Query(default=None, ge=1),
+    prompt_version: int | None = Query(default=None, ge=1, le=LARGEST),
     cursor: str | None = Query(default=None, max_length=400),
     limit: int = Query(default=50, ge=1, le=200),
 ) -> dict[str, Any]:
