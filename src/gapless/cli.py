@@ -127,13 +127,14 @@ _UVICORN: dict[str, Any] = {
 async def _serve_here(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    from gapless.runtime import build
+    from gapless.runtime import build, settle
     from gapless.web.app import create_app
 
     runtime = build(settings)
     created = await runtime.start()
     _announce(settings, runtime, created, host, port)
     config = uvicorn.Config(create_app(runtime), host=host, port=port, **_UVICORN)
+    settle()
     try:
         await uvicorn.Server(config).serve()
     finally:

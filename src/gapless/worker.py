@@ -25,7 +25,7 @@ from gapless import generation, steps
 from gapless.config import Settings
 from gapless.db import chats as db_chats
 from gapless.jobs.saq import SaqWorker
-from gapless.runtime import INTERRUPTED, Runtime, build
+from gapless.runtime import INTERRUPTED, Runtime, build, settle
 
 logger = logging.getLogger("gapless.worker")
 ORPHAN_AFTER = 10.0  # seconds a reply may stay pending before it is submitted again
@@ -52,6 +52,7 @@ async def run(settings: Settings, concurrency: int, grace: float = 10.0) -> None
         await generation.end_unstarted(context, reply_id, "failed", INTERRUPTED)
 
     worker = SaqWorker(settings.queue_url, job, abandon, concurrency=concurrency, grace=grace)
+    settle()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -28,7 +28,7 @@ from gapless.config import Settings
 from gapless.db import ConstraintError
 from gapless.errors import GaplessError, RateLimitedError
 from gapless.limits import attempts_for
-from gapless.runtime import Runtime, build
+from gapless.runtime import Runtime, build, settle
 from gapless.web import api, document, sse, ws
 from gapless.web.deps import accounts_of
 from gapless.web.guard import Guard
@@ -152,8 +152,9 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Guard:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if manage:
+        if manage:  # this process is `gapless serve --workers N`'s: it serves from here
             await runtime.start()
+            settle()
         live.start()
         try:
             yield
