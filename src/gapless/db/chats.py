@@ -190,9 +190,12 @@ async def _tree(conn: Connection, chat_id: str) -> list[Any]:
     return list(await conn.execute(_TREE, {"b_chat": chat_id}))
 
 
-def _message_values(chat_id: str, parent_id: str | None, role: str, **extra: Any) -> dict[str, Any]:
+def message_values(chat_id: str, parent_id: str | None, role: str, **extra: Any) -> dict[str, Any]:
+    """A message's row, pending and empty unless `extra` says otherwise, with every column's
+    key (an insert of many rows takes the first one's keys for all)."""
     stamp = now()
-    values = dict(
+    values: dict[str, Any] = {column.name: None for column in messages.c}
+    values.update(
         id=new_id("msg"),
         chat_id=chat_id,
         parent_id=parent_id,
@@ -201,9 +204,6 @@ def _message_values(chat_id: str, parent_id: str | None, role: str, **extra: Any
         thinking="",
         status="pending",
         seq=0,
-        model=None,
-        user_id=None,
-        agent_id=None,  # every row of one insert has every key (executemany takes the first's)
         created_at=stamp,
         updated_at=stamp,
     )
@@ -240,7 +240,7 @@ async def create_exchange(
                 raise ParentError("parent_id is not a message of this chat")
             if roles[parent_id] != "assistant":
                 raise ParentError("a user message must follow an assistant reply")
-        user = _message_values(
+        user = message_values(
             chat_id,
             str(parent_id) if parent_id else None,
             "user",
@@ -248,7 +248,7 @@ async def create_exchange(
             status="complete",
             user_id=user_id,
         )
-        reply = _message_values(
+        reply = message_values(
             chat_id, user["id"], "assistant", model=model, user_id=user_id, agent_id=agent_id
         )
         reply["created_at"] = user["created_at"]
@@ -266,7 +266,7 @@ async def create_reply(
     agent_id: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A new pending reply to `parent_id`, and the chat with its new `updated_at`."""
-    reply = _message_values(
+    reply = message_values(
         chat_id, parent_id, "assistant", model=model, user_id=user_id, agent_id=agent_id
     )
     async with engine.begin() as conn:

@@ -314,28 +314,6 @@ async def delete_chats(conn: Connection, which: sa.ColumnElement[bool]) -> None:
 # ---- the rows of an item's chat ----------------------------------------------------------
 
 
-def message_row(
-    chat_id: str, parent_id: str | None, role: str, content: str = "", **extra: Any
-) -> dict[str, Any]:
-    """A message's row as `db.chats` inserts one (every key, for an executemany)."""
-    stamp = now()
-    row: dict[str, Any] = {c.name: None for c in messages.c}
-    row.update(
-        id=new_id("msg"),
-        chat_id=chat_id,
-        parent_id=parent_id,
-        role=role,
-        content=content,
-        thinking="",
-        status="complete",
-        seq=0,
-        created_at=stamp,
-        updated_at=stamp,
-    )
-    row.update(extra)
-    return row
-
-
 def chat_row(
     account_id: str, experiment_id: str, title: str, model: str, system_prompt: str, agent_id: Any
 ) -> dict[str, Any]:

@@ -168,7 +168,7 @@ async def _retry(
     ctx: Context, runner: Runner, item: Mapping[str, Any], reply: Mapping[str, Any]
 ) -> None:
     """A new reply to the same message, in the item's chat, as its next attempt."""
-    fresh = db.message_row(
+    fresh = db_chats.message_values(
         reply["chat_id"],
         reply["parent_id"],
         "assistant",
@@ -308,8 +308,13 @@ async def _start(
         parent = rows[-1]["id"] if rows else None
         role = "user" if message.get("role") == "user" else "assistant"
         extra = {"user_id": asker} if role == "user" else {"model": model}
-        rows.append(db.message_row(chat["id"], parent, role, str(message["content"]), **extra))
-    reply = db.message_row(
+        content = str(message["content"])
+        rows.append(
+            db_chats.message_values(
+                chat["id"], parent, role, content=content, status="complete", **extra
+            )
+        )
+    reply = db_chats.message_values(
         chat["id"],
         rows[-1]["id"] if rows else None,
         "assistant",
