@@ -95,11 +95,12 @@ async def first_deltas(subs: list[load.Subscriber], replies: dict[str, str], wit
         await asyncio.sleep(0.001)
 
 
-def server_cpu_ms(pid: int, since: load.Probe | None = None) -> float:
-    """The server's CPU so far (ms), or what it was when `since` began."""
-    if not pid:
-        return float("nan")
-    return sum((since.roles0 if since is not None else load.cpu_by_role(pid)).values())
+def cpu_since(probe: load.Probe, engines0: float) -> dict[str, float]:
+    """The server's CPU (ms) per process kind since `probe` began (scaled out: `api`,
+    `worker`; one process: `other`), and the machine's PostgreSQL and Redis as `engines`."""
+    now = load.cpu_by_role(probe.pid) if probe.pid else {}
+    spent = {key: ms - probe.roles0.get(key, 0) for key, ms in now.items()}
+    return {**spent, "engines": load.engines_cpu_ms() - engines0}
 
 
 async def burst(
@@ -132,6 +133,7 @@ async def burst(
         answered: list[int] = []
         answers = []
         with load.Probe(target.pid) as probe, window or contextlib.nullcontext(), load.no_gc():
+            engines0 = load.engines_cpu_ms()
             t0 = time.monotonic()
             for i, (poster, raw) in enumerate(zip(posters, raws, strict=True)):
                 due = t0 + SPREAD * i / len(posters)
@@ -153,8 +155,9 @@ async def burst(
                 else:
                     replies[chat] = str(json.loads(outcome[1])["assistant_message"]["id"])
             await first_deltas(subs, replies, within=30)
-            started_cpu_ms = server_cpu_ms(target.pid) - server_cpu_ms(target.pid, probe)
+            started = cpu_since(probe, engines0)
             await load.wait_all(subs, replies, within=tokens / max(rate, 1) + 30)
+            ended = cpu_since(probe, engines0)
         load.close_all(subs)
         for poster in posters:
             poster.close()
@@ -167,6 +170,9 @@ async def burst(
         delays.append(track.first_ns - posted[sub.chat_id])
         starts.append(int(track.parts[0].split()[0]) - posted[sub.chat_id])
     faults = load.check(subs, replies)
+    delivered = sum(len(t.parts) for sub in subs for t in sub.tracks.values())
+    server = sum(ms for key, ms in started.items() if key != "engines") if target.pid else None
+    split = [key for key in started if key not in ("other", "engines")]  # scaled out only
     return {
         "start_p50_ms": load.percentile(delays, 0.5) / 1e6,
         "start_p99_ms": load.percentile(delays, 0.99) / 1e6,
@@ -180,8 +186,18 @@ async def burst(
         "samples": len(delays),
         **faults,
         # server CPU from the first POST to the last first delta, per reply: the POST and
-        # the reply's start (plus the deltas of replies already streaming by then)
-        "start_cpu_ms_per_reply": started_cpu_ms / streams,
+        # the reply's start (plus the deltas of replies already streaming by then); scaled
+        # out, split between the API processes and the workers, as W2's per 1,000 chunks
+        "start_cpu_ms_per_reply": server / streams if server is not None else float("nan"),
+        **{f"{key}_start_cpu_ms_per_reply": started[key] / streams for key in split},
+        "engines_start_cpu_ms_per_reply": started["engines"] / streams,
+        # the whole window (the burst and the S streams to their ends), per 1,000 delivered
+        "delivered": delivered,
+        **{
+            f"{key}_cpu_ms_per_1000": ended[key] / delivered * 1000 if delivered else float("nan")
+            for key in [*split, "engines"]
+        },
+        "cpu_ms_per_1000": probe.server_cpu_ms / delivered * 1000 if delivered else float("nan"),
         "cpu_ms": probe.server_cpu_ms,
         "cpu_pressure": probe.cpu_pressure,
         "post_errors": len(errors),

@@ -164,6 +164,8 @@ class Fleet:
     profile: Path | None = None  # pyinstrument output folder (forces the serve_bench launcher)
     scaled: str = ""  # the job queue's engine when Gapless runs scaled out, else ""
     concurrency: int = 256  # the scaled-out worker's runs at once
+    api_processes: int = 2  # the scaled-out set's API processes
+    workers: int = 1  # and its workers
     finalizers: list[Callable[[], None]] = field(default_factory=list)
 
     def start_gapless(self, debounce: float | None = None) -> None:
@@ -390,6 +392,12 @@ W9_FIGURES = [
     "post_max_ms",
     "written_ms",
     "start_cpu_ms_per_reply",
+    # scaled out, split by process kind (`load.role`); `engines`: PostgreSQL's and Redis's
+    # processes, the machine's (anyone's), not pinned
+    "api_start_cpu_ms_per_reply",
+    "worker_start_cpu_ms_per_reply",
+    "engines_start_cpu_ms_per_reply",
+    "engines_cpu_ms_per_1000",
 ]
 SHOW = (
     "error",
@@ -546,10 +554,10 @@ async def count_flushes(api: load.Api, chat: str, reply: str) -> int:
     items = (
         answer.get("generations", answer.get("items", [])) if isinstance(answer, dict) else answer
     )
-    for item in items:
+    for item in items or []:
         if item.get("message_id", item.get("id")) == reply and "flushes" in item:
             return int(item["flushes"])
-    for item in items:
+    for item in items or []:
         if "flushes" in item:
             return int(item["flushes"])
     return -1
@@ -802,6 +810,17 @@ COLUMNS = {
         "client_cpu",
         "cpu_pressure",
     ],
+    "W9": [
+        "start_p50_ms",
+        "start_p99_ms",
+        *W9_FIGURES,
+        "post_p50_ms",
+        "cpu_ms_per_1000",
+        "api_cpu_ms_per_1000",
+        "worker_cpu_ms_per_1000",
+        "lost",
+        "cpu_pressure",
+    ],
     "W3": ["largest_good_s", "chunks_per_s", "delivered_share", "p99_ms", "late_p99_ms"],
     "W4": ["ttl_p50_ms", "ttl_p99_ms", "replayed_kb_p50", "lost", "dup", "ooo", "mismatch"],
     "W5": [
@@ -931,11 +950,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scaled",
         action="store_true",
-        help="Gapless scaled out: scripts/scaled.sh, 2 API processes + 1 worker on PostgreSQL "
-        "and Redis, all pinned like the one-process service",
+        help="Gapless scaled out: scripts/scaled.sh, 2 API processes + 1 worker (--api-processes, "
+        "--workers) on PostgreSQL and Redis, all pinned like the one-process service",
     )
     parser.add_argument("--queue", default="redis", choices=["redis", "postgresql"])
     parser.add_argument("--concurrency", type=int, default=256, help="scaled worker's runs")
+    parser.add_argument(
+        "--api-processes", type=int, default=2, help="scaled: API processes (default 2)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="scaled: workers (default 1)")
     parser.add_argument(
         "--out", default="", help="JSON path (default: benchmarks/results/<UTC time>.json)"
     )
@@ -977,7 +1000,13 @@ def main(argv: list[str] | None = None) -> int:
     fleet = Fleet(logdir, server_cores, debounce=args.debounce)
     if args.scaled:
         fleet.scaled, fleet.concurrency = args.queue, args.concurrency
-        meta["scaled"] = {"queue": args.queue, "concurrency": args.concurrency}
+        fleet.api_processes, fleet.workers = args.api_processes, args.workers
+        meta["scaled"] = {
+            "queue": args.queue,
+            "concurrency": args.concurrency,
+            "api_processes": args.api_processes,
+            "workers": args.workers,
+        }
     if args.profile:
         fleet.profile = Path(args.profile).resolve()
         meta["profiled"] = str(fleet.profile)

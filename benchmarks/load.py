@@ -532,6 +532,27 @@ def cpu_by_role(pid: int) -> dict[str, float]:
     return totals
 
 
+ENGINES = ("postgres", "redis-server")
+
+
+def engines_cpu_ms() -> float:
+    """CPU ms used so far by the machine's PostgreSQL and Redis processes (anyone's: a
+    teammate's queries count too), by process name; backends that exited are not counted."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                name, fields = f.read().split("(", 1)[1].rsplit(")", 1)
+        except OSError:
+            continue
+        if name in ENGINES:
+            parts = fields.split()
+            total += (int(parts[11]) + int(parts[12])) * 1000 / TICK
+    return total
+
+
 def memory_kb(pid: int, field_name: str = "VmRSS") -> int:
     total = 0
     for p in family(pid):

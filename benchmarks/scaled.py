@@ -1,13 +1,15 @@
 """`python -m benchmarks.fanout --scaled`: the Gapless under test is the scaled-out set.
 
 Job: start `scripts/scaled.sh` (the documented command, so the benchmark measures
-what an operator runs) with 2 API processes on one port and 1 worker, state in a
+what an operator runs) with 2 API processes on one port and 1 worker (`--api-processes`,
+`--workers` change the counts), state in a
 fresh PostgreSQL database, the event log in a Redis database of the run's own
 (claimed like the scaled tests claim theirs, flushed afterwards), the job queue in
 Redis or PostgreSQL (`--queue`), and the bench provider on. scaled.sh runs under
 `taskset` with the server cores, so every Gapless process (uvicorn's parent, both
 API processes, the worker) shares core 0 with nothing else, as the one-process
-service and the ceilings do; the load generator keeps core 1. PostgreSQL and Redis
+service and the ceilings do; the load generator keeps core 1. (Four processes on one core
+show the set's CPU per reply and per chunk, not what it does with a core each.) PostgreSQL and Redis
 are the machine's services and are not pinned: "server CPU" sums the Gapless
 processes only, and the engines may use core 1 too (the JSON's meta says so).
 With `--profile`, `profiling/sitecustomize.py` gives each API process and the
@@ -34,8 +36,8 @@ CLAIM = "gapless:scale:claimed"  # the scaled tests' claim: neither takes the ot
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.environ.get("PYTHONPATH", "")
 NOTE = (
-    "scaled.sh under taskset with the server cores (2 API processes + 1 worker); "
-    "PostgreSQL and Redis unpinned, their CPU not in server CPU"
+    "scaled.sh under taskset with the server cores ({api} API processes + {workers} "
+    "worker(s)); PostgreSQL and Redis unpinned, their CPU not in server CPU"
 )
 
 
@@ -83,8 +85,8 @@ def start_scaled(fleet: Fleet, debounce: float | None, queue: str, concurrency: 
     env = {
         "PORT": str(port),
         "HOST": "127.0.0.1",
-        "API_PROCESSES": "2",
-        "WORKERS": "1",
+        "API_PROCESSES": str(fleet.api_processes),
+        "WORKERS": str(fleet.workers),
         "CONCURRENCY": str(concurrency),
         "SCALED_DB": database,
         "REDIS_DB": str(number),
@@ -116,7 +118,8 @@ def start_scaled(fleet: Fleet, debounce: float | None, queue: str, concurrency: 
     if "bench:" not in models:
         server.stop()
         raise RuntimeError("the scaled-out set offers no bench model")
-    fleet.launcher = f"scripts/scaled.sh (queue {queue}, concurrency {concurrency}; {NOTE})"
+    note = NOTE.format(api=fleet.api_processes, workers=fleet.workers)
+    fleet.launcher = f"scripts/scaled.sh (queue {queue}, concurrency {concurrency}; {note})"
     fleet.servers["gapless"] = server
     api, ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/api/ws"
     for transport in ("sse", "ws"):
