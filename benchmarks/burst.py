@@ -95,12 +95,13 @@ async def first_deltas(subs: list[load.Subscriber], replies: dict[str, str], wit
         await asyncio.sleep(0.001)
 
 
-def cpu_since(probe: load.Probe, engines0: float) -> dict[str, float]:
+def cpu_since(probe: load.Probe) -> dict[str, float]:
     """The server's CPU (ms) per process kind since `probe` began (scaled out: `api`,
-    `worker`; one process: `other`), and the machine's PostgreSQL and Redis as `engines`."""
+    `worker`; one process: `other`), and the machine's `postgres` and `redis`."""
     now = load.cpu_by_role(probe.pid) if probe.pid else {}
     spent = {key: ms - probe.roles0.get(key, 0) for key, ms in now.items()}
-    return {**spent, "engines": load.engines_cpu_ms() - engines0}
+    engines = {key: ms - probe.engines0[key] for key, ms in load.engines_cpu_ms().items()}
+    return {**spent, **engines}
 
 
 async def burst(
@@ -133,7 +134,6 @@ async def burst(
         answered: list[int] = []
         answers = []
         with load.Probe(target.pid) as probe, window or contextlib.nullcontext(), load.no_gc():
-            engines0 = load.engines_cpu_ms()
             t0 = time.monotonic()
             for i, (poster, raw) in enumerate(zip(posters, raws, strict=True)):
                 due = t0 + SPREAD * i / len(posters)
@@ -155,9 +155,9 @@ async def burst(
                 else:
                     replies[chat] = str(json.loads(outcome[1])["assistant_message"]["id"])
             await first_deltas(subs, replies, within=30)
-            started = cpu_since(probe, engines0)
+            started = cpu_since(probe)
             await load.wait_all(subs, replies, within=tokens / max(rate, 1) + 30)
-            ended = cpu_since(probe, engines0)
+            ended = cpu_since(probe)
         load.close_all(subs)
         for poster in posters:
             poster.close()
@@ -171,8 +171,9 @@ async def burst(
         starts.append(int(track.parts[0].split()[0]) - posted[sub.chat_id])
     faults = load.check(subs, replies)
     delivered = sum(len(t.parts) for sub in subs for t in sub.tracks.values())
-    server = sum(ms for key, ms in started.items() if key != "engines") if target.pid else None
-    split = [key for key in started if key not in ("other", "engines")]  # scaled out only
+    engines = list(load.ENGINES.values())
+    server = sum(v for k, v in started.items() if k not in engines) if target.pid else None
+    split = [key for key in started if key not in ("other", *engines)]  # scaled out only
     return {
         "start_p50_ms": load.percentile(delays, 0.5) / 1e6,
         "start_p99_ms": load.percentile(delays, 0.99) / 1e6,
@@ -189,13 +190,12 @@ async def burst(
         # the reply's start (plus the deltas of replies already streaming by then); scaled
         # out, split between the API processes and the workers, as W2's per 1,000 chunks
         "start_cpu_ms_per_reply": server / streams if server is not None else float("nan"),
-        **{f"{key}_start_cpu_ms_per_reply": started[key] / streams for key in split},
-        "engines_start_cpu_ms_per_reply": started["engines"] / streams,
+        **{f"{key}_start_cpu_ms_per_reply": started[key] / streams for key in split + engines},
         # the whole window (the burst and the S streams to their ends), per 1,000 delivered
         "delivered": delivered,
         **{
             f"{key}_cpu_ms_per_1000": ended[key] / delivered * 1000 if delivered else float("nan")
-            for key in [*split, "engines"]
+            for key in split + engines
         },
         "cpu_ms_per_1000": probe.server_cpu_ms / delivered * 1000 if delivered else float("nan"),
         "cpu_ms": probe.server_cpu_ms,

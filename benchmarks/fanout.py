@@ -392,12 +392,14 @@ W9_FIGURES = [
     "post_max_ms",
     "written_ms",
     "start_cpu_ms_per_reply",
-    # scaled out, split by process kind (`load.role`); `engines`: PostgreSQL's and Redis's
-    # processes, the machine's (anyone's), not pinned
+    # scaled out, split by process kind (`load.role`); and the machine's PostgreSQL and
+    # Redis processes (anyone's, not pinned)
     "api_start_cpu_ms_per_reply",
     "worker_start_cpu_ms_per_reply",
-    "engines_start_cpu_ms_per_reply",
-    "engines_cpu_ms_per_1000",
+    "postgres_start_cpu_ms_per_reply",
+    "redis_start_cpu_ms_per_reply",
+    "postgres_cpu_ms_per_1000",
+    "redis_cpu_ms_per_1000",
 ]
 SHOW = (
     "error",
@@ -422,6 +424,8 @@ SHOW = (
     "cpu_ms_per_1000",
     "api_cpu_ms_per_1000",
     "worker_cpu_ms_per_1000",
+    "postgres_cpu_ms_per_1000",
+    "redis_cpu_ms_per_1000",
     "peak_rss_mb",
     "client_cpu",
     "cpu_pressure",
@@ -806,6 +810,8 @@ COLUMNS = {
         "cpu_ms_per_1000",
         "api_cpu_ms_per_1000",
         "worker_cpu_ms_per_1000",
+        "postgres_cpu_ms_per_1000",
+        "redis_cpu_ms_per_1000",
         "peak_rss_mb",
         "client_cpu",
         "cpu_pressure",

@@ -532,13 +532,13 @@ def cpu_by_role(pid: int) -> dict[str, float]:
     return totals
 
 
-ENGINES = ("postgres", "redis-server")
+ENGINES = {"postgres": "postgres", "redis-server": "redis"}  # process name -> figure's name
 
 
-def engines_cpu_ms() -> float:
+def engines_cpu_ms() -> dict[str, float]:
     """CPU ms used so far by the machine's PostgreSQL and Redis processes (anyone's: a
     teammate's queries count too), by process name; backends that exited are not counted."""
-    total = 0.0
+    totals = dict.fromkeys(ENGINES.values(), 0.0)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -549,8 +549,8 @@ def engines_cpu_ms() -> float:
             continue
         if name in ENGINES:
             parts = fields.split()
-            total += (int(parts[11]) + int(parts[12])) * 1000 / TICK
-    return total
+            totals[ENGINES[name]] += (int(parts[11]) + int(parts[12])) * 1000 / TICK
+    return totals
 
 
 def memory_kb(pid: int, field_name: str = "VmRSS") -> int:
@@ -734,6 +734,7 @@ class Probe:
         if self.pid:
             reset_peak(self.pid)
             self.roles0 = cpu_by_role(self.pid)
+        self.engines0 = engines_cpu_ms()
         self.own0 = os.times()
         self.stall0 = stalled_us()
         self.t0 = time.monotonic()
@@ -750,6 +751,8 @@ class Probe:
             for key, ms in cpu_by_role(self.pid).items():
                 self.roles_cpu_ms[key] = ms - self.roles0.get(key, 0)
         self.server_cpu_ms = sum(self.roles_cpu_ms.values()) if self.pid else float("nan")
+        # beside it, not in it: the machine's PostgreSQL and Redis (scaled out, the set's)
+        self.engines_cpu_ms = {k: ms - self.engines0[k] for k, ms in engines_cpu_ms().items()}
         self.peak_rss_mb = memory_kb(self.pid, "VmHWM") / 1024 if self.pid else float("nan")
 
 
@@ -941,6 +944,10 @@ async def steady(
             f"{key}_cpu_ms_per_1000": ms / delivered * 1000 if delivered else float("nan")
             for key, ms in probe.roles_cpu_ms.items()
             if key != "other"  # scaled out only: the API processes', the worker's share
+        },
+        **{
+            f"{key}_cpu_ms_per_1000": ms / delivered * 1000 if delivered else float("nan")
+            for key, ms in probe.engines_cpu_ms.items()
         },
         "peak_rss_mb": probe.peak_rss_mb,
         "client_cpu": probe.client_cpu,
