@@ -156,6 +156,7 @@ async def burst(
                     replies[chat] = str(json.loads(outcome[1])["assistant_message"]["id"])
             await first_deltas(subs, replies, within=30)
             started = cpu_since(probe)
+            early = sum(len(t.parts) for sub in subs for t in sub.tracks.values())
             await load.wait_all(subs, replies, within=tokens / max(rate, 1) + 30)
             ended = cpu_since(probe)
         load.close_all(subs)
@@ -191,6 +192,8 @@ async def burst(
         # out, split between the API processes and the workers, as W2's per 1,000 chunks
         "start_cpu_ms_per_reply": server / streams if server is not None else float("nan"),
         **{f"{key}_start_cpu_ms_per_reply": started[key] / streams for key in split + engines},
+        # deltas received by then: the start window's CPU includes streaming them
+        "delivered_by_last_start": early,
         # the whole window (the burst and the S streams to their ends), per 1,000 delivered
         "delivered": delivered,
         **{

@@ -398,6 +398,7 @@ W9_FIGURES = [
     "worker_start_cpu_ms_per_reply",
     "postgres_start_cpu_ms_per_reply",
     "redis_start_cpu_ms_per_reply",
+    "delivered_by_last_start",
     "postgres_cpu_ms_per_1000",
     "redis_cpu_ms_per_1000",
 ]

@@ -537,7 +537,8 @@ ENGINES = {"postgres": "postgres", "redis-server": "redis"}  # process name -> f
 
 def engines_cpu_ms() -> dict[str, float]:
     """CPU ms used so far by the machine's PostgreSQL and Redis processes (anyone's: a
-    teammate's queries count too), by process name; backends that exited are not counted."""
+    teammate's queries count too), by process name. A backend that exited is counted in
+    its parent's children's time (the postmaster reaps it), so a sum never goes back."""
     totals = dict.fromkeys(ENGINES.values(), 0.0)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -549,7 +550,8 @@ def engines_cpu_ms() -> dict[str, float]:
             continue
         if name in ENGINES:
             parts = fields.split()
-            totals[ENGINES[name]] += (int(parts[11]) + int(parts[12])) * 1000 / TICK
+            ticks = sum(int(t) for t in parts[11:15])  # utime, stime, cutime, cstime
+            totals[ENGINES[name]] += ticks * 1000 / TICK
     return totals
 
 
