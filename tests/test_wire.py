@@ -75,7 +75,10 @@ async def paused(server: LiveServer) -> bool:
     """Whether some socket of the server is waiting for its transport to drain."""
 
     async def look() -> bool:
-        return any(isinstance(o, WireProtocol) and not o.gate.open for o in gc.get_objects())
+        # By type, not isinstance: isinstance on a weak proxy whose object died raises.
+        return any(
+            issubclass(type(o), WireProtocol) and not o.gate.open for o in gc.get_objects()
+        )
 
     return await server.arun(look())
 
