@@ -584,6 +584,7 @@ class Plan:
     targets: list[str]
     tool_deltas: bool = False  # W2's Gapless streams are one tool call's arguments
     w9: tuple[int, ...] = W9_SIZES  # W9's burst sizes S (K=3, R=50)
+    w9_seconds: float = W9_SECONDS  # and its streams' length (0.02: one delta, no streaming)
     w3_late: str = "p99_ms"  # W3's lateness: from the model's yield, or `late_p99_ms` (POST)
 
 
@@ -701,7 +702,7 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
     if "W9" in p.workloads:
         print(
             f"W9 burst (S replies posted within {burst.SPREAD * 1000:g} ms, K=3, R=50, "
-            f"{W9_SECONDS:g} s streams, subscribers connected first)",
+            f"{p.w9_seconds:g} s streams, subscribers connected first)",
             flush=True,
         )
         for r in range(p.runs):
@@ -716,7 +717,7 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
                                 s,
                                 3,
                                 50,
-                                int(50 * W9_SECONDS),
+                                max(1, int(50 * p.w9_seconds)),
                                 window=window,
                             )
                         )
@@ -930,6 +931,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--w2", default="", help="W2 configs as S:K:R,S:K:R (e.g. 2:2:50)")
     parser.add_argument("--w9", default="", help="W9 burst sizes S, comma-separated (100,300)")
     parser.add_argument(
+        "--w9-seconds",
+        type=float,
+        default=W9_SECONDS,
+        help="W9's streams in seconds (0.02: a single delta, so the start window's CPU is the "
+        "POSTs, starts and ends alone)",
+    )
+    parser.add_argument(
         "--from-post",
         action="store_true",
         help="W3: count each delta's lateness from its reply's POST (the start delay included)",
@@ -975,6 +983,7 @@ def main(argv: list[str] | None = None) -> int:
         p.w2 = [tuple(int(x) for x in c.split(":")) for c in args.w2.split(",")]  # type: ignore[misc]
     if args.w9:
         p.w9 = tuple(int(x) for x in args.w9.split(","))
+    p.w9_seconds = args.w9_seconds
     if args.from_post:
         p.w3_late = "late_p99_ms"
     p.tool_deltas = args.tool_deltas
