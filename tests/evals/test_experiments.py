@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
+from gapless.evals.judge import FORMAT
 from gapless.generation import end_unstarted
 from gapless.runtime import INTERRUPTED
 from gapless.web.routes.experiments import Experiment, ExperimentDetail, ExperimentList
@@ -399,3 +400,57 @@ async def test_an_interrupted_reply_is_run_again_at_most_three_times(
     finally:
         for gate in gates:
             gate.set()
+
+
+async def test_a_judge_keeps_the_rubric_its_label_named_when_the_run_started(
+    live_server: LiveServer,
+) -> None:
+    server = live_server
+    gate = Gate()
+    verdict = json.dumps({"score": 1, "explanation": "fine"})
+    for step in (("answer one",), (verdict,), ("answer ", gate, "two"), (verdict,)):
+        server.script(*step)  # one item at a time: its reply, then its judge's call
+    try:
+        async with client_for(server) as http:
+            body = {"name": "rubric", "content": "Rubric one: {{ output }}"}
+            body["labels"] = ["production"]
+            assert (await http.post("/api/prompts", json=body)).status_code == 201
+            config = {"prompt": {"name": "rubric"}, "model": "scripted:default"}
+            judge = await http.post(
+                "/api/evaluators", json={"name": "judged", "kind": "judge", "config": config}
+            )
+            assert judge.status_code == 201, judge.text
+            lines = [{"input": "first", "expected": "a"}, {"input": "second", "expected": "b"}]
+            dataset_id = await dataset(http, "judged", lines)
+            agent_id = await agent(http, model="scripted:default")
+            async with Progress(http) as progress:
+                experiment_id = await start(
+                    http,
+                    dataset_id,
+                    {"agent_id": agent_id},
+                    evaluators=[judge.json()["id"]],
+                    concurrency=1,
+                )
+                await gate.wait_reached()  # the first item is judged, the second is running
+                moved = await http.post(
+                    "/api/prompts/rubric/versions",
+                    json={"content": "Rubric two: {{ output }}", "labels": ["production"]},
+                )
+                assert moved.status_code == 201, moved.text
+                gate.set()
+                await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
+    finally:
+        gate.set()
+    rubrics = [p.turns[0].content for p in server.provider.prompts if p.system == FORMAT]
+    assert rubrics == ["Rubric one: answer one", "Rubric one: answer two"]
+    later = await http_rubric(server)
+    assert later == "Rubric two: x"  # new runs and tries take the label as it is now
+
+
+async def http_rubric(server: LiveServer) -> str:
+    async with client_for(server) as http:
+        rendered = await http.post(
+            "/api/prompts/rubric/render", json={"variables": {"output": "x"}}
+        )
+        assert rendered.status_code == 200, rendered.text
+        return str(rendered.json()["text"])

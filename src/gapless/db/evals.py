@@ -12,6 +12,7 @@ new version) writes a row of history in the same transaction. Imports
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -270,6 +271,26 @@ async def label_version(engine: Engine, prompt_id: str, label: str) -> int | Non
             )
         )
     return int(found) if found is not None else None
+
+
+async def label_version_at(
+    engine: Engine, prompt_id: str, label: str, when: datetime
+) -> int | None:
+    """The version `label` pointed at at `when`, from its moves (None: not on any then)."""
+    async with engine.connect() as conn:
+        found = (
+            await conn.execute(
+                sa.select(prompt_label_moves.c.to_version)
+                .where(
+                    prompt_label_moves.c.prompt_id == prompt_id,
+                    prompt_label_moves.c.label == label,
+                    prompt_label_moves.c.moved_at <= when,
+                )
+                .order_by(prompt_label_moves.c.moved_at.desc())
+                .limit(1)
+            )
+        ).first()
+    return int(found.to_version) if found and found.to_version is not None else None
 
 
 async def history(engine: Engine, prompt_id: str, limit: int = 500) -> list[dict[str, Any]]:

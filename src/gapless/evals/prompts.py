@@ -71,11 +71,17 @@ def _version_out(
 
 
 async def _pick(engine: Engine, prompt: dict[str, Any], ref: Mapping[str, Any]) -> dict[str, Any]:
-    """The version `ref` names: `version` (a number) or `label` (`production` by default)."""
+    """The version `ref` names: `version` (a number) or `label` (`production` by default),
+    where the label pointed at `as_of` (a datetime) when it says."""
     number = ref.get("version")
     if number is None:
         label = ref.get("label") or DEFAULT_LABEL
-        number = await db.label_version(engine, prompt["id"], label)
+        when = ref.get("as_of")
+        number = await (
+            db.label_version_at(engine, prompt["id"], label, when)
+            if when is not None
+            else db.label_version(engine, prompt["id"], label)
+        )
         if number is None:
             raise NotFoundError(f"prompt {prompt['name']!r} has no label {label!r}")
     found = await db.get_version(engine, prompt["id"], int(number))

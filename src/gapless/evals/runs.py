@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from gapless import events
@@ -218,7 +218,10 @@ async def _score(
     status, values = "done", {"output": reply["content"], **figures}
     try:
         ids = experiment["evaluators"]
-        found = await retrying(lambda: db_evaluators.get_many(ctx.engine, ids))
+        found = [
+            _pinned(e, experiment)
+            for e in await retrying(lambda: db_evaluators.get_many(ctx.engine, ids))
+        ]
         keys = {e["id"]: scoring.key_of(item["id"], e["id"]) for e in found}
         done = await retrying(lambda: db_evaluators.keyed_scores(ctx.engine, [*keys.values()]))
         todo = [e for e in found if keys[e["id"]] not in done]  # a dead scorer's stay
@@ -245,6 +248,18 @@ async def _score(
         values["duration_ms"] = round(duration)
     await moves.finish(ctx.engine, item, ("scoring",), status, announcer(ctx), **values)
     await moved_on(ctx, runner, experiment)
+
+
+def _pinned(evaluator: dict[str, Any], experiment: Mapping[str, Any]) -> dict[str, Any]:
+    """A judge's rubric as its label stood when the run started: a label moved mid-run
+    would mix rubric versions in one run's scores (a reply, likewise, keeps the prompt
+    version it started with)."""
+    prompt = (evaluator.get("config") or {}).get("prompt") or {}
+    started = experiment.get("started_at")
+    if evaluator["kind"] != "judge" or prompt.get("version") or not started:
+        return evaluator
+    as_of = {**prompt, "as_of": datetime.fromisoformat(started)}
+    return {**evaluator, "config": {**evaluator["config"], "prompt": as_of}}
 
 
 def _with_deleted(ids: list[str], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
