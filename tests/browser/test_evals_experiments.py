@@ -123,6 +123,38 @@ def test_a_runs_progress_moves_live_on_its_page(page: Page, server: LiveServer, 
     expect(page).to_have_url(f"{server.url}/traces/{stored['items'][1]['trace_id']}")
 
 
+def test_a_datasets_runs_move_live_on_its_page(page: Page, server: LiveServer, api: Api) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    dataset = a_dataset(api, suffix)
+    agent = api.call(
+        "POST", "/api/agents", json={"name": f"Runner {suffix}", "model": "scripted:default"}
+    )
+    gates = [Gate(), Gate(), Gate()]
+    for gate, answer in zip(gates, ("Paris", "4", "blue"), strict=True):
+        server.script(gate, answer)
+    run = api.call(
+        "POST",
+        "/api/experiments",
+        json={"dataset_id": dataset["id"], "target": {"agent_id": agent["id"]}, "concurrency": 1},
+    )
+    try:
+        assert gates[0].reached.wait(30), "the first item never reached the model"
+        page.goto(f"/datasets/{dataset['id']}")
+        row = page.locator(f'tr[data-experiment="{run["id"]}"]')
+        expect(row.locator('[data-cell="done"]')).to_have_text("0 / 3")
+        page.evaluate("window.__same = true")  # gone if the page reloads
+        gates[0].set()
+        expect(row.locator('[data-cell="done"]')).to_have_text("1 / 3")
+        gates[1].set()
+        gates[2].set()
+        expect(row.locator('[data-cell="done"]')).to_have_text("3 / 3")
+        expect(row.locator('[data-cell="status"]')).to_contain_text("completed")
+        assert page.evaluate("window.__same") is True
+    finally:
+        for gate in gates:
+            gate.set()
+
+
 def test_the_comparison_shows_the_item_that_got_worse(
     page: Page, server: LiveServer, api: Api
 ) -> None:

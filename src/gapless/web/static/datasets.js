@@ -38,6 +38,9 @@ function showError(box, failure) {
   box.hidden = false;
 }
 
+/** A run's "done / total (failed)" figure. */
+const doneText = (run) => `${run.done} / ${run.total}${run.failed ? ` (${run.failed} failed)` : ""}`;
+
 export class DatasetsView {
   constructor(shell) {
     this.shell = shell;
@@ -45,10 +48,14 @@ export class DatasetsView {
   }
 
   hide() {
+    this.source?.close();
+    this.source = null;
     this.root.replaceChildren();
   }
 
   async show(id) {
+    this.source?.close();
+    this.source = null;
     try {
       if (id === undefined) await this.showList();
       else await this.showDataset(id);
@@ -122,6 +129,26 @@ export class DatasetsView {
       h("section", { "aria-label": "Items" }, h("h2", {}, `Items (${dataset.count ?? dataset.items.length})`), this.itemsTable(dataset.items)),
       h("section", { "aria-label": "Add an item" }, h("h2", {}, "Add an item"), this.itemForm()),
       h("section", { "aria-label": "Import" }, h("h2", {}, "Import"), this.importForm())));
+    this.followRuns(runs);
+  }
+
+  /** The runs' rows follow the account stream's `experiment.updated`, newest `progress`
+   * kept (as a run's own page does); a run started elsewhere shows on the next visit. */
+  followRuns(runs) {
+    const known = new Map(runs.map((run) => [run.id, run]));
+    const source = new EventSource("/api/events");
+    this.source = source;
+    source.addEventListener("experiment.updated", (event) => {
+      const data = JSON.parse(event.data);
+      const run = known.get(data.id);
+      if (source !== this.source || !run || data.progress <= run.progress) return;
+      for (const key of ["status", "total", "done", "failed", "cost", "progress"]) run[key] = data[key];
+      const row = [...this.root.querySelectorAll("tr[data-experiment]")].find((tr) => tr.dataset.experiment === run.id);
+      if (!row) return;
+      row.querySelector('[data-cell="status"]').replaceChildren(statusChip(run.status));
+      row.querySelector('[data-cell="done"]').textContent = doneText(run);
+      row.querySelector('[data-cell="cost"]').textContent = fmt.cost(run.cost);
+    });
   }
 
   itemsTable(items) {
@@ -222,9 +249,9 @@ export class DatasetsView {
         h("td", {}, h("a", { href: `/experiments/${enc(run.id)}`, "data-link": true }, run.name),
           run.id === this.dataset.baseline_id ? h("span", { class: "chip chip-prod" }, "baseline") : null),
         h("td", { class: "cell-text" }, targetText(run.target, this.shell.agents.agents)),
-        h("td", {}, statusChip(run.status)),
-        h("td", { class: "num" }, `${run.done} / ${run.total}${run.failed ? ` (${run.failed} failed)` : ""}`),
-        h("td", { class: "num" }, fmt.cost(run.cost)),
+        h("td", { "data-cell": "status" }, statusChip(run.status)),
+        h("td", { class: "num", "data-cell": "done" }, doneText(run)),
+        h("td", { class: "num", "data-cell": "cost" }, fmt.cost(run.cost)),
         h("td", { class: "nowrap" }, fmt.when(run.created_at)));
     });
     return h("div", {},
