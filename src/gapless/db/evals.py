@@ -12,8 +12,8 @@ new version) writes a row of history in the same transaction. Imports
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
