@@ -69,6 +69,7 @@ class Runtime:
     toolbox: Toolbox
     recorder: DbRecorder
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    sweeping: asyncio.Task[None] | None = None  # experiments' sweep, at most one at a time
     watch: Watch[tuple[str, str, Any]] = field(init=False)  # which runs still heart-beat
 
     def __post_init__(self) -> None:
@@ -117,15 +118,23 @@ class Runtime:
                 if time.monotonic() - trimmed > min(60.0, self.settings.retention / 4):
                     await self.trim()
                     trimmed = time.monotonic()
-                await evals_after.sweep(self.context, self.runner)
+                await self.sweep()
                 if time.monotonic() - expired > observe.EXPIRE_EVERY:
                     await observe.expire(self.engine, self.settings.trace_retention_days)
                     expired = time.monotonic()
             except Exception:
                 logger.exception("reaping or trimming failed")
 
+    async def sweep(self) -> None:
+        """Move open experiments on in a task of its own, unless the last sweep is still
+        going: the janitor also reaps dead runs' leases, which must not wait while a sweep
+        scores an item (a judge's call, up to `judge.CALL_SECONDS`) or stops a run's replies."""
+        if self.sweeping is None or self.sweeping.done():
+            sweep = evals_after.sweep(self.context, self.runner)
+            self.sweeping = asyncio.create_task(sweep, name="experiments sweep")
+
     async def close(self) -> None:
-        for task in self.tasks:
+        for task in [*self.tasks, *([self.sweeping] if self.sweeping else [])]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -22,7 +22,7 @@ from gapless.db import experiment_moves as moves
 from gapless.db import experiments as db_experiments
 from gapless.db.rows import aware, now
 from gapless.db.tables import experiment_items
-from gapless.evals import after, runs, scoring
+from gapless.evals import runs, scoring
 from gapless.evals.judge import CALL_SECONDS
 from gapless.generation import end_unstarted
 from gapless.runtime import INTERRUPTED
@@ -225,7 +225,7 @@ async def test_the_janitors_sweep_does_not_wait_for_a_judge_it_took_over(
                 await server.adrain()
                 runtime = server.runtime
                 async with asyncio.timeout(20):  # the judge is held far longer: the bug
-                    await server.arun(after.sweep(runtime.context, runtime.runner))
+                    await server.arun(runtime.sweep())
                 await judging.wait_reached()  # the judge runs, in the background
                 judging.set()
                 await progress.until(lambda p: p["id"] == experiment_id and p["status"] in ENDED)
