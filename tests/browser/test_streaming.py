@@ -125,6 +125,9 @@ def test_a_reply_converges_over_slow_3g(page: Page, server: LiveServer, api: Api
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     reply = api.send(chat["id"], "Go")["assistant_message"]["id"]
     assert gate.reached.wait(30)
+    # The text before the gate is on the page before the network slows, so the
+    # reply is rendered at least twice whatever the batching over slow 3G.
+    expect(assistant(page, reply).locator(".content")).to_contain_text("Sentence 1 is streamed")
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
     cdp.send("Network.emulateNetworkConditions", SLOW_3G)
