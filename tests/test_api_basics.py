@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -93,6 +94,28 @@ async def test_bad_input_is_a_clear_error_and_changes_nothing(
         response = await api.post(url, **kwargs)  # type: ignore[arg-type]
         assert response.status_code == status, (kwargs, response.text)
         error_of(response)
+    # What each mistake is called: the same words as every FastAPI route's (the message
+    # POST is served in front of FastAPI, `web.post`).
+    said = {
+        "content": b'{"content": 5}',
+        "surprise": b'{"content": "hi", "surprise": 1}',
+        "body": b"",
+        "list": b"[]",
+        "text": b"content=hi",
+    }
+    texts = {}
+    for name, body in said.items():
+        kind = "text/plain" if name == "text" else "application/json"
+        response = await api.post(url, content=body, headers={"content-type": kind})
+        assert response.status_code == 422, (name, response.text)
+        texts[name] = response.json()["error"]["message"]
+    assert texts["content"] == "content: Input should be a valid string"
+    assert texts["surprise"] == "surprise: Extra inputs are not permitted"
+    assert texts["body"] == "body: Field required"
+    assert texts["list"].startswith("body: Input should be a valid dictionary")
+    assert texts["text"].startswith("body: Input should be a valid dictionary")
+    titled = await api.post("/api/chats", json={"title": 3})
+    assert titled.json()["error"]["message"] == "title: Input should be a valid string"
     state = (await api.get(f"/api/chats/{chat['id']}")).json()
     assert state["messages"] == []
     assert (await api.post("/api/chats", json={"model": "nope:x"})).status_code == 422
@@ -158,3 +181,57 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(api: httpx.Asy
     )
     assert response.status_code == 413 and error_of(response) == "too_large"
     assert (await api.get(f"/api/chats/{chat['id']}")).json()["messages"] == []
+
+
+async def test_messages_posted_in_one_loop_turn_commit_together_and_each_is_answered(
+    live_server: LiveServer, api: httpx.AsyncClient
+) -> None:
+    """Group commit (`together`): three POSTs reaching the use case in one turn of the
+    server's loop are one transaction; the one with a wrong parent is refused alone."""
+    import sqlalchemy as sa
+
+    from gapless.db.accounts import Caller
+    from gapless.errors import InvalidError
+    from gapless.web.deps import accounts_of
+
+    server = live_server
+    server.script("ok")
+    chats = [await new_chat(api) for _ in range(3)]
+    runtime = server.runtime
+    caller: Caller = await server.arun(accounts_of(runtime).by_bearer(server.token))
+    seen: list[str] = []  # I: an insert of messages, C: a commit (the jobs commit too)
+
+    def inserted(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO MESSAGES"):
+            seen.append("I")
+
+    def committed(conn: object) -> None:
+        seen.append("C")
+
+    events = (("before_cursor_execute", inserted), ("commit", committed))
+
+    async def burst() -> list[Any]:
+        for name, hook in events:
+            sa.event.listen(runtime.engine.sync_engine, name, hook)
+        try:
+            posted = [
+                runtime.chats.post(caller, str(chats[0]["id"]), {"content": "one"}),
+                runtime.chats.post(
+                    caller, str(chats[1]["id"]), {"content": "x", "parent_id": None}
+                ),
+                runtime.chats.post(
+                    caller, str(chats[2]["id"]), {"content": "two", "parent_id": "m"}
+                ),
+            ]
+            return await asyncio.gather(*posted, return_exceptions=True)
+        finally:
+            for name, hook in events:
+                sa.event.remove(runtime.engine.sync_engine, name, hook)
+
+    one, root, refused = await server.arun(burst())
+    assert seen[:3] == ["I", "I", "C"] and seen.count("I") == 2  # both in one transaction
+    assert isinstance(refused, InvalidError) and refused.code == "bad_parent"
+    assert one["user_message"]["content"] == "one" and root["user_message"]["parent_id"] is None
+    for chat, expected in zip(chats, (["one"], ["x"], []), strict=True):
+        state = (await api.get(f"/api/chats/{chat['id']}")).json()
+        assert [m["content"] for m in state["messages"] if m["role"] == "user"] == expected

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import math
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
@@ -26,10 +25,11 @@ from starlette.types import Receive, Scope, Send
 from gapless import __version__
 from gapless.config import Settings
 from gapless.db import ConstraintError
-from gapless.errors import GaplessError, RateLimitedError
+from gapless.errors import GaplessError
 from gapless.limits import attempts_for
 from gapless.runtime import Runtime, build, settle
-from gapless.web import api, document, sse, ws
+from gapless.web import api, document, post, sse, ws
+from gapless.web.answers import CONFLICT, error, invalid, refusal
 from gapless.web.deps import accounts_of
 from gapless.web.guard import Guard
 from gapless.web.live import Live
@@ -41,27 +41,6 @@ from gapless.web.routes import traces as trace_routes
 STATIC = Path(__file__).parent / "static"
 logger = logging.getLogger("gapless.web")
 IMPORT_MAP = re.compile(r'<script type="importmap">(.*?)</script>', re.DOTALL)
-
-
-def error(
-    status: int,
-    code: str,
-    message: str,
-    headers: dict[str, str] | None = None,
-    details: list[Any] | None = None,
-) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        body["details"] = details
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
-
-
-def refusal(exc: GaplessError) -> JSONResponse:
-    """A `GaplessError` as the `{"error"}` answer (with `Retry-After` on 429)."""
-    headers = None
-    if isinstance(exc, RateLimitedError):
-        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
-    return error(exc.status, exc.code, exc.message, headers, exc.details)
 
 
 def policy() -> str:
@@ -99,7 +78,8 @@ def security_headers(public_url: str) -> Callable[[Scope], list[tuple[bytes, byt
 
 
 class Front:
-    """What is served before FastAPI's stack: the event streams, SSE and WebSocket.
+    """What is served before FastAPI's stack: the event streams, SSE and WebSocket, and the
+    message POST (`web.post`: the request a burst is made of).
 
     A stream lives for hours, and every layer it passed stays alive with it (each
     middleware's coroutine, FastAPI's exit stacks and resolved dependencies): a
@@ -115,6 +95,8 @@ class Front:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == ws.PATH:
             await ws.endpoint(self.runtime, self.live, scope, receive, send)
+        elif (chat_id := post.serves(scope)) is not None:
+            await post.endpoint(self.runtime, chat_id, scope, receive, send)
         elif sse.serves(scope):
             try:
                 stream = await sse.open_stream(self.runtime, scope, self.live)
@@ -194,7 +176,7 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Guard:
         logger.warning(
             "request %s: the database refused a write (%s %s)", request_id, request.method, route
         )
-        return error(409, "conflict", "this refers to something that does not exist, or exists")
+        return error(*CONFLICT)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> Response:
@@ -202,15 +184,8 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Guard:
         return error(500, "internal", f"internal error (request {request_id})")
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        problems = exc.errors()
-        if any(p.get("type") == "json_invalid" for p in problems):
-            return error(400, "malformed_json", "the body is not valid JSON")
-        text = "; ".join(
-            f"{'.'.join(str(x) for x in p.get('loc', ()) if x != 'body')}: {p.get('msg')}"
-            for p in problems
-        )
-        return error(422, "invalid", text or "invalid request")
+    async def unvalidated(request: Request, exc: RequestValidationError) -> Response:
+        return invalid(exc.errors())
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
 from starlette.requests import HTTPConnection
 
 from gapless.accounts import Accounts
@@ -22,6 +21,8 @@ SECURE_COOKIE = "__Host-gapless_session"
 
 def session_secret(connection: HTTPConnection) -> str | None:
     return connection.cookies.get(SECURE_COOKIE) or connection.cookies.get(COOKIE)
+
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -42,11 +43,11 @@ async def identify(connection: HTTPConnection, accounts: Accounts) -> Caller:
     raise UnauthorizedError("sign in, or send Authorization: Bearer <token>")
 
 
-def check_csrf(request: Request, caller: Caller) -> None:
+def check_csrf(connection: HTTPConnection, caller: Caller) -> None:
     """Cookie-authenticated requests that change state must echo the session's CSRF token."""
-    if not caller.session or request.method in SAFE_METHODS:
+    if not caller.session or connection.scope["method"] in SAFE_METHODS:
         return
-    sent = request.headers.get("x-csrf-token", "")
+    sent = connection.headers.get("x-csrf-token", "")
     if not sent or not hmac.compare_digest(sent, caller.csrf):
         raise ForbiddenError("missing or wrong X-CSRF-Token", code="csrf")
 
