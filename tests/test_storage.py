@@ -242,3 +242,30 @@ async def test_a_process_opens_at_most_its_pool_of_postgresql_connections(pg_url
         assert inside[0] == 10
     finally:
         await engine.dispose()
+
+
+async def test_exchanges_asked_together_are_one_transaction_and_answer_one_by_one(
+    engine: Engine,
+) -> None:
+    chat_id, other = await new_chat(engine), await new_chat(engine)
+    first, _, _ = await db.create_exchange(engine, chat_id, db.MISSING, "one", "demo:default")
+    commits: list[int] = []
+    sa.event.listen(engine.sync_engine, "commit", lambda conn: commits.append(1))
+    made = await db.create_exchanges(
+        engine,
+        [
+            db.Ask(chat_id, db.MISSING, "two", "demo:default"),
+            db.Ask(chat_id, first["id"], "a user message under a user message", "demo:default"),
+            db.Ask(other, db.MISSING, "hi", "demo:default"),
+            db.Ask(chat_id, db.MISSING, "three", "demo:default"),
+        ],
+    )
+    assert len(commits) == 1
+    two, refused, hi, three = made
+    assert isinstance(refused, db.ParentError)
+    assert not isinstance(two, Exception) and not isinstance(three, Exception)
+    assert not isinstance(hi, Exception) and hi.user["parent_id"] is None
+    # asks in one chat follow each other: "three" answers "two"'s reply
+    assert three.user["parent_id"] == two.reply["id"]
+    stored = [m["content"] for m in await db.path(engine, three.reply["id"]) if m["role"] == "user"]
+    assert stored == ["one", "two", "three"]  # the refused ask wrote nothing

@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from gapless import events
@@ -33,6 +34,7 @@ from gapless.limits import Limiter
 from gapless.log.base import EventLog, account_stream, chat_stream
 from gapless.providers.base import ModelInfo, split_model
 from gapless.stream import parse_cursor
+from gapless.together import Together
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class Chats:
     default_model: str
     max_content: int = 32_000
     limiter: Limiter | None = None
+    # The exchanges posted in one loop turn, committed in one transaction (`together`).
+    exchanges: Together[db.Ask, db.Exchange] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exchanges", Together(partial(db.create_exchanges, self.engine)))
 
     # ---- reading -------------------------------------------------------------
 
@@ -169,16 +176,10 @@ class Chats:
             fields.get("model") or (agent["model"] if agent else None) or chat["model"]
         )
         parent = fields.get("parent_id", db.MISSING)
+        agent_id = agent["id"] if agent else None
+        ask = db.Ask(chat_id, parent, content, model, caller.user_id, agent_id)
         try:
-            user, reply, touched = await db.create_exchange(
-                self.engine,
-                chat_id,
-                parent,
-                content,
-                model,
-                caller.user_id,
-                agent["id"] if agent else None,
-            )
+            user, reply, touched = await self.exchanges(ask)
         except db.ParentError as exc:
             raise InvalidError(str(exc), code="bad_parent") from None
         stream = chat_stream(chat_id)

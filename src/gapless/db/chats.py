@@ -221,6 +221,17 @@ class Exchange(NamedTuple):
     chat: dict[str, Any]  # with its new `updated_at`, for the account stream's `chat.updated`
 
 
+class Ask(NamedTuple):
+    """What an exchange is made of: the user's message and who and what replies to it."""
+
+    chat_id: str
+    parent: object  # a message id, None (a new root) or MISSING (the chat's current leaf)
+    content: str
+    model: str
+    user_id: str | None = None
+    agent_id: str | None = None
+
+
 async def create_exchange(
     engine: Engine,
     chat_id: str,
@@ -231,29 +242,57 @@ async def create_exchange(
     agent_id: str | None = None,
 ) -> Exchange:
     """The user's message and a pending reply to it, committed together."""
+    (made,) = await create_exchanges(
+        engine, [Ask(chat_id, parent, content, model, user_id, agent_id)]
+    )
+    if isinstance(made, Exception):
+        raise made
+    return made
+
+
+async def create_exchanges(engine: Engine, asks: list[Ask]) -> list[Exchange | Exception]:
+    """Each ask's exchange, all in one transaction (group commit: `together`); an ask whose
+    parent may not take it is answered its `ParentError` and writes nothing. Asks in one
+    chat follow each other: the second's default parent is the first's reply."""
+    made: list[Exchange | Exception] = []
     async with engine.begin() as conn:
-        tree = await _tree(conn, chat_id)
-        parent_id = default_leaf(tree) if parent is MISSING else parent
-        if parent_id is not None:
-            roles = {row.id: row.role for row in tree}
-            if parent_id not in roles:
-                raise ParentError("parent_id is not a message of this chat")
-            if roles[parent_id] != "assistant":
-                raise ParentError("a user message must follow an assistant reply")
-        user = message_values(
-            chat_id,
-            str(parent_id) if parent_id else None,
-            "user",
-            content=content,
-            status="complete",
-            user_id=user_id,
-        )
-        reply = message_values(
-            chat_id, user["id"], "assistant", model=model, user_id=user_id, agent_id=agent_id
-        )
-        reply["created_at"] = user["created_at"]
-        await conn.execute(messages.insert(), [user, reply])
-        chat = await _touched(conn, chat_id)
+        for ask in asks:
+            try:
+                made.append(await _exchange(conn, ask))
+            except ParentError as exc:
+                made.append(exc)
+    return made
+
+
+async def _exchange(conn: Connection, ask: Ask) -> Exchange:
+    chat_id, parent = ask.chat_id, ask.parent
+    tree = await _tree(conn, chat_id)
+    parent_id = default_leaf(tree) if parent is MISSING else parent
+    if parent_id is not None:
+        roles = {row.id: row.role for row in tree}
+        if parent_id not in roles:
+            raise ParentError("parent_id is not a message of this chat")
+        if roles[parent_id] != "assistant":
+            raise ParentError("a user message must follow an assistant reply")
+    user = message_values(
+        chat_id,
+        str(parent_id) if parent_id else None,
+        "user",
+        content=ask.content,
+        status="complete",
+        user_id=ask.user_id,
+    )
+    reply = message_values(
+        chat_id,
+        user["id"],
+        "assistant",
+        model=ask.model,
+        user_id=ask.user_id,
+        agent_id=ask.agent_id,
+    )
+    reply["created_at"] = user["created_at"]
+    await conn.execute(messages.insert(), [user, reply])
+    chat = await _touched(conn, chat_id)
     return Exchange(_message_dict(user), _message_dict(reply), chat)
 
 
