@@ -187,7 +187,8 @@ async def test_messages_posted_in_one_loop_turn_commit_together_and_each_is_answ
     live_server: LiveServer, api: httpx.AsyncClient
 ) -> None:
     """Group commit (`together`): three POSTs reaching the use case in one turn of the
-    server's loop are one transaction; the one with a wrong parent is refused alone."""
+    server's loop are one transaction; the one with a wrong parent is refused alone; the
+    two runs they start take their replies in one transaction too."""
     import sqlalchemy as sa
 
     from gapless.db.accounts import Caller
@@ -199,11 +200,13 @@ async def test_messages_posted_in_one_loop_turn_commit_together_and_each_is_answ
     chats = [await new_chat(api) for _ in range(3)]
     runtime = server.runtime
     caller: Caller = await server.arun(accounts_of(runtime).by_bearer(server.token))
-    seen: list[str] = []  # I: an insert of messages, C: a commit (the jobs commit too)
+    seen: list[str] = []  # I: an insert of messages, G: of generations, C: a commit
 
     def inserted(conn: object, cursor: object, statement: str, *args: object) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO MESSAGES"):
             seen.append("I")
+        elif statement.lstrip().upper().startswith("INSERT INTO GENERATIONS"):
+            seen.append("G")
 
     def committed(conn: object) -> None:
         seen.append("C")
@@ -223,13 +226,18 @@ async def test_messages_posted_in_one_loop_turn_commit_together_and_each_is_answ
                     caller, str(chats[2]["id"]), {"content": "two", "parent_id": "m"}
                 ),
             ]
-            return await asyncio.gather(*posted, return_exceptions=True)
+            answers = await asyncio.gather(*posted, return_exceptions=True)
+            await runtime.runner.drain()  # type: ignore[attr-defined]
+            return answers
         finally:
             for name, hook in events:
                 sa.event.remove(runtime.engine.sync_engine, name, hook)
 
     one, root, refused = await server.arun(burst())
     assert seen[:3] == ["I", "I", "C"] and seen.count("I") == 2  # both in one transaction
+    # and both runs, started in one turn, took their replies together: one insert of both
+    # generation records (an executemany), in a transaction of its own
+    assert seen.count("G") == 1 and seen[3:5] == ["G", "C"]
     assert isinstance(refused, InvalidError) and refused.code == "bad_parent"
     assert one["user_message"]["content"] == "one" and root["user_message"]["parent_id"] is None
     for chat, expected in zip(chats, (["one"], ["x"], []), strict=True):

@@ -269,3 +269,32 @@ async def test_exchanges_asked_together_are_one_transaction_and_answer_one_by_on
     assert three.user["parent_id"] == two.reply["id"]
     stored = [m["content"] for m in await db.path(engine, three.reply["id"]) if m["role"] == "user"]
     assert stored == ["one", "two", "three"]  # the refused ask wrote nothing
+
+
+async def test_runs_started_together_take_their_replies_in_one_transaction(
+    engine: Engine,
+) -> None:
+    chat_id = await new_chat(engine)
+    chat = await db.get_chat(engine, chat_id)
+    assert chat is not None
+    _, first, _ = await db.create_exchange(engine, chat_id, db.MISSING, "one", "demo:default")
+    _, second, _ = await db.create_exchange(engine, chat_id, None, "two", "demo:default")
+    assert await db.start_reply(engine, second["id"], "e.1-0", "earlier")  # another run's
+    made = [
+        records.new_generation(reply["id"], chat_id, chat["account_id"], "demo", "demo:default")
+        for reply in (first, second)
+    ]
+    commits: list[int] = []
+    sa.event.listen(engine.sync_engine, "commit", lambda conn: commits.append(1))
+    taken = await db.start_replies(
+        engine,
+        [
+            db.Start(first["id"], "e.1-1", "lease-a", made[0]),
+            db.Start(second["id"], "e.1-1", "lease-b", made[1]),
+        ],
+    )
+    assert taken == [True, False] and len(commits) == 1
+    assert not await db.start_reply(engine, first["id"], "e.1-1", "lease-c")  # lease-a's now
+    # the record of the run that took its reply, and only that one
+    listed = await records.list_generations(engine, [chat["account_id"]])
+    assert [g["id"] for g in listed] == [made[0]["id"]]

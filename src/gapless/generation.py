@@ -36,6 +36,7 @@ from gapless.log.base import EventLog, chat_stream
 from gapless.observe.recorder import NullRecorder, Recorder, trace_id_of
 from gapless.providers.base import Provider, Usage
 from gapless.stream import FINAL_EVENTS, TOOL_FINAL, Delta, Parts
+from gapless.together import Together
 from gapless.waits import first_of
 from gapless.writer import Flusher, Hook, Progress, no_hook, texts
 
@@ -79,6 +80,13 @@ class Context:
     after: Callable[[str, Mapping[str, Any] | None], Awaitable[None]] = field(
         default=lambda reply_id, chat: _nothing()
     )
+    # The runs that start in one loop turn take their replies in one transaction (`together`).
+    starts: Together[db.Start, bool] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "starts", Together(lambda starts: db.start_replies(self.engine, starts))
+        )
 
 
 async def _nothing() -> None:

@@ -133,7 +133,7 @@ async def run(
     lease = secrets.token_hex(8)
     head = await ctx.log.head(stream)
     stored_prompt = json.dumps(used) if used else None
-    if not await db.start_reply(ctx.engine, reply_id, head, lease, record, stored_prompt):
+    if not await ctx.starts(db.Start(reply_id, head, lease, record, stored_prompt)):
         return  # stopped or taken by another run meanwhile
     reply["prompt"] = used
     steps = Steps(ctx, chat, path[:-1], reply, agent, stream, lease, stop, step=step)

@@ -407,6 +407,17 @@ async def unfinished_positions(engine: Engine) -> dict[str, list[str]]:
         return found
 
 
+class Start(NamedTuple):
+    """A run taking its reply: the lease, the log position it starts from (before any
+    delta), the prompt version its agent uses (JSON) and its first generation record."""
+
+    message_id: str
+    position: str
+    lease: str
+    record: Mapping[str, Any] | None = None
+    prompt: str | None = None
+
+
 async def start_reply(
     engine: Engine,
     message_id: str,
@@ -418,17 +429,32 @@ async def start_reply(
     """Take the reply for one run, storing the log position it starts from (before any delta)
     and the prompt version its agent uses (JSON), and insert its generation `record` in the
     same transaction when it was taken."""
+    (taken,) = await start_replies(engine, [Start(message_id, position, lease, record, prompt)])
+    return taken is True
+
+
+async def start_replies(engine: Engine, starts: list[Start]) -> list[bool | Exception]:
+    """`start_reply` for each, in one transaction (group commit of the runs that start in
+    one loop turn: `together`): whether each was taken (False: stopped, or another run's)."""
+    stamp = now()
+    taken: list[bool | Exception] = []
+    records = []
     async with engine.begin() as conn:
-        values = {
-            "b_message": message_id,
-            "b_lease": lease,
-            "b_position": position,
-            "b_prompt": prompt,
-        }
-        result = await conn.execute(_START, {**values, "b_stamp": now()})
-        if result.rowcount == 1 and record is not None:
-            await conn.execute(generations.insert(), record)
-    return result.rowcount == 1
+        for start in starts:
+            values = {
+                "b_message": start.message_id,
+                "b_lease": start.lease,
+                "b_position": start.position,
+                "b_prompt": start.prompt,
+                "b_stamp": stamp,
+            }
+            result = await conn.execute(_START, values)
+            taken.append(result.rowcount == 1)
+            if result.rowcount == 1 and start.record is not None:
+                records.append(start.record)
+        if records:
+            await conn.execute(generations.insert(), records)
+    return taken
 
 
 class Flush(NamedTuple):
