@@ -12,7 +12,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from gapless import events
@@ -52,7 +51,9 @@ class Chats:
     exchanges: Together[db.Ask, db.Exchange] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "exchanges", Together(partial(db.create_exchanges, self.engine)))
+        object.__setattr__(
+            self, "exchanges", Together(lambda asks: db.create_exchanges(self.engine, asks))
+        )
 
     # ---- reading -------------------------------------------------------------
 
