@@ -3,87 +3,23 @@
 Job: measure how fast a server *starts* replies that all arrive at once (a class
 pressing Enter together, a batch job, an experiment fanning out): per reply and
 subscriber the start delay, POST sent -> that reply's first delta received, and
-the POSTs' own round trips. A pooled HTTP client cannot send 300 requests in
-20 ms from one Python process (httpx costs ~0.3 ms of the generator's CPU per
-request), so each POST has a raw keep-alive HTTP/1.1 connection of its own,
-opened and warmed with a `GET /api/chats/{id}` first, and the S
-requests are written in one tight loop. Imports the standard library and
-`benchmarks.load`.
+the POSTs' own round trips. Each POST has a raw keep-alive connection of its own
+(`benchmarks.posters`: a pooled client cannot send 300 requests in 20 ms), and
+the S requests are written in one tight loop. Imports the standard library and
+`benchmarks.load`, `benchmarks.posters`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from benchmarks import load
+from benchmarks import posters as posters_
 
 SPREAD = 0.02  # seconds over which the S POSTs are written
-
-
-class Poster(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection that sends one request at a time."""
-
-    def __init__(self, target: load.Target) -> None:
-        self.target = target
-        self.transport: asyncio.Transport | None = None
-        self.buffer = b""
-        self.answer: asyncio.Future[tuple[int, bytes]] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.answer is not None and not self.answer.done():
-            self.answer.set_exception(ConnectionError(f"closed: {exc}"))
-
-    def request(self, method: str, path: str, body: Any = None) -> bytes:
-        netloc = urlsplit(self.target.api).netloc
-        payload = json.dumps(body).encode() if body is not None else b""
-        headers = "".join(f"{k}: {v}\r\n" for k, v in self.target.headers().items())
-        return (
-            f"{method} {path} HTTP/1.1\r\nHost: {netloc}\r\n{headers}"
-            f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
-        ).encode() + payload
-
-    def send(self, raw: bytes) -> asyncio.Future[tuple[int, bytes]]:
-        assert self.transport is not None and (self.answer is None or self.answer.done())
-        self.answer = asyncio.get_running_loop().create_future()
-        self.transport.write(raw)
-        return self.answer
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        head, sep, rest = self.buffer.partition(b"\r\n\r\n")
-        if not sep:
-            return
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        if len(rest) < length:
-            return
-        self.buffer = rest[length:]
-        if self.answer is not None and not self.answer.done():
-            self.answer.set_result((int(head.split(b" ", 2)[1]), rest[:length]))
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-async def open_poster(target: load.Target) -> Poster:
-    url = urlsplit(target.api)
-    loop = asyncio.get_running_loop()
-    _, poster = await loop.create_connection(
-        lambda: Poster(target), url.hostname or "127.0.0.1", url.port or 80
-    )
-    return poster
 
 
 async def first_deltas(subs: list[load.Subscriber], replies: dict[str, str], within: float) -> None:
@@ -121,11 +57,7 @@ async def burst(
         model = f"bench:r{rate}-n{tokens}"
         chats = await load.gather_limited((api.chat(model) for _ in range(streams)), 16)
         subs = await load.open_subscribers(target, transport, chats, k, [])
-        posters = await load.gather_limited((open_poster(target) for _ in chats), 64)
-        for poster, chat in zip(posters, chats, strict=True):  # warm: the connection is open
-            status, _ = await poster.send(poster.request("GET", f"/api/chats/{chat}"))
-            if status != 200:
-                raise RuntimeError(f"GET /api/chats/{chat} -> {status}")
+        posters = await load.open_posters(target, chats)
         raws = [
             p.request("POST", f"/api/chats/{c}/messages", {"content": "go"})
             for p, c in zip(posters, chats, strict=True)
@@ -148,12 +80,10 @@ async def burst(
             replies: dict[str, str] = {}
             errors: list[str] = []
             for chat, outcome in zip(chats, done, strict=True):
-                if isinstance(outcome, BaseException):
-                    errors.append(f"{type(outcome).__name__}: {outcome}"[:300])
-                elif outcome[0] >= 400:
-                    errors.append(f"{outcome[0]} {outcome[1][:200]!r}")
-                else:
-                    replies[chat] = str(json.loads(outcome[1])["assistant_message"]["id"])
+                try:
+                    replies[chat] = posters_.reply_of(outcome)
+                except RuntimeError as exc:
+                    errors.append(str(exc))
             await first_deltas(subs, replies, within=30)
             started = cpu_since(probe)
             early = sum(len(t.parts) for sub in subs for t in sub.tracks.values())

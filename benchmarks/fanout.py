@@ -499,7 +499,11 @@ async def w3_climb(
     walking_down = False
     while 0 <= i < len(W3_LADDER):
         s = W3_LADDER[i]
-        run = await attempt(load.steady(target, transport, s, 3, 50, int(50 * seconds)))
+        # counted from the POST: the POSTs on raw connections, so they leave on time
+        raw = late != "p99_ms"
+        run = await attempt(
+            load.steady(target, transport, s, 3, 50, int(50 * seconds), raw_posts=raw)
+        )
         trace(s, run)
         if good(run, late):
             best = s
@@ -586,6 +590,7 @@ class Plan:
     w9: tuple[int, ...] = W9_SIZES  # W9's burst sizes S (K=3, R=50)
     w9_seconds: float = W9_SECONDS  # and its streams' length (0.02: one delta, no streaming)
     w3_late: str = "p99_ms"  # W3's lateness: from the model's yield, or `late_p99_ms` (POST)
+    raw_posts: bool = False  # W2's POSTs on raw connections (W3's are when counted from POST)
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -636,6 +641,7 @@ async def execute(p: Plan, fleet: Fleet, book: Book) -> None:
                                 int(rate * p.seconds),
                                 window=window,
                                 tool_deltas=p.tool_deltas and name == "gapless",
+                                raw_posts=p.raw_posts,
                             )
                         )
                         label = f"S={s} K={k} R={rate}" + (" tool" if p.tool_deltas else "")
@@ -947,6 +953,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="W2: Gapless streams each reply as one tool call's arguments (bench model's -t)",
     )
+    parser.add_argument(
+        "--raw-posts",
+        action="store_true",
+        help="W2: each POST on a warm raw connection of its own (W3 --from-post always is)",
+    )
     parser.add_argument("--debounce", type=float, default=0.2, help="GAPLESS_DEBOUNCE for W1-W6")
     parser.add_argument(
         "--profile",
@@ -987,6 +998,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_post:
         p.w3_late = "late_p99_ms"
     p.tool_deltas = args.tool_deltas
+    p.raw_posts = args.raw_posts
     NICE[0] = args.nice
     raise_nofile()
     cpus = sorted(os.sched_getaffinity(0))

@@ -12,7 +12,7 @@ Every delta's content is a bench provider clock reading (`"<ns> "`), so its
 latency is `receipt - yield` on the same clock. Every subscriber checks
 per-message `seq` continuity (lost, duplicated, out of order) and that the
 text it assembled is byte-identical to the final message. Imports the
-standard library and httpx only; no timing is asserted here.
+standard library, httpx and `benchmarks.posters`; no timing is asserted here.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+
+from benchmarks import posters
 
 FINAL = frozenset({"message.completed", "message.failed", "message.cancelled"})
 TICK = os.sysconf("SC_CLK_TCK")
@@ -831,19 +833,52 @@ async def open_subscribers(
     return subs
 
 
+async def open_posters(target: Target, chats: list[str]) -> list[posters.Poster]:
+    """A warm raw connection per chat (`benchmarks.posters`), in the order of `chats`."""
+    opened = await gather_limited(
+        (posters.open_poster(target.api, target.headers()) for _ in chats), 64
+    )
+    return await gather_limited(
+        (posters.warm(p, c) for p, c in zip(opened, chats, strict=True)), 64
+    )
+
+
 async def start_streams(
-    api: Api, chats: list[str], spread: float, sent: dict[str, int] | None = None
+    api: Api,
+    chats: list[str],
+    spread: float,
+    sent: dict[str, int] | None = None,
+    raw: list[posters.Poster] | None = None,
 ) -> dict[str, str]:
     """POST one message per chat, spread evenly over `spread` seconds (streams are not in step);
-    `sent`: when each POST was sent (ns), by chat."""
+    `sent`: when each POST was sent (ns), by chat; `raw`: each chat's warm raw connection
+    (the POSTs then leave the generator on time, whatever its load: W3 `--from-post`)."""
     replies: dict[str, str] = {}
     loop = asyncio.get_running_loop()
     t0 = loop.time()
+    prepared = (
+        [
+            p.request("POST", f"/api/chats/{c}/messages", {"content": "go"})
+            for p, c in zip(raw, chats, strict=True)
+        ]
+        if raw is not None
+        else []
+    )
 
     async def one(i: int, chat: str) -> None:
         await asyncio.sleep(max(0.0, t0 + spread * i / len(chats) - loop.time()))
         if sent is not None:
             sent[chat] = time.time_ns()
+        if raw is not None:
+            try:
+                outcome: tuple[int, bytes] | BaseException = await raw[i].send(prepared[i])
+            except (ConnectionError, OSError) as exc:
+                outcome = exc
+            try:
+                replies[chat] = posters.reply_of(outcome)
+            except RuntimeError as e:
+                api.errors.append(str(e))
+            return
         try:
             replies[chat] = await api.post(chat)
         except httpx.TransportError as e:
@@ -889,9 +924,11 @@ async def steady(
     slow: int = 0,
     window: contextlib.AbstractContextManager[Any] | None = None,
     tool_deltas: bool = False,
+    raw_posts: bool = False,
 ) -> dict[str, Any]:
     """W2/W3 (W5 with `reconnect`, W8 with `slow`): S streams x K subscribers x R tokens/s
-    (`tool_deltas`: each stream is one tool call's arguments, the bench model's `-t`).
+    (`tool_deltas`: each stream is one tool call's arguments, the bench model's `-t`;
+    `raw_posts`: each POST on a warm raw connection of its own, `start_streams`).
 
     Every subscriber is checked. `slow` more subscribers, one on each of the first
     `slow` streams, stop reading: they are left out of the figures (the others').
@@ -914,9 +951,10 @@ async def steady(
                 sub.drop_at = max(1, tokens // 2)
                 sub.reconnect = _reconnector(sub, target, transport, reconnect, tasks)
         sent: dict[str, int] = {}
+        raw = await open_posters(target, chats) if raw_posts else None
         with Probe(target.pid) as probe, window or contextlib.nullcontext(), no_gc():
             spread = min(1.0, max(0.2, 1 / max(rate, 1)))
-            replies = await start_streams(api, chats, spread, sent)
+            replies = await start_streams(api, chats, spread, sent, raw)
             await wait_all(subs, replies, within=tokens / max(rate, 1) + 10)
             close_all(laggards)
             if tasks:
@@ -927,6 +965,8 @@ async def steady(
                 live.append(sub.live_ns - sub.live_since)
                 replayed.append(sub.bytes_at_live - sub.bytes_at_join)
         close_all(subs)
+        for poster in raw or []:
+            poster.close()
     faults = check(subs, replies)
     delivered = len(latencies)
     first = min((t.first_ns for s in subs for t in s.tracks.values() if t.first_ns), default=0)

@@ -38,10 +38,12 @@ def fanout(out: Path, *args: str) -> list[dict[str, Any]]:
     return cases
 
 
-@pytest.mark.parametrize("tools", [False, True], ids=["text", "tool-deltas"])
-def test_tiny_fanout_run_loses_nothing_and_writes_json(tmp_path: Path, tools: bool) -> None:
-    """`tool-deltas`: Gapless's streams are one tool call's arguments, checked the same."""
-    flags = ["--tool-deltas"] if tools else []
+@pytest.mark.parametrize(
+    "flags", [[], ["--tool-deltas"], ["--raw-posts"]], ids=["text", "tool-deltas", "raw-posts"]
+)
+def test_tiny_fanout_run_loses_nothing_and_writes_json(tmp_path: Path, flags: list[str]) -> None:
+    """`tool-deltas`: Gapless's streams are one tool call's arguments, checked the same;
+    `raw-posts`: the POSTs go on raw connections of their own (as W3's from the POST)."""
     out = tmp_path / "result.json"
     cases = fanout(out, "--only", "W2", "--w2", "2:2:20", "--seconds", "1", *flags)
     for case in cases:
