@@ -253,14 +253,17 @@ async def create_exchange(
 async def create_exchanges(engine: Engine, asks: list[Ask]) -> list[Exchange | Exception]:
     """Each ask's exchange, all in one transaction (group commit: `together`); an ask whose
     parent may not take it is answered its `ParentError` and writes nothing. Asks in one
-    chat follow each other: the second's default parent is the first's reply."""
-    made: list[Exchange | Exception] = []
+    chat follow each other: the second's default parent is the first's reply. Chats are
+    written in the order of their ids, so two groups at once (PostgreSQL) lock their rows in
+    the same order and never wait for each other in a circle."""
+    made: list[Exchange | Exception] = [ParentError("not written")] * len(asks)
+    order = sorted(range(len(asks)), key=lambda i: asks[i].chat_id)  # stable: a chat's in turn
     async with engine.begin() as conn:
-        for ask in asks:
+        for i in order:
             try:
-                made.append(await _exchange(conn, ask))
+                made[i] = await _exchange(conn, asks[i])
             except ParentError as exc:
-                made.append(exc)
+                made[i] = exc
     return made
 
 
@@ -435,12 +438,14 @@ async def start_reply(
 
 async def start_replies(engine: Engine, starts: list[Start]) -> list[bool | Exception]:
     """`start_reply` for each, in one transaction (group commit of the runs that start in
-    one loop turn: `together`): whether each was taken (False: stopped, or another run's)."""
+    one loop turn: `together`): whether each was taken (False: stopped, or another run's).
+    Rows are taken in the order of their ids (two groups at once never wait in a circle)."""
     stamp = now()
-    taken: list[bool | Exception] = []
+    taken: list[bool | Exception] = [False] * len(starts)
     records = []
     async with engine.begin() as conn:
-        for start in starts:
+        for i in sorted(range(len(starts)), key=lambda i: starts[i].message_id):
+            start = starts[i]
             values = {
                 "b_message": start.message_id,
                 "b_lease": start.lease,
@@ -449,8 +454,8 @@ async def start_replies(engine: Engine, starts: list[Start]) -> list[bool | Exce
                 "b_stamp": stamp,
             }
             result = await conn.execute(_START, values)
-            taken.append(result.rowcount == 1)
-            if result.rowcount == 1 and start.record is not None:
+            taken[i] = result.rowcount == 1
+            if taken[i] and start.record is not None:
                 records.append(start.record)
         if records:
             await conn.execute(generations.insert(), records)
