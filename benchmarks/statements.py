@@ -1,0 +1,58 @@
+"""What one statement costs through SQLAlchemy Core, beside the same SQL on the driver.
+
+Job: size the last per-statement overhead on the start path (issue 15). A chat
+is read by id 500 times through `db.chats.get_chat` (SQLAlchemy Core on the
+loop's SQLite connection, `db/inline.py`) and 500 times as the same `SELECT`
+on the driver's own connection, each timed by the thread's CPU. Run it twice:
+the first round warms caches.
+
+    .venv/bin/python -m benchmarks.statements
+
+Imports `gapless` (the storage it times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+
+
+async def measure(reads: int = 500, rounds: int = 2) -> list[tuple[float, float]]:
+    os.environ["GAPLESS_DATA_DIR"] = tempfile.mkdtemp(prefix="gapless-statements-")
+    from gapless.config import Settings
+    from gapless.db import chats as db_chats
+    from gapless.runtime import build
+    from gapless.web.deps import accounts_of
+
+    runtime = build(Settings())
+    created = await runtime.start()
+    assert created is not None
+    figures = []
+    try:
+        caller = await accounts_of(runtime).by_bearer(created.token)
+        ids = [(await runtime.chats.create(caller, {}))["id"] for _ in range(reads)]
+        driver = runtime.engine.sync_engine.raw_connection()  # SQLite: the one connection
+        for _ in range(rounds):
+            started = time.thread_time()
+            for chat_id in ids:
+                await db_chats.get_chat(runtime.engine, chat_id)
+            core = (time.thread_time() - started) / reads
+            started = time.thread_time()
+            for chat_id in ids:
+                driver.cursor().execute("SELECT * FROM chats WHERE id = ?", (chat_id,)).fetchone()
+            raw = (time.thread_time() - started) / reads
+            figures.append((core * 1000, raw * 1000))
+    finally:
+        await runtime.close()
+    return figures
+
+
+def main() -> None:
+    for core, raw in asyncio.run(measure()):
+        print(f"a chat read by id: {core:.3f} ms through SQLAlchemy Core, {raw:.3f} ms raw")
+
+
+if __name__ == "__main__":
+    main()
