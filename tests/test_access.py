@@ -96,6 +96,15 @@ async def test_cookie_requests_that_change_state_need_the_csrf_token(
         assert (await http.get("/api/chats")).json()["chats"] == []
         made = await http.post("/api/chats", json={"title": "x"}, headers={"X-CSRF-Token": csrf})
         assert made.status_code == 201
+        # the message POST, served in front of FastAPI (`web.post`), asks the same
+        url = f"/api/chats/{made.json()['id']}/messages"
+        refused = await http.post(url, json={"content": "hi"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf"
+        wrong = await http.post(url, json={"content": "hi"}, headers={"X-CSRF-Token": "no"})
+        assert wrong.status_code == 403
+        assert (await http.get(f"/api/chats/{made.json()['id']}")).json()["messages"] == []
+        posted = await http.post(url, json={"content": "hi"}, headers={"X-CSRF-Token": csrf})
+        assert posted.status_code == 201
         assert (
             await http.delete("/api/session", headers={"X-CSRF-Token": csrf})
         ).status_code == 204
