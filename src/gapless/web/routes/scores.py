@@ -16,7 +16,7 @@ from gapless.errors import InvalidError
 from gapless.evals.feedback import Scores
 from gapless.web.api import Strict
 from gapless.web.deps import CallerDep, RuntimeDep
-from gapless.web.routes import Whole
+from gapless.web.routes import EXPORT, Whole
 
 router = APIRouter(tags=["evaluations"])
 
@@ -117,7 +117,7 @@ async def list_scores(
     return await Scores(runtime.engine).page(caller, filters, cursor, limit)
 
 
-@router.get("/api/scores/export")
+@router.get("/api/scores/export", response_class=Response, responses=EXPORT)
 async def export_scores(
     runtime: RuntimeDep,
     caller: CallerDep,

@@ -18,7 +18,7 @@ from gapless.errors import InvalidError, NotFoundError, UnauthorizedError
 from gapless.observe import metrics as figures
 from gapless.observe.traces import Traces
 from gapless.web.deps import CallerDep, RuntimeDep
-from gapless.web.routes import LARGEST
+from gapless.web.routes import EXPORT, LARGEST
 
 router = APIRouter()
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -112,7 +112,7 @@ async def list_traces(
     return await Traces(runtime.engine).page(caller, filters, cursor, limit)
 
 
-@router.get("/api/traces/export", tags=["traces"])
+@router.get("/api/traces/export", tags=["traces"], response_class=Response, responses=EXPORT)
 async def export_traces(
     runtime: RuntimeDep,
     caller: CallerDep,
