@@ -67,6 +67,8 @@ def test_a_runs_progress_moves_live_on_its_page(page: Page, server: LiveServer, 
         server.script(gate, answer)
 
     page.add_init_script(PROGRESS)
+    streams: list[str] = []  # the account stream's connections the tab opens
+    page.on("request", lambda r: streams.append(r.url) if r.url.endswith("/api/events") else None)
     page.goto(f"/datasets/{dataset['id']}")
     expect(page.locator("#page-title")).to_have_text(f"quiz {suffix}")
     form = page.get_by_role("form", name="New experiment")
@@ -121,6 +123,9 @@ def test_a_runs_progress_moves_live_on_its_page(page: Page, server: LiveServer, 
 
     rows.nth(1).get_by_role("link", name="Trace").click()
     expect(page).to_have_url(f"{server.url}/traces/{stored['items'][1]['trace_id']}")
+    expect(page.locator(".waterfall .wf-row").first).to_be_visible()
+    # the dataset's, the run's and the trace's pages all followed the shell's one connection
+    assert len(streams) == 1, streams
 
 
 def test_a_datasets_runs_move_live_on_its_page(page: Page, server: LiveServer, api: Api) -> None:

@@ -45,17 +45,18 @@ export class DatasetsView {
   constructor(shell) {
     this.shell = shell;
     this.root = h("div", { class: "evals-inner datasets" });
+    this.unlisten = null;
   }
 
   hide() {
-    this.source?.close();
-    this.source = null;
+    this.unlisten?.();
+    this.unlisten = null;
     this.root.replaceChildren();
   }
 
   async show(id) {
-    this.source?.close();
-    this.source = null;
+    this.unlisten?.();
+    this.unlisten = null;
     try {
       if (id === undefined) await this.showList();
       else await this.showDataset(id);
@@ -132,23 +133,22 @@ export class DatasetsView {
     this.followRuns(runs);
   }
 
-  /** The runs' rows follow the account stream's `experiment.updated`, newest `progress`
-   * kept (as a run's own page does); a run started elsewhere shows on the next visit. */
+  /** The runs' rows follow the account stream's `experiment.updated` (the shell's one
+   * connection), newest `progress` kept (as a run's own page does); a run started
+   * elsewhere shows on the next visit. */
   followRuns(runs) {
     const known = new Map(runs.map((run) => [run.id, run]));
-    const source = new EventSource("/api/events");
-    this.source = source;
-    source.addEventListener("experiment.updated", (event) => {
-      const data = JSON.parse(event.data);
+    this.unlisten?.();
+    this.unlisten = this.shell.account?.listen("experiment.updated", (data) => {
       const run = known.get(data.id);
-      if (source !== this.source || !run || data.progress <= run.progress) return;
+      if (!run || data.progress <= run.progress) return;
       for (const key of ["status", "total", "done", "failed", "cost", "progress"]) run[key] = data[key];
       const row = [...this.root.querySelectorAll("tr[data-experiment]")].find((tr) => tr.dataset.experiment === run.id);
       if (!row) return;
       row.querySelector('[data-cell="status"]').replaceChildren(statusChip(run.status));
       row.querySelector('[data-cell="done"]').textContent = doneText(run);
       row.querySelector('[data-cell="cost"]').textContent = fmt.cost(run.cost);
-    });
+    }) ?? null;
   }
 
   itemsTable(items) {

@@ -96,12 +96,12 @@ export class ExperimentView {
     this.experiment = null;
     /** item id -> {item, progress} */
     this.items = new Map();
-    this.source = null;
+    this.unlisten = null;
   }
 
   hide() {
-    this.source?.close();
-    this.source = null;
+    this.unlisten?.();
+    this.unlisten = null;
     clearTimeout(this.pending);
     this.root.replaceChildren();
     this.id = null;
@@ -118,21 +118,13 @@ export class ExperimentView {
     await this.load();
   }
 
-  /** The account stream: this run's events; a reconnect refetches (events may have been missed). */
+  /** The account stream (the shell's one connection): this run's events; a reconnect
+   * refetches (events may have been missed). */
   follow() {
-    const source = new EventSource("/api/events");
-    this.source = source;
-    let opened = false;
-    source.addEventListener("open", () => {
-      if (opened && source === this.source) this.load();
-      opened = true;
-    });
-    source.addEventListener("experiment.updated", (event) => {
-      if (source !== this.source) return;
-      const data = JSON.parse(event.data);
-      if (data.id !== this.id) return;
-      this.receive(data);
-    });
+    this.unlisten?.();
+    this.unlisten = this.shell.account?.listen("experiment.updated", (data) => {
+      if (data.id === this.id) this.receive(data);
+    }, () => this.load()) ?? null;
   }
 
   async load() {

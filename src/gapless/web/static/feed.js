@@ -8,7 +8,8 @@
  * `Last-Event-ID`); when the browser goes offline the feed closes it, and
  * back online resubscribes from the last applied cursor; when the browser
  * gives up (the connection is closed for good), the feed resyncs with a
- * backoff. `AccountFeed` follows the account stream for the chat list.
+ * backoff. `AccountFeed` follows the account stream for the chat list, and
+ * hands its other events to the pages that `listen` (one connection per tab).
  */
 import { ApiError, api } from "./api.js";
 import { Replica } from "./reducer.js";
@@ -66,14 +67,18 @@ class Subscription {
         this.setConnection(navigator.onLine ? "reconnecting" : "offline");
       }
     };
-    for (const type of types) {
-      source.addEventListener(type, (event) => {
-        if (source !== this.source) return;
-        // `reset` carries no id: EventSource would report the previous one.
-        const cursor = type === "reset" ? null : event.lastEventId || null;
-        handle(type, JSON.parse(event.data), cursor);
-      });
-    }
+    this.handle = handle;
+    for (const type of types) this.watch(source, type);
+  }
+
+  /** Hand `source`'s events of `type` to the handler `open` was given, while it is current. */
+  watch(source, type) {
+    source.addEventListener(type, (event) => {
+      if (source !== this.source) return;
+      // `reset` carries no id: EventSource would report the previous one.
+      const cursor = type === "reset" ? null : event.lastEventId || null;
+      this.handle(type, JSON.parse(event.data), cursor);
+    });
   }
 
   /** Called when a connection opens (first time and after every reconnect). */
@@ -222,6 +227,9 @@ export class AccountFeed extends Subscription {
     /** @type {Map<string, object>} */
     this.chats = new Map();
     this.deleted = new Set();
+    /** @type {Map<string, Set<{handler: (data: object) => void, reopened: (() => void)|null}>>} */
+    this.listeners = new Map();
+    this.wasOpen = false;
   }
 
   start() {
@@ -230,10 +238,34 @@ export class AccountFeed extends Subscription {
 
   restart() {
     if (this.closed) return;
-    this.open("/api/events", ACCOUNT_EVENTS, (type, data) => this.receive(type, data));
+    const extra = [...this.listeners.keys()].filter((type) => !ACCOUNT_EVENTS.includes(type));
+    this.open("/api/events", [...ACCOUNT_EVENTS, ...extra], (type, data) => this.receive(type, data));
+  }
+
+  /**
+   * Also hand the account stream's `type` events to `handler(data)` (a trace's, an
+   * experiment's or a dataset's page): one connection per tab however many pages follow
+   * it, where a page of its own would hold one more of the six a browser allows a site.
+   * `reopened` runs after each reconnect (events may have been missed: refetch).
+   * Returns the function that stops it.
+   */
+  listen(type, handler, reopened = null) {
+    let entries = this.listeners.get(type);
+    if (entries === undefined) {
+      entries = new Set();
+      this.listeners.set(type, entries);
+      if (this.source && !ACCOUNT_EVENTS.includes(type)) this.watch(this.source, type);
+    }
+    const entry = { handler, reopened };
+    entries.add(entry);
+    return () => entries.delete(entry);
   }
 
   async opened() {
+    if (this.wasOpen) {
+      for (const entries of this.listeners.values()) for (const entry of entries) entry.reopened?.();
+    }
+    this.wasOpen = true;
     try {
       const chats = [];
       let next = null;
@@ -252,6 +284,8 @@ export class AccountFeed extends Subscription {
   }
 
   receive(type, data) {
+    for (const entry of this.listeners.get(type) ?? []) entry.handler(data);
+    if (!ACCOUNT_EVENTS.includes(type)) return;
     if (type === "reset") return this.retry();
     if (type === "chat.deleted") {
       this.deleted.add(data.id);

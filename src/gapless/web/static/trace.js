@@ -51,7 +51,7 @@ export class TraceView {
     this.id = null;
     this.trace = null;
     this.selected = null;
-    this.source = null;
+    this.unlisten = null;
     this.head = h("div", { class: "trace-head" });
     this.waterfall = h("div", { class: "waterfall", role: "tree", "aria-label": "Waterfall" });
     this.detail = h("aside", { class: "trace-detail", "aria-label": "Details" });
@@ -68,21 +68,20 @@ export class TraceView {
   }
 
   hide() {
-    this.source?.close();
-    this.source = null;
+    this.unlisten?.();
+    this.unlisten = null;
     clearTimeout(this.pending);
   }
 
-  /** Refetch when the recorder says this trace changed (the account stream). */
+  /** Refetch when the recorder says this trace changed (the account stream, through the
+   * shell's one connection), and after a reconnect (a change may have been missed). */
   follow() {
-    if (this.source) return;
-    this.source = new EventSource("/api/events");
-    this.source.addEventListener("trace.updated", (event) => {
-      const data = JSON.parse(event.data);
+    if (this.unlisten) return;
+    this.unlisten = this.shell.account?.listen("trace.updated", (data) => {
       if (data.id !== this.id) return;
       clearTimeout(this.pending);
       this.pending = setTimeout(() => this.load(), 50);
-    });
+    }, () => this.load()) ?? null;
   }
 
   async load() {
