@@ -81,6 +81,18 @@ async def test_bad_input_is_a_clear_error_and_changes_nothing(
     url = f"/api/chats/{chat['id']}/messages"
     bad = [
         (dict(content=b"{not json", headers={"content-type": "application/json"}), 400),
+        # nested past the JSON parser's depth: refused as JSON it cannot read, not a 500
+        (
+            dict(content=b"[" * 5000 + b"]" * 5000, headers={"content-type": "application/json"}),
+            400,
+        ),
+        (
+            dict(
+                content=b"[" * 5000 + b'"\\u0041"' + b"]" * 5000,
+                headers={"content-type": "application/json"},
+            ),
+            400,
+        ),
         (dict(json={"content": 5}), 422),
         (dict(json={"content": "hi", "surprise": 1}), 422),
         (dict(json={"content": "   "}), 422),

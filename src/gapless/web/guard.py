@@ -233,7 +233,7 @@ class Guard:
         if is_json(scope) and (b"\\u" in body or b"\x00" in body):
             try:
                 parsed = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # nested past the parser's depth too
                 parsed = None  # the route says so, in its own words
             if bad_json(parsed):
                 return answer(400, "bad_request", "NUL or a lone surrogate in the body's text")

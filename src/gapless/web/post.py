@@ -91,7 +91,7 @@ def parse(content_type: str | None, body: bytes) -> NewMessage:
     if content_type is None or JSON_TYPE.fullmatch(content_type):
         try:
             parsed = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # nested past the parser's depth too
             problem = {"type": "json_invalid", "loc": ("body",), "input": body}
             raise ValidationError.from_exception_data(
                 "NewMessage", [{**problem, "ctx": {"error": str(exc)}}]  # type: ignore[typeddict-item]
