@@ -5,6 +5,7 @@ whoever serves the request. Imports `errors`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from gapless.errors import GaplessError, RateLimitedError
+
+logger = logging.getLogger("gapless.web")
 
 
 def error(
@@ -48,4 +51,8 @@ def invalid(problems: Iterable[Mapping[str, Any]]) -> JSONResponse:
     return error(422, "invalid", text or "invalid request")
 
 
-CONFLICT = (409, "conflict", "this refers to something that does not exist, or exists")
+def conflict(request_id: str, method: str, route: str) -> JSONResponse:
+    """The database refused a write (a constraint) the route should have checked first:
+    409, and one log line saying which route, never the statement or its values."""
+    logger.warning("request %s: the database refused a write (%s %s)", request_id, method, route)
+    return error(409, "conflict", "this refers to something that does not exist, or exists")

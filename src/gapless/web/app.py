@@ -29,7 +29,7 @@ from gapless.errors import GaplessError
 from gapless.limits import attempts_for
 from gapless.runtime import Runtime, build, settle
 from gapless.web import api, document, post, sse, ws
-from gapless.web.answers import CONFLICT, error, invalid, refusal
+from gapless.web.answers import conflict, error, invalid, refusal
 from gapless.web.deps import accounts_of
 from gapless.web.guard import Guard
 from gapless.web.live import Live
@@ -172,11 +172,7 @@ def create_app(runtime: Runtime, *, manage: bool = False) -> Guard:
     async def refused_by_schema(request: Request, exc: ConstraintError) -> Response:
         request_id = request.scope.get("state", {}).get("request_id", "")
         route = getattr(request.scope.get("route"), "path", "-")
-        # The route should have checked first: say which, in one line.
-        logger.warning(
-            "request %s: the database refused a write (%s %s)", request_id, request.method, route
-        )
-        return error(*CONFLICT)
+        return conflict(request_id, request.method, route)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,6 @@ body; CSRF, then the body's validation against the same model, then
 from __future__ import annotations
 
 import json
-import logging
 import re
 
 from fastapi.responses import JSONResponse, Response
@@ -25,11 +24,11 @@ from starlette.types import Receive, Scope, Send
 from gapless.db import ConstraintError
 from gapless.errors import GaplessError
 from gapless.runtime import Runtime
-from gapless.web.answers import CONFLICT, error, invalid, refusal
+from gapless.web.answers import conflict, invalid, refusal
 from gapless.web.api import NewMessage, given
 from gapless.web.auth import check_csrf
 
-logger = logging.getLogger("gapless.web")
+ROUTE = "/api/chats/{chat_id}/messages"  # as FastAPI's route names it (logs, never the ids)
 PATH = re.compile(r"/api/chats/([^/]+)/messages")
 JSON_TYPE = re.compile(r"application/(?:[^;\s]+\+)?json\s*(?:;.*)?", re.IGNORECASE)
 
@@ -63,11 +62,7 @@ async def answered(runtime: Runtime, chat_id: str, scope: Scope, receive: Receiv
     except GaplessError as exc:
         return refusal(exc)
     except ConstraintError:
-        logger.warning(
-            "request %s: the database refused a write (POST /api/chats/{chat_id}/messages)",
-            scope["state"].get("request_id", ""),
-        )
-        return error(*CONFLICT)
+        return conflict(scope["state"].get("request_id", ""), "POST", ROUTE)
     return JSONResponse(exchange, status_code=201)
 
 
