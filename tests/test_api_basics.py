@@ -200,9 +200,8 @@ async def test_messages_posted_in_one_loop_turn_commit_together_and_each_is_answ
 ) -> None:
     """Group commit (`together`): three POSTs reaching the use case in one turn of the
     server's loop are one transaction; the one with a wrong parent is refused alone; the
-    two runs they start take their replies in one transaction too."""
-    import sqlalchemy as sa
-
+    two runs they start take their replies in one transaction too. Counted as SQLite runs
+    the statements (`InlineEngine.trace`: a row of an executemany is one line)."""
     from gapless.db.accounts import Caller
     from gapless.errors import InvalidError
     from gapless.web.deps import accounts_of
@@ -212,22 +211,18 @@ async def test_messages_posted_in_one_loop_turn_commit_together_and_each_is_answ
     chats = [await new_chat(api) for _ in range(3)]
     runtime = server.runtime
     caller: Caller = await server.arun(accounts_of(runtime).by_bearer(server.token))
-    seen: list[str] = []  # I: an insert of messages, G: of generations, C: a commit
+    seen: list[str] = []  # I: a message inserted, G: a generation record, C: a commit
 
-    def inserted(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO MESSAGES"):
-            seen.append("I")
-        elif statement.lstrip().upper().startswith("INSERT INTO GENERATIONS"):
-            seen.append("G")
-
-    def committed(conn: object) -> None:
-        seen.append("C")
-
-    events = (("before_cursor_execute", inserted), ("commit", committed))
+    def traced(statement: str) -> None:
+        kind = statement.lstrip().upper()
+        for prefix, mark in (("INSERT INTO MESSAGES", "I"), ("INSERT INTO GENERATIONS", "G")):
+            if kind.startswith(prefix):
+                seen.append(mark)
+        if kind.startswith("COMMIT"):
+            seen.append("C")
 
     async def burst() -> list[Any]:
-        for name, hook in events:
-            sa.event.listen(runtime.engine.sync_engine, name, hook)
+        runtime.engine.trace(traced)
         try:
             posted = [
                 runtime.chats.post(caller, str(chats[0]["id"]), {"content": "one"}),
@@ -242,14 +237,14 @@ async def test_messages_posted_in_one_loop_turn_commit_together_and_each_is_answ
             await runtime.runner.drain()  # type: ignore[attr-defined]
             return answers
         finally:
-            for name, hook in events:
-                sa.event.remove(runtime.engine.sync_engine, name, hook)
+            runtime.engine.trace(None)
 
     one, root, refused = await server.arun(burst())
-    assert seen[:3] == ["I", "I", "C"] and seen.count("I") == 2  # both in one transaction
-    # and both runs, started in one turn, took their replies together: one insert of both
-    # generation records (an executemany), in a transaction of its own
-    assert seen.count("G") == 1 and seen[3:5] == ["G", "C"]
+    # both exchanges (a user message and a reply each) in one transaction
+    assert seen[:5] == ["I", "I", "I", "I", "C"] and seen.count("I") == 4
+    # and both runs, started in one turn, took their replies together: both generation
+    # records inserted in a transaction of their own
+    assert seen.count("G") == 2 and seen[5:8] == ["G", "G", "C"]
     assert isinstance(refused, InvalidError) and refused.code == "bad_parent"
     assert one["user_message"]["content"] == "one" and root["user_message"]["parent_id"] is None
     for chat, expected in zip(chats, (["one"], ["x"], []), strict=True):

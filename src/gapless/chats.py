@@ -289,11 +289,13 @@ class Chats:
     def check_model(self, model: Any) -> str:
         if not isinstance(model, str):
             raise InvalidError("model must be a string", code="bad_model")
-        if model not in {m.id for m in self.models()}:
-            provider, _ = split_model(model)
-            known = self.context.providers.get(provider)
-            if known is None or not _accepts(known, model):
-                raise InvalidError(f"unknown or disabled model {model!r}", code="unknown_model")
+        # its own provider's models only (every POST asks: listing them all cost more)
+        provider, _ = split_model(model)
+        known = self.context.providers.get(provider)
+        if known is None or not (
+            _accepts(known, model) or any(m.id == model for m in known.models())
+        ):
+            raise InvalidError(f"unknown or disabled model {model!r}", code="unknown_model")
         return model
 
     def models(self) -> list[ModelInfo]:

@@ -24,6 +24,7 @@ from gapless.accounts import Accounts
 from gapless.cli import _UVICORN
 from gapless.config import Settings
 from gapless.db import chats as db_chats
+from gapless.db.inline import InlineEngine
 from gapless.generation import Hooks
 from gapless.runtime import Bootstrap, Runtime, build
 from gapless.web.app import create_app
@@ -110,11 +111,21 @@ def start(
     live = LiveServer(runtime=runtime, provider=provider, kit=kit)
     live.flush_gate.set()
 
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def count(statement: str) -> None:
         if statement.lstrip().upper().startswith("UPDATE MESSAGES"):
             live.writes.append(statement)
 
-    sa.event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
+    # Every UPDATE of a message row, however it is sent: on SQLite as SQLite runs it (the
+    # hot path's statements skip SQLAlchemy's execution, `db.prepared`), else as SQLAlchemy
+    # sends it.
+    if isinstance(runtime.engine, InlineEngine):
+        runtime.engine.trace(count)
+    else:
+        sa.event.listen(
+            runtime.engine.sync_engine,
+            "before_cursor_execute",
+            lambda conn, cursor, statement, *args: count(statement),
+        )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from gapless import passwords
 from gapless.db import Connection, Engine
+from gapless.db.prepared import prepared
 from gapless.db.rows import aware, iso, new_id, now
 from gapless.db.tables import accounts, memberships, tokens, users
 
@@ -100,9 +101,7 @@ async def first_admin(engine: Engine) -> str | None:
         )
 
 
-async def add_member(
-    engine: Engine, account_id: str, user_id: str, role: str = "member"
-) -> None:
+async def add_member(engine: Engine, account_id: str, user_id: str, role: str = "member") -> None:
     async with engine.begin() as conn:
         await conn.execute(
             memberships.insert().values(account_id=account_id, user_id=user_id, role=role)
@@ -219,7 +218,7 @@ async def _touch(engine: Engine, token_id: str) -> None:
 
 # Built once, with bound parameters: every request runs it, and building it cost more
 # than running it.
-_TOKEN_HOLDER = (
+_TOKEN_HOLDER = prepared(
     sa.select(
         users.c.id,
         users.c.email,
@@ -362,8 +361,7 @@ async def list_members(engine: Engine, account_id: str) -> list[dict[str, Any]]:
             .order_by(users.c.email)
         )
         return [
-            {"id": row.id, "email": row.email, "name": row.name, "role": row.role}
-            for row in rows
+            {"id": row.id, "email": row.email, "name": row.name, "role": row.role} for row in rows
         ]
 
 

@@ -18,8 +18,10 @@ import sqlalchemy as sa
 
 from gapless.db import Connection, Engine
 from gapless.db.agents import lock_reply, undecided
+from gapless.db.generations import INSERT as INSERT_GENERATION
+from gapless.db.prepared import prepared
 from gapless.db.rows import chat_json, message_json, new_id, now
-from gapless.db.tables import chats, generations, messages
+from gapless.db.tables import chats, messages
 
 # A reply that requires action (a tool call awaits approval) is unfinished too: replies
 # below it wait, and stop ends it.
@@ -96,32 +98,37 @@ async def list_chats(
     return found
 
 
-# The statements of every request and every reply are built once, with bound parameters:
-# building one costs SQLAlchemy more than SQLite takes to run it.
-_CHAT = sa.select(chats).where(chats.c.id == sa.bindparam("b_chat"))
-_MESSAGE = sa.select(messages).where(messages.c.id == sa.bindparam("b_message"))
-_MESSAGES = (
+# The statements of every request and every reply are built once, with bound parameters
+# (building one costs SQLAlchemy more than SQLite takes to run it), and `prepared`: on
+# SQLite they run on the driver (`db.prepared` says why).
+_CHAT = prepared(sa.select(chats).where(chats.c.id == sa.bindparam("b_chat")))
+_MESSAGE = prepared(sa.select(messages).where(messages.c.id == sa.bindparam("b_message")))
+_MESSAGES = prepared(
     sa.select(messages)
     .where(messages.c.chat_id == sa.bindparam("b_chat"))
     .order_by(messages.c.created_at, messages.c.id)
 )
-_TREE = sa.select(messages.c.id, messages.c.parent_id, messages.c.role).where(
-    messages.c.chat_id == sa.bindparam("b_chat")
+_TREE = prepared(
+    sa.select(messages.c.id, messages.c.parent_id, messages.c.role).where(
+        messages.c.chat_id == sa.bindparam("b_chat")
+    )
 )
+_INSERT = prepared(messages.insert())
 _UP = sa.select(messages).where(messages.c.id == sa.bindparam("b_message")).cte(recursive=True)
 _UP = _UP.union_all(sa.select(messages).join(_UP, messages.c.id == _UP.c.parent_id))
-_PATH = sa.select(_UP)  # a message and its ancestors: the path, however big the chat
-_TOUCHED = (
+_PATH = prepared(sa.select(_UP))  # a message and its ancestors: the path, however big
+_TOUCHED = prepared(
     chats.update()
     .where(chats.c.id == sa.bindparam("b_chat"))
     .values(updated_at=sa.bindparam("b_stamp"))
     .returning(*chats.c)
 )
-_START = (
+_START = prepared(
     messages.update()
     .where(
         messages.c.id == sa.bindparam("b_message"),
-        messages.c.status.in_(("pending", "requires_action")),  # a fresh run, or going on
+        # a fresh run, or going on (OR, not IN: a plan does not expand IN lists)
+        sa.or_(messages.c.status == "pending", messages.c.status == "requires_action"),
         messages.c.lease.is_(None),
     )
     .values(
@@ -294,7 +301,7 @@ async def _exchange(conn: Connection, ask: Ask) -> Exchange:
         agent_id=ask.agent_id,
     )
     reply["created_at"] = user["created_at"]
-    await conn.execute(messages.insert(), [user, reply])
+    await conn.execute(_INSERT, [user, reply])
     chat = await _touched(conn, chat_id)
     return Exchange(_message_dict(user), _message_dict(reply), chat)
 
@@ -312,7 +319,7 @@ async def create_reply(
         chat_id, parent_id, "assistant", model=model, user_id=user_id, agent_id=agent_id
     )
     async with engine.begin() as conn:
-        await conn.execute(messages.insert(), reply)
+        await conn.execute(_INSERT, reply)
         chat = await _touched(conn, chat_id)
     return _message_dict(reply), chat
 
@@ -458,7 +465,7 @@ async def start_replies(engine: Engine, starts: list[Start]) -> list[bool | Exce
             if taken[i] and start.record is not None:
                 records.append(start.record)
         if records:
-            await conn.execute(generations.insert(), records)
+            await conn.execute(INSERT_GENERATION, records)
     return taken
 
 
@@ -484,16 +491,18 @@ def _leased(statement: Any) -> Any:
     )
 
 
-_FLUSH = _leased(messages.update()).values(
-    content=sa.bindparam("b_content"),
-    thinking=sa.bindparam("b_thinking"),
-    parts=sa.bindparam("b_parts"),
-    seq=sa.bindparam("b_seq"),
-    position=sa.bindparam("b_position"),
-    status="streaming",
-    updated_at=sa.bindparam("b_stamp"),
+_FLUSH = prepared(
+    _leased(messages.update()).values(
+        content=sa.bindparam("b_content"),
+        thinking=sa.bindparam("b_thinking"),
+        parts=sa.bindparam("b_parts"),
+        seq=sa.bindparam("b_seq"),
+        position=sa.bindparam("b_position"),
+        status="streaming",
+        updated_at=sa.bindparam("b_stamp"),
+    )
 )
-_TOUCH = _leased(messages.update()).values(updated_at=sa.bindparam("b_stamp"))
+_TOUCH = prepared(_leased(messages.update()).values(updated_at=sa.bindparam("b_stamp")))
 _HOLDERS = sa.select(messages.c.id, messages.c.lease).where(
     messages.c.id.in_(sa.bindparam("ids", expanding=True)), messages.c.status.in_(UNFINISHED)
 )
@@ -537,9 +546,11 @@ async def write_replies(
         return {row.id for row in held if (row.id, row.lease) in wanted}
 
 
-_UNFINISHED = messages.c.status.in_(UNFINISHED)
-_FINISH_ANY = messages.update().where(messages.c.id == sa.bindparam("b_message"), _UNFINISHED)
-_FINISH_LEASED = _FINISH_ANY.where(messages.c.lease == sa.bindparam("b_lease"))
+_UNFINISHED = sa.or_(*(messages.c.status == status for status in UNFINISHED))  # no IN: a plan
+_FINISH_ANY = prepared(
+    messages.update().where(messages.c.id == sa.bindparam("b_message"), _UNFINISHED)
+)
+_FINISH_LEASED = prepared(_FINISH_ANY.where(messages.c.lease == sa.bindparam("b_lease")))
 
 
 async def finish_reply(

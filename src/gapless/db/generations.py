@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gapless.db import Engine
+from gapless.db.prepared import prepared
 from gapless.db.rows import generation_json, new_id, now
 from gapless.db.tables import generations
 
@@ -38,7 +39,7 @@ def new_generation(
 
 async def start_generation(engine: Engine, record: dict[str, Any]) -> None:
     async with engine.begin() as conn:
-        await conn.execute(generations.insert(), record)
+        await conn.execute(INSERT, record)
 
 
 async def finish_generation(
@@ -74,8 +75,10 @@ async def finish_generation(
         await conn.execute(_FINISH, {**values, "b_id": generation_id})
 
 
-# Built once (one per reply): the SET clause comes from the parameters' keys.
-_FINISH = generations.update().where(generations.c.id == sa.bindparam("b_id"))
+# Built once (one per reply; on SQLite run on the driver, `db.prepared`): the SET clause
+# comes from the parameters' keys.
+_FINISH = prepared(generations.update().where(generations.c.id == sa.bindparam("b_id")))
+INSERT = prepared(generations.insert())
 
 
 async def list_generations(

@@ -13,7 +13,8 @@ hop costs. So the one-process default runs SQLite synchronously here:
 - what does wait for the disk, the WAL checkpoint, runs in a thread of its own
   (`Checkpointer`), never in a commit.
 PostgreSQL keeps SQLAlchemy's async engine over asyncpg (no threads there).
-Imports nothing from gapless; SQLAlchemy stays in `db/`.
+The statements marked `prepared` run as plans on the driver (`db.prepared`).
+Imports `db.prepared`; SQLAlchemy stays in `db/`.
 """
 
 from __future__ import annotations
@@ -23,26 +24,36 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult, ScalarResult
 from sqlalchemy.sql.base import Executable
+
+from gapless.db.prepared import Plan, key_of, marked, plan
 
 T = TypeVar("T")
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints, off the loop's thread
 
 
 class InlineConnection:
-    """The subset of `AsyncConnection` that `db/` uses, over a synchronous connection."""
+    """The subset of `AsyncConnection` that `db/` uses, over a synchronous connection; a
+    statement marked `prepared` runs as its plan on the driver's connection."""
 
-    def __init__(self, connection: sa.Connection) -> None:
-        self._connection = connection
+    def __init__(self, connection: sa.Connection, engine: InlineEngine) -> None:
+        self._connection, self._engine = connection, engine
 
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        if marked(statement):
+            found = self._engine.plan(statement, parameters)
+            if found is not None:  # a `Result`: the parts of a CursorResult that db/ uses
+                ran = found.run(self._engine.driver(self._connection), parameters)
+                return cast("CursorResult[Any]", ran)
         return self._connection.execute(statement, parameters)
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        if marked(statement):
+            return (await self.execute(statement, parameters)).scalar()
         return self._connection.scalar(statement, parameters)
 
     async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]:
@@ -60,6 +71,27 @@ class InlineEngine:
         self._checkpointer = Checkpointer(path) if path else None
         self._open = False
         self._connection: sa.Connection | None = None
+        self._plans: dict[tuple[int, tuple[str, ...]], Plan | None] = {}
+
+    def plan(self, statement: Executable, parameters: Any) -> Plan | None:
+        """The marked statement's plan for these parameters' keys, compiled on first use
+        (None: SQLAlchemy runs this one)."""
+        key = key_of(statement, parameters)
+        try:
+            return self._plans[key]
+        except KeyError:
+            found = self._plans[key] = plan(statement, parameters, self.sync_engine.dialect)
+            return found
+
+    def driver(self, connection: sa.Connection) -> sqlite3.Connection:
+        """The driver's own connection under SQLAlchemy's (the one both send statements to)."""
+        return connection.connection.driver_connection  # type: ignore[return-value]
+
+    def trace(self, callback: Callable[[str], object] | None) -> None:
+        """Every SQL statement SQLite runs on the loop's connection, as it runs it, whichever
+        way it was sent (SQLAlchemy or a plan), BEGIN and COMMIT included: how tests count
+        statements and transactions. None stops it."""
+        self.driver(self._held()).set_trace_callback(callback)
 
     def _held(self) -> sa.Connection:
         """The one connection, kept checked out between blocks: a checkout and a check-in
@@ -75,17 +107,19 @@ class InlineEngine:
         with self._only():
             connection = self._held()
             try:
-                yield InlineConnection(connection)
-            finally:  # what closing it did: the read's implicit transaction ends here
+                yield InlineConnection(connection, self)
+            finally:  # what closing it did: the block's implicit transaction ends here
                 if connection.in_transaction():
                     connection.rollback()
+                elif (driver := self.driver(connection)).in_transaction:  # a plan's write
+                    driver.rollback()
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[InlineConnection]:
         with self._only():
             connection = self._held()
             with connection.begin():
-                yield InlineConnection(connection)
+                yield InlineConnection(connection, self)
 
     @contextlib.contextmanager
     def _only(self) -> Iterator[None]:
