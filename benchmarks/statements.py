@@ -1,10 +1,12 @@
-"""What one statement costs through SQLAlchemy Core, beside the same SQL on the driver.
+"""What one statement costs through SQLAlchemy Core, through its plan, and on the driver.
 
-Job: size the last per-statement overhead on the start path (issue 15). A chat
-is read by id 500 times through `db.chats.get_chat` (SQLAlchemy Core on the
-loop's SQLite connection, `db/inline.py`) and 500 times as the same `SELECT`
-on the driver's own connection, each timed by the thread's CPU. Run it twice:
-the first round warms caches.
+Job: size the per-statement overhead on the start path (issue 15). A chat is
+read by id 500 times each way, timed by the thread's CPU: the statement of
+`db.chats.get_chat` executed by SQLAlchemy Core on the loop's SQLite connection
+(`db/inline.py`); `get_chat` itself, whose statement runs as its plan on the
+driver (`db/prepared.py`), with its block and its row turned into JSON; and
+the same `SELECT` on the driver's own connection. Two rounds: the first warms
+caches.
 
     .venv/bin/python -m benchmarks.statements
 
@@ -19,7 +21,7 @@ import tempfile
 import time
 
 
-async def measure(reads: int = 500, rounds: int = 2) -> list[tuple[float, float]]:
+async def measure(reads: int = 500, rounds: int = 2) -> list[tuple[float, float, float]]:
     os.environ["GAPLESS_DATA_DIR"] = tempfile.mkdtemp(prefix="gapless-statements-")
     from gapless.config import Settings
     from gapless.db import chats as db_chats
@@ -36,22 +38,30 @@ async def measure(reads: int = 500, rounds: int = 2) -> list[tuple[float, float]
         driver = runtime.engine.sync_engine.raw_connection()  # SQLite: the one connection
         for _ in range(rounds):
             started = time.thread_time()
+            async with runtime.engine.connect() as conn:
+                for chat_id in ids:
+                    conn._connection.execute(db_chats._CHAT, {"b_chat": chat_id}).first()  # type: ignore[union-attr]
+            core = (time.thread_time() - started) / reads
+            started = time.thread_time()
             for chat_id in ids:
                 await db_chats.get_chat(runtime.engine, chat_id)
-            core = (time.thread_time() - started) / reads
+            planned = (time.thread_time() - started) / reads
             started = time.thread_time()
             for chat_id in ids:
                 driver.cursor().execute("SELECT * FROM chats WHERE id = ?", (chat_id,)).fetchone()
             raw = (time.thread_time() - started) / reads
-            figures.append((core * 1000, raw * 1000))
+            figures.append((core * 1000, planned * 1000, raw * 1000))
     finally:
         await runtime.close()
     return figures
 
 
 def main() -> None:
-    for core, raw in asyncio.run(measure()):
-        print(f"a chat read by id: {core:.3f} ms through SQLAlchemy Core, {raw:.3f} ms raw")
+    for core, planned, raw in asyncio.run(measure()):
+        print(
+            f"a chat read by id: {core:.3f} ms through SQLAlchemy Core, {planned:.3f} ms by "
+            f"get_chat (its plan, its block, its JSON), {raw:.3f} ms on the driver"
+        )
 
 
 if __name__ == "__main__":
