@@ -58,6 +58,7 @@ async def measure(replies: int) -> dict[str, float]:
     from gapless.db import agents as db_agents
     from gapless.db import chats as db_chats
     from gapless.db import generations as db_generations
+    from gapless.db import replies as db_replies
     from gapless.evals import after as evals_after
     from gapless.runtime import build
     from gapless.web.app import create_app
@@ -74,9 +75,9 @@ async def measure(replies: int) -> dict[str, float]:
         (db_chats, "create_exchanges", "POST:   both messages inserted, the chat touched"),
         (runtime.log, "append", "log appends, all (POST: 3, job: the delta and the end)"),
         (db_chats, "reply_context", "job: the reply's chat and path, read"),
-        (db_chats, "start_replies", "job: the reply taken (lease, position, generation row)"),
+        (db_replies, "start_replies", "job: the reply taken (lease, position, generation row)"),
         (steps, "generate", "job: the whole reply (start, one delta, end)"),
-        (db_chats, "finish_reply", "job end: the final write"),
+        (db_replies, "finish_reply", "job end: the final write"),
         (db_generations, "finish_generation", "job end: the generation record"),
         (db_agents, "close_calls", "job end: open tool calls closed"),
         (evals_after, "reply_ended", "job end: the after-reply hook (evals)"),

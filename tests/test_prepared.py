@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from gapless.db import accounts as db_accounts
 from gapless.db import chats as db_chats
 from gapless.db import engine as db_engine
+from gapless.db import replies as db_replies
 from gapless.db.generations import INSERT as INSERT_GENERATION
 from gapless.db.generations import new_generation
 from gapless.db.inline import InlineEngine
@@ -84,7 +85,7 @@ async def test_writes_store_what_sqlalchemy_would_and_count_their_rows(
             await conn.execute(db_chats._TOUCHED, {"b_chat": chat["id"], "b_stamp": stamp})
         ).one()
         started = await conn.execute(
-            db_chats._START,
+            db_replies._START,
             {
                 "b_message": made.reply["id"],
                 "b_lease": "lease-1",
@@ -94,7 +95,7 @@ async def test_writes_store_what_sqlalchemy_would_and_count_their_rows(
             },
         )
         again = await conn.execute(
-            db_chats._START,
+            db_replies._START,
             {
                 "b_message": made.reply["id"],
                 "b_lease": "lease-2",
@@ -185,9 +186,9 @@ async def test_a_plan_is_compiled_once_per_set_of_keys(engine: InlineEngine) -> 
     first = engine.plan(db_chats._CHAT, {"b_chat": chat["id"]})
     assert first is not None and engine.plan(db_chats._CHAT, {"b_chat": "other"}) is first
     stamp = datetime.now(UTC) - timedelta(seconds=1)
-    fewer = engine.plan(db_chats._FINISH_ANY, {"status": "failed", "b_message": "m"})
+    fewer = engine.plan(db_replies._FINISH_ANY, {"status": "failed", "b_message": "m"})
     more = engine.plan(
-        db_chats._FINISH_ANY, {"status": "failed", "updated_at": stamp, "b_message": "m"}
+        db_replies._FINISH_ANY, {"status": "failed", "updated_at": stamp, "b_message": "m"}
     )
     assert fewer is not None and more is not None and fewer is not more
     assert "updated_at" in more.sql and "updated_at" not in fewer.sql

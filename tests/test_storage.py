@@ -17,6 +17,7 @@ from gapless.db import accounts as db_accounts
 from gapless.db import chats as db
 from gapless.db import engine as db_engine
 from gapless.db import generations as records
+from gapless.db import replies as db_replies
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -72,17 +73,17 @@ async def test_writes_to_a_reply_need_its_lease_and_stop_once_it_ended(engine: E
     chat_id = await new_chat(engine)
     _, reply, _ = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
     rid = reply["id"]
-    assert await db.start_reply(engine, rid, "e.1-0", "lease-a")
-    assert not await db.start_reply(engine, rid, "e.1-0", "lease-b")  # delivered twice: no
-    stolen = db.Flush(rid, "lease-b", "x", "", None, 1, "e.2-0")
-    assert await db.write_replies(engine, [stolen], []) == set()
-    owned = db.Flush(rid, "lease-a", "ab", "t", None, 2, "e.3-0")
-    assert await db.write_replies(engine, [owned], []) == {rid}
+    assert await db_replies.start_reply(engine, rid, "e.1-0", "lease-a")
+    assert not await db_replies.start_reply(engine, rid, "e.1-0", "lease-b")  # delivered twice: no
+    stolen = db_replies.Flush(rid, "lease-b", "x", "", None, 1, "e.2-0")
+    assert await db_replies.write_replies(engine, [stolen], []) == set()
+    owned = db_replies.Flush(rid, "lease-a", "ab", "t", None, 2, "e.3-0")
+    assert await db_replies.write_replies(engine, [owned], []) == {rid}
     state = await db.chat_state(engine, chat_id)
     assert state is not None and state.positions == ["e.3-0"]
     streaming = next(m for m in state.messages if m["id"] == rid)
     assert (streaming["status"], streaming["content"], streaming["seq"]) == ("streaming", "ab", 2)
-    final = await db.finish_reply(
+    final = await db_replies.finish_reply(
         engine,
         rid,
         "lease-a",
@@ -98,9 +99,9 @@ async def test_writes_to_a_reply_need_its_lease_and_stop_once_it_ended(engine: E
         "output_tokens": 3,
         "reasoning_tokens": 0,
     }
-    assert await db.finish_reply(engine, rid, None, "cancelled") is None  # already ended
-    late = db.Flush(rid, "lease-a", "zzz", "", None, 9, "e.9-0")
-    assert await db.write_replies(engine, [late], [(rid, "lease-a")]) == set()
+    assert await db_replies.finish_reply(engine, rid, None, "cancelled") is None  # already ended
+    late = db_replies.Flush(rid, "lease-a", "zzz", "", None, 9, "e.9-0")
+    assert await db_replies.write_replies(engine, [late], [(rid, "lease-a")]) == set()
     message, position = await db.get_message(engine, rid)
     assert (message["content"], message["status"], position) == ("abc", "complete", None)
 
@@ -110,13 +111,14 @@ async def test_one_batched_write_stores_each_owned_reply_and_only_those(engine: 
     replies = []
     for i in range(3):
         _, reply, _ = await db.create_exchange(engine, chat_id, db.MISSING, f"q{i}", "demo:default")
-        assert await db.start_reply(engine, reply["id"], "e.1-0", f"lease-{i}")
+        assert await db_replies.start_reply(engine, reply["id"], "e.1-0", f"lease-{i}")
         replies.append(reply["id"])
     flushes = [
-        db.Flush(replies[0], "lease-0", "zero", "", None, 1, "e.5-0"),
-        db.Flush(replies[1], "stolen", "one", "", None, 1, "e.6-0"),  # not its lease: refused
+        db_replies.Flush(replies[0], "lease-0", "zero", "", None, 1, "e.5-0"),
+        # not its lease: refused
+        db_replies.Flush(replies[1], "stolen", "one", "", None, 1, "e.6-0"),
     ]
-    owned = await db.write_replies(engine, flushes, [(replies[2], "lease-2")])
+    owned = await db_replies.write_replies(engine, flushes, [(replies[2], "lease-2")])
     assert owned == {replies[0], replies[2]}
     state = await db.chat_state(engine, chat_id)
     assert state is not None
@@ -133,14 +135,14 @@ async def test_leased_replies_carry_a_stamp_that_each_write_of_their_run_moves(
 ) -> None:
     chat_id = await new_chat(engine)
     _, reply, _ = await db.create_exchange(engine, chat_id, db.MISSING, "q", "demo:default")
-    assert await db.leased_replies(engine) == []  # pending, not taken: no run to watch
-    assert await db.start_reply(engine, reply["id"], "e.1-0", "lease")
-    [(found, lease, stamp)] = await db.leased_replies(engine)
+    assert await db_replies.leased_replies(engine) == []  # pending, not taken: no run to watch
+    assert await db_replies.start_reply(engine, reply["id"], "e.1-0", "lease")
+    [(found, lease, stamp)] = await db_replies.leased_replies(engine)
     assert (found, lease) == (reply["id"], "lease")
-    assert await db.write_replies(engine, [], [(reply["id"], "lease")]) == {reply["id"]}
-    [(_, _, beaten)] = await db.leased_replies(engine)
+    assert await db_replies.write_replies(engine, [], [(reply["id"], "lease")]) == {reply["id"]}
+    [(_, _, beaten)] = await db_replies.leased_replies(engine)
     assert beaten != stamp
-    assert await db.unfinished_positions(engine) == {chat_id: ["e.1-0"]}
+    assert await db_replies.unfinished_positions(engine) == {chat_id: ["e.1-0"]}
 
 
 async def test_deleting_a_message_takes_its_descendants(engine: Engine) -> None:
@@ -164,7 +166,7 @@ async def test_generations_are_listed_newest_first_per_account(engine: Engine) -
         record = records.new_generation(
             reply["id"], chat_id, chat["account_id"], "demo", "demo:default"
         )
-        assert await db.start_reply(engine, reply["id"], "e.1-0", "lease", record)
+        assert await db_replies.start_reply(engine, reply["id"], "e.1-0", "lease", record)
         gid = str(record["id"])
         await records.finish_generation(
             engine,
@@ -279,22 +281,23 @@ async def test_runs_started_together_take_their_replies_in_one_transaction(
     assert chat is not None
     _, first, _ = await db.create_exchange(engine, chat_id, db.MISSING, "one", "demo:default")
     _, second, _ = await db.create_exchange(engine, chat_id, None, "two", "demo:default")
-    assert await db.start_reply(engine, second["id"], "e.1-0", "earlier")  # another run's
+    assert await db_replies.start_reply(engine, second["id"], "e.1-0", "earlier")  # another run's
     made = [
         records.new_generation(reply["id"], chat_id, chat["account_id"], "demo", "demo:default")
         for reply in (first, second)
     ]
     commits: list[int] = []
     sa.event.listen(engine.sync_engine, "commit", lambda conn: commits.append(1))
-    taken = await db.start_replies(
+    taken = await db_replies.start_replies(
         engine,
         [
-            db.Start(first["id"], "e.1-1", "lease-a", made[0]),
-            db.Start(second["id"], "e.1-1", "lease-b", made[1]),
+            db_replies.Start(first["id"], "e.1-1", "lease-a", made[0]),
+            db_replies.Start(second["id"], "e.1-1", "lease-b", made[1]),
         ],
     )
     assert taken == [True, False] and len(commits) == 1
-    assert not await db.start_reply(engine, first["id"], "e.1-1", "lease-c")  # lease-a's now
+    # lease-a's now
+    assert not await db_replies.start_reply(engine, first["id"], "e.1-1", "lease-c")
     # the record of the run that took its reply, and only that one
     listed = await records.list_generations(engine, [chat["account_id"]])
     assert [g["id"] for g in listed] == [made[0]["id"]]

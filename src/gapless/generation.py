@@ -30,6 +30,7 @@ from gapless.agents.tools import Tool
 from gapless.db import Engine
 from gapless.db import agents as db_agents
 from gapless.db import chats as db
+from gapless.db import replies as db_replies
 from gapless.db.rows import now
 from gapless.errors import FencedError, GaplessError
 from gapless.log.base import EventLog, chat_stream
@@ -81,11 +82,11 @@ class Context:
         default=lambda reply_id, chat: _nothing()
     )
     # The runs that start in one loop turn take their replies in one transaction (`together`).
-    starts: Together[db.Start, bool] = field(init=False, repr=False, compare=False)
+    starts: Together[db_replies.Start, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "starts", Together(lambda starts: db.start_replies(self.engine, starts))
+            self, "starts", Together(lambda starts: db_replies.start_replies(self.engine, starts))
         )
 
 
@@ -145,7 +146,7 @@ async def finish(
 ) -> None:
     """The final write, then the final event (nothing of this run follows it)."""
     final = await retrying(
-        lambda: db.finish_reply(
+        lambda: db_replies.finish_reply(
             ctx.engine,
             reply_id,
             lease,
@@ -210,7 +211,7 @@ async def end_unstarted(
         for change in closing(parts, status, error):
             parts.add(Delta(reply_id, seq, tool=change))
         values = stored(parts, seq)
-    final = await db.finish_reply(
+    final = await db_replies.finish_reply(
         ctx.engine,
         reply_id,
         lease,

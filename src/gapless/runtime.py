@@ -27,6 +27,7 @@ from gapless.db import Engine
 from gapless.db import accounts as db_accounts
 from gapless.db import chats as db_chats
 from gapless.db import engine as db_engine
+from gapless.db import replies as db_replies
 from gapless.evals import after as evals_after
 from gapless.generation import Context, Hooks
 from gapless.jobs.base import Job, Runner
@@ -89,7 +90,7 @@ class Runtime:
 
     async def reap(self) -> None:
         """End replies whose run stopped heart-beating (its worker died): `failed`/`interrupted`."""
-        leased = await db_chats.leased_replies(self.engine)
+        leased = await db_replies.leased_replies(self.engine)
         for reply_id, lease, _ in self.watch.look(time.monotonic(), leased):
             logger.warning("reply %s: its run stopped heart-beating; ending it", reply_id)
             await generation.end_unstarted(self.context, reply_id, "failed", INTERRUPTED, lease)
@@ -99,11 +100,11 @@ class Runtime:
         `failed`/`interrupted`, their text kept. (Scaled out, the reaper does this.)"""
         if self.settings.queue_url != "memory://":
             return
-        for message in await db_chats.unfinished(self.engine):
+        for message in await db_replies.unfinished(self.engine):
             await generation.end_unstarted(self.context, message["id"], "failed", INTERRUPTED)
 
     async def trim(self) -> None:
-        positions = await db_chats.unfinished_positions(self.engine)
+        positions = await db_replies.unfinished_positions(self.engine)
         keep = {chat_stream(chat): oldest(found) for chat, found in positions.items()}
         await self.log.trim(time.time() - self.settings.retention, keep)
 
@@ -263,7 +264,7 @@ def build_runner(url: str, job: Job, engine: Engine) -> Runner:
         return message["status"] not in db_chats.UNFINISHED
 
     async def held(reply_id: str) -> bool:
-        return await db_chats.held(engine, reply_id)
+        return await db_replies.held(engine, reply_id)
 
     from gapless.jobs.saq import SaqRunner  # lazy: saq is only needed when chosen
 

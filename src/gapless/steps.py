@@ -27,6 +27,7 @@ from gapless.agents.tools import Tool
 from gapless.db import agents as db_agents
 from gapless.db import chats as db
 from gapless.db import generations as records
+from gapless.db import replies as db_replies
 from gapless.db.rows import now
 from gapless.errors import FencedError, GaplessError, ProviderError
 from gapless.evals import prompts
@@ -133,7 +134,7 @@ async def run(
     lease = secrets.token_hex(8)
     head = await ctx.log.head(stream)
     stored_prompt = json.dumps(used) if used else None
-    if not await ctx.starts(db.Start(reply_id, head, lease, record, stored_prompt)):
+    if not await ctx.starts(db_replies.Start(reply_id, head, lease, record, stored_prompt)):
         return  # stopped or taken by another run meanwhile
     reply["prompt"] = used
     steps = Steps(ctx, chat, path[:-1], reply, agent, stream, lease, stop, step=step)

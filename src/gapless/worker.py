@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from gapless import generation, steps
 from gapless.config import Settings
-from gapless.db import chats as db_chats
+from gapless.db import replies as db_replies
 from gapless.jobs.saq import SaqWorker
 from gapless.runtime import INTERRUPTED, Runtime, build, settle
 
@@ -74,7 +74,7 @@ async def _resubmit(runtime: Runtime) -> None:
         await asyncio.sleep(ORPHAN_EVERY)
         try:
             before = datetime.now(UTC) - timedelta(seconds=ORPHAN_AFTER)
-            for message in await db_chats.unfinished(runtime.engine):
+            for message in await db_replies.unfinished(runtime.engine):
                 if message["status"] == "pending" and _older(message["updated_at"], before):
                     await runtime.runner.submit(message["id"])
         except Exception:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gapless.db import Engine
-from gapless.db import chats as db
+from gapless.db import replies as db_replies
 from gapless.providers.base import Usage
 from gapless.stream import Parts, flush_due
 
@@ -163,7 +163,7 @@ class Flusher:
             await self._before_flush(reply.reply_id, reply.progress.seq)
         # One synchronous snapshot per reply: text, seq and position always agree.
         flushes = [
-            db.Flush(
+            db_replies.Flush(
                 reply.reply_id,
                 reply.lease,
                 *texts(reply.progress.parts),
@@ -175,7 +175,7 @@ class Flusher:
         touches = [(reply.reply_id, reply.lease) for reply in idle]
         started = asyncio.get_running_loop().time()
         try:
-            owned = await db.write_replies(self._engine, flushes, touches)
+            owned = await db_replies.write_replies(self._engine, flushes, touches)
         except Exception:  # the next write, or the final one, carries the text
             logger.warning("debounced write of %d replies failed", len(flushes), exc_info=True)
             return

@@ -27,7 +27,7 @@ from saq.job import Status
 
 from gapless.config import McpServer
 from gapless.db import agents as db_agents
-from gapless.db import chats as db_chats
+from gapless.db import replies as db_replies
 from gapless.db.tables import generations
 from gapless.jobs.saq import SaqRunner, queue_from_url
 from tests.scale.agent_wire import AgentWire, endpoint
@@ -120,7 +120,7 @@ async def worker_runs(cluster: Cluster, reply_id: str) -> bool:
         return False
 
     async def held(reply_id: str) -> bool:
-        return await db_chats.held(cluster.engine, reply_id)
+        return await db_replies.held(cluster.engine, reply_id)
 
     runner = SaqRunner(cluster.queue, ended, held=held)
     try:

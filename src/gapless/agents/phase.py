@@ -22,7 +22,7 @@ from gapless.agents import calls as checks
 from gapless.agents.tools import Tool, ToolContext
 from gapless.db import accounts as db_accounts
 from gapless.db import agents as db_agents
-from gapless.db import chats as db
+from gapless.db import replies as db_replies
 from gapless.db import search as db_search
 from gapless.db.rows import now
 from gapless.errors import FencedError
@@ -213,7 +213,7 @@ class ToolPhase:
         decided meanwhile (the run goes on at once)."""
         ctx = self.ctx
         await ctx.flusher.untrack(self.reply_id)
-        paused = await db.pause_reply(
+        paused = await db_replies.pause_reply(
             ctx.engine,
             self.reply_id,
             self.lease,

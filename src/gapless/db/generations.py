@@ -21,7 +21,7 @@ def new_generation(
     message_id: str, chat_id: str, account_id: str, provider: str, model: str, step: int = 1
 ) -> dict[str, Any]:
     """The record of a call that starts now (the first is stored with the reply's start,
-    `chats.start_reply`; a later step's by `start_generation`)."""
+    `replies.start_reply`; a later step's by `start_generation`)."""
     return dict(
         step=step,
         id=new_id("gen"),
