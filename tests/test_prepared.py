@@ -55,7 +55,7 @@ async def test_reads_answer_the_rows_sqlalchemy_answers_with_their_types(
         (db_chats._MESSAGES, {"b_chat": chat["id"]}),
         (db_chats._TREE, {"b_chat": chat["id"]}),
         (db_chats._PATH, {"b_message": made.reply["id"]}),
-        (db_chats._MESSAGE, {"b_message": "msg_missing"}),
+        (db_chats.MESSAGE, {"b_message": "msg_missing"}),
     ):
         assert marked(statement)
         planned, plain = await _both(engine, statement, parameters)
