@@ -200,3 +200,14 @@ async def test_a_missing_value_is_refused_as_sqlalchemy_refuses_it(engine: Inlin
             await conn.execute(db_chats._CHAT, {})
         with pytest.raises(sa.exc.SQLAlchemyError, match="b_chat"):
             conn._connection.execute(db_chats._CHAT, {})
+
+
+async def test_a_column_a_named_tuple_cannot_name_goes_through_sqlalchemy(
+    engine: InlineEngine,
+) -> None:
+    chat, _ = await _chat(engine)
+    keyword = prepared(sa.select(chats.c.id.label("from")).where(chats.c.id == chat["id"]))
+    assert engine.plan(keyword, None) is None
+    async with engine.connect() as conn:
+        row = (await conn.execute(keyword)).one()
+    assert row._mapping["from"] == chat["id"]

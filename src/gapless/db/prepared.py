@@ -46,7 +46,8 @@ def marked(statement: object) -> bool:
 
 
 class Result:
-    """The part of SQLAlchemy's `CursorResult` that `db/` uses, over rows already fetched."""
+    """The part of SQLAlchemy's `CursorResult` that `db/` uses, over rows already fetched.
+    Rows are named tuples: attributes, indexes and `_asdict()`, no `_mapping`."""
 
     __slots__ = ("rowcount", "rows")
 
@@ -138,7 +139,10 @@ def plan(statement: Executable, parameters: Any, dialect: Dialect) -> Plan | Non
     """The plan for this statement and these parameters' keys, or None where SQLAlchemy must
     run it (a shape a plan would run differently; see the module's docstring)."""
     keys = _keys(parameters)
-    found = Plan(statement, keys, dialect)
+    try:
+        found = Plan(statement, keys, dialect)
+    except ValueError:  # a column name a named tuple cannot carry (a keyword, a leading _)
+        return None
     compiled = found._compiled
     columns = [c.key for c in getattr(statement, "exported_columns", ())]
     if (
