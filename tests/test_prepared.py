@@ -84,25 +84,12 @@ async def test_writes_store_what_sqlalchemy_would_and_count_their_rows(
         touched = (
             await conn.execute(db_chats._TOUCHED, {"b_chat": chat["id"], "b_stamp": stamp})
         ).one()
+        start = {"b_message": made.reply["id"], "b_prompt": None, "b_stamp": stamp}
         started = await conn.execute(
-            db_replies._START,
-            {
-                "b_message": made.reply["id"],
-                "b_lease": "lease-1",
-                "b_position": "7-0",
-                "b_prompt": None,
-                "b_stamp": stamp,
-            },
+            db_replies._START, {**start, "b_lease": "lease-1", "b_position": "7-0"}
         )
         again = await conn.execute(
-            db_replies._START,
-            {
-                "b_message": made.reply["id"],
-                "b_lease": "lease-2",
-                "b_position": "8-0",
-                "b_prompt": None,
-                "b_stamp": stamp,
-            },
+            db_replies._START, {**start, "b_lease": "lease-2", "b_position": "8-0"}
         )
     assert touched.updated_at == stamp.replace(tzinfo=None)  # SQLite keeps no zone
     assert (started.rowcount, again.rowcount) == (1, 0)  # the second run finds it leased
