@@ -189,12 +189,13 @@ async def test_a_missing_value_is_refused_as_sqlalchemy_refuses_it(engine: Inlin
             conn._connection.execute(db_chats._CHAT, {})
 
 
-async def test_a_column_a_named_tuple_cannot_name_goes_through_sqlalchemy(
+async def test_columns_a_named_tuple_cannot_name_go_through_sqlalchemy(
     engine: InlineEngine,
 ) -> None:
     chat, _ = await _chat(engine)
     keyword = prepared(sa.select(chats.c.id.label("from")).where(chats.c.id == chat["id"]))
-    assert engine.plan(keyword, None) is None
+    twice = prepared(sa.select(chats.c.id, messages.c.id).where(chats.c.id == chat["id"]))
+    assert engine.plan(keyword, None) is None and engine.plan(twice, None) is None
     async with engine.connect() as conn:
         row = (await conn.execute(keyword)).one()
     assert row._mapping["from"] == chat["id"]

@@ -22,7 +22,6 @@ from gapless.db.tables import chats, messages
 # A reply that requires action (a tool call awaits approval) is unfinished too: replies
 # below it wait, and stop ends it.
 UNFINISHED = ("pending", "streaming", "requires_action")
-RUNNING = ("pending", "streaming")
 MISSING = object()  # "no parent_id key": append to the default path's leaf
 
 

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult, ScalarResult
 from sqlalchemy.sql.base import Executable
 
-from gapless.db.prepared import Plan, key_of, marked, plan
+from gapless.db.prepared import Plan, keys_of, marked, plan
 
 T = TypeVar("T")
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints, off the loop's thread
@@ -76,11 +76,13 @@ class InlineEngine:
     def plan(self, statement: Executable, parameters: Any) -> Plan | None:
         """The marked statement's plan for these parameters' keys, compiled on first use
         (None: SQLAlchemy runs this one)."""
-        key = key_of(statement, parameters)
+        keys = keys_of(parameters)
         try:
-            return self._plans[key]
+            return self._plans[id(statement), keys]
         except KeyError:
-            found = self._plans[key] = plan(statement, parameters, self.sync_engine.dialect)
+            found = self._plans[id(statement), keys] = plan(
+                statement, keys, self.sync_engine.dialect
+            )
             return found
 
     def driver(self, connection: sa.Connection) -> sqlite3.Connection:

@@ -1,10 +1,11 @@
 """Statements the hot path runs often, compiled once and sent to SQLite's driver directly.
 
-Why: a one-row read by id costs SQLAlchemy Core about 0.09 ms of CPU here and
-SQLite itself 0.01 (`python -m benchmarks.statements`): the rest is the
-execution context, parameter processing, the result's metadata and its row
-objects, paid again for every statement. A reply's start runs about ten of
-them. A statement marked with `prepared` is compiled once per set of
+Why: a chat read by id costs 0.045 ms of CPU through SQLAlchemy Core's
+execution and 0.009 as the same `SELECT` on the bare driver (`python -m
+benchmarks.statements`): the rest is the execution context, parameter
+processing, the result's metadata and its row objects, paid again for every
+statement. A reply's start runs about ten of them; as a plan, that read costs
+0.017. A statement marked with `prepared` is compiled once per set of
 parameter keys, by SQLAlchemy, with SQLAlchemy's own type conversions (its
 bind and result processors), and then each execution is a tuple of values on
 the driver's cursor and named tuples back.
@@ -12,7 +13,8 @@ the driver's cursor and named tuples back.
 Only the SQLite engine (`db.inline`) runs plans: on PostgreSQL a marked
 statement is an ordinary statement. A shape a plan cannot run exactly as
 SQLAlchemy would (an IN list expanded at execution time, Python-side column
-defaults to fill, two result columns of one name) goes on through SQLAlchemy.
+defaults to fill, a callable value, result columns a named tuple cannot name:
+two of one name, a keyword) goes on through SQLAlchemy.
 Driver errors come out as SQLAlchemy's (`IntegrityError`, `OperationalError`),
 as callers expect. Imports nothing from gapless.
 """
@@ -135,35 +137,28 @@ class Plan:
         return Result(rows, cursor.rowcount)
 
 
-def plan(statement: Executable, parameters: Any, dialect: Dialect) -> Plan | None:
+def plan(statement: Executable, keys: Sequence[str], dialect: Dialect) -> Plan | None:
     """The plan for this statement and these parameters' keys, or None where SQLAlchemy must
     run it (a shape a plan would run differently; see the module's docstring)."""
-    keys = _keys(parameters)
     try:
         found = Plan(statement, keys, dialect)
-    except ValueError:  # a column name a named tuple cannot carry (a keyword, a leading _)
+    except ValueError:  # result columns a named tuple cannot name (duplicates, keywords, _x)
         return None
     compiled = found._compiled
-    columns = [c.key for c in getattr(statement, "exported_columns", ())]
     if (
         "POSTCOMPILE" in found.sql
         or compiled.positiontup is None
         or any(bind.callable is not None for bind in compiled.binds.values())
         or getattr(compiled, "insert_prefetch", None)
         or getattr(compiled, "update_prefetch", None)
-        or len(set(columns)) != len(columns)
     ):
         return None
     return found
 
 
-def key_of(statement: Executable, parameters: Any) -> tuple[int, tuple[str, ...]]:
-    """What a plan is cached under: the statement and its parameters' keys (an INSERT or an
-    UPDATE's columns follow from them)."""
-    return id(statement), _keys(parameters)
-
-
-def _keys(parameters: Any) -> tuple[str, ...]:
+def keys_of(parameters: Any) -> tuple[str, ...]:
+    """The parameters' keys, which a plan is compiled and cached for (an INSERT or an
+    UPDATE's columns follow from them); an executemany's are its first row's."""
     if not parameters:
         return ()
     first = parameters[0] if isinstance(parameters, list) else parameters

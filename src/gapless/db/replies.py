@@ -18,11 +18,13 @@ import sqlalchemy as sa
 
 from gapless.db import Engine
 from gapless.db.agents import lock_reply, undecided
-from gapless.db.chats import MESSAGE, RUNNING, UNFINISHED
+from gapless.db.chats import MESSAGE, UNFINISHED
 from gapless.db.generations import INSERT as INSERT_GENERATION
 from gapless.db.prepared import prepared
 from gapless.db.rows import message_json, now
 from gapless.db.tables import messages
+
+RUNNING = ("pending", "streaming")  # what a process runs (requires_action waits for a person)
 
 
 async def unfinished(engine: Engine) -> list[dict[str, Any]]:
